@@ -1,0 +1,368 @@
+//! The value cache: memory only, bounded by bytes, least-recently-read first
+//! out, with single-flight fetches, short negative caching and wiping of
+//! evicted values.
+//!
+//! Values are keyed by (name, version) so a version, once fetched, never
+//! changes under a reader; `latest` maps a name to the version a fresh lookup
+//! should see. Cached reads never wait on the vault: only a miss fetches.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use lru::LruCache;
+use tokio::sync::Semaphore;
+
+use crate::config::CacheConfig;
+use crate::secret::{Secret, SecretBytes, SecretName, SecretProps, VersionId};
+use crate::vault::{Vault, VaultError};
+
+/// Bytes charged per entry on top of its value, for names, metadata and the
+/// map itself, so a budget also bounds many tiny secrets.
+const ENTRY_OVERHEAD: u64 = 512;
+
+/// One version of one secret, as cached.
+#[derive(Debug)]
+pub struct CachedSecret {
+    pub props: SecretProps,
+    pub value: SecretBytes,
+    /// When the vault last confirmed this is the latest version.
+    verified_at: Mutex<Instant>,
+}
+
+impl CachedSecret {
+    pub fn key(&self) -> SecretKey {
+        SecretKey {
+            name: self.props.name.clone(),
+            version: self.props.version.clone(),
+        }
+    }
+
+    fn cost(&self) -> u64 {
+        self.value.len() as u64 + ENTRY_OVERHEAD
+    }
+
+    pub fn verified_at(&self) -> Instant {
+        *lock(&self.verified_at)
+    }
+
+    pub fn mark_verified(&self, at: Instant) {
+        *lock(&self.verified_at) = at;
+    }
+}
+
+/// A specific version of a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SecretKey {
+    pub name: SecretName,
+    pub version: VersionId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct FetchKey {
+    name: SecretName,
+    version: Option<VersionId>,
+}
+
+type SharedFetch = Shared<BoxFuture<'static, Result<Arc<CachedSecret>, VaultError>>>;
+
+struct State {
+    values: LruCache<SecretKey, Arc<CachedSecret>>,
+    bytes: u64,
+    latest: HashMap<SecretName, VersionId>,
+    negative: HashMap<SecretName, (Instant, VaultError)>,
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub fetches: AtomicU64,
+    pub fetch_errors: AtomicU64,
+    pub evictions: AtomicU64,
+}
+
+/// The cache in front of a [`Vault`].
+pub struct SecretCache {
+    vault: Arc<dyn Vault>,
+    cfg: CacheConfig,
+    state: Mutex<State>,
+    inflight: Mutex<HashMap<FetchKey, SharedFetch>>,
+    permits: Semaphore,
+    pub stats: CacheStats,
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: every
+/// critical section here leaves the state consistent at each step.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SecretCache {
+    pub fn new(vault: Arc<dyn Vault>, cfg: CacheConfig) -> Arc<SecretCache> {
+        Arc::new(SecretCache {
+            vault,
+            permits: Semaphore::new(cfg.max_concurrent_fetches.max(1)),
+            cfg,
+            state: Mutex::new(State {
+                values: LruCache::unbounded(),
+                bytes: 0,
+                latest: HashMap::new(),
+                negative: HashMap::new(),
+            }),
+            inflight: Mutex::new(HashMap::new()),
+            stats: CacheStats::default(),
+        })
+    }
+
+    pub fn vault(&self) -> &Arc<dyn Vault> {
+        &self.vault
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.cfg
+    }
+
+    /// The latest cached version of `name`, promoted in the LRU. Never waits.
+    pub fn cached_latest(&self, name: &SecretName) -> Option<Arc<CachedSecret>> {
+        let mut st = lock(&self.state);
+        let version = st.latest.get(name)?.clone();
+        let key = SecretKey {
+            name: name.clone(),
+            version,
+        };
+        let hit = st.values.get(&key).cloned();
+        drop(st);
+        self.count_lookup(hit.is_some());
+        hit
+    }
+
+    /// A cached version, promoted in the LRU. Never waits.
+    pub fn cached(&self, key: &SecretKey) -> Option<Arc<CachedSecret>> {
+        let hit = lock(&self.state).values.get(key).cloned();
+        self.count_lookup(hit.is_some());
+        hit
+    }
+
+    fn count_lookup(&self, hit: bool) {
+        let c = if hit {
+            &self.stats.hits
+        } else {
+            &self.stats.misses
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A remembered refusal for `name`, if still fresh.
+    pub fn negative(&self, name: &SecretName) -> Option<VaultError> {
+        let mut st = lock(&self.state);
+        match st.negative.get(name) {
+            Some((at, err)) if at.elapsed() < self.cfg.negative_ttl => Some(err.clone()),
+            Some(_) => {
+                st.negative.remove(name);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// The latest version of `name`: from memory if cached, otherwise fetched
+    /// (one GET however many callers ask at once).
+    pub async fn latest(self: &Arc<Self>, name: &SecretName) -> Result<Arc<CachedSecret>, VaultError> {
+        if let Some(hit) = self.cached_latest(name) {
+            return Ok(hit);
+        }
+        if let Some(err) = self.negative(name) {
+            return Err(err);
+        }
+        self.fetch(name.clone(), None).await
+    }
+
+    /// A specific version: from memory, or fetched by version id.
+    pub async fn version(self: &Arc<Self>, key: &SecretKey) -> Result<Arc<CachedSecret>, VaultError> {
+        if let Some(hit) = self.cached(key) {
+            return Ok(hit);
+        }
+        self.fetch(key.name.clone(), Some(key.version.clone())).await
+    }
+
+    /// Asks the vault for the latest version now, bypassing the cache (but
+    /// joining a fetch already under way), and caches the answer.
+    pub async fn fetch_latest(self: &Arc<Self>, name: &SecretName) -> Result<Arc<CachedSecret>, VaultError> {
+        self.fetch(name.clone(), None).await
+    }
+
+    async fn fetch(
+        self: &Arc<Self>,
+        name: SecretName,
+        version: Option<VersionId>,
+    ) -> Result<Arc<CachedSecret>, VaultError> {
+        let key = FetchKey { name, version };
+        let fut = {
+            let mut inflight = lock(&self.inflight);
+            match inflight.get(&key) {
+                Some(f) => f.clone(),
+                None => {
+                    let this = Arc::clone(self);
+                    let k = key.clone();
+                    let f = async move {
+                        let result = this.fetch_uncoalesced(&k).await;
+                        lock(&this.inflight).remove(&k);
+                        result
+                    }
+                    .boxed()
+                    .shared();
+                    inflight.insert(key, f.clone());
+                    f
+                }
+            }
+        };
+        fut.await
+    }
+
+    /// One fetch with retries on transient errors, within the fetch timeout.
+    async fn fetch_uncoalesced(&self, key: &FetchKey) -> Result<Arc<CachedSecret>, VaultError> {
+        let timeout = self.cfg.fetch_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let _permit = match tokio::time::timeout_at(deadline, self.permits.acquire()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) | Err(_) => return Err(VaultError::Timeout(timeout)),
+        };
+        let mut attempt: u32 = 0;
+        loop {
+            self.stats.fetches.fetch_add(1, Ordering::Relaxed);
+            let call = self.vault.get(&key.name, key.version.as_ref());
+            let result = match tokio::time::timeout_at(deadline, call).await {
+                Ok(r) => r,
+                Err(_) => Err(VaultError::Timeout(timeout)),
+            };
+            match result {
+                Ok(secret) => return Ok(self.insert(secret, key.version.is_none())),
+                Err(err) => {
+                    self.stats.fetch_errors.fetch_add(1, Ordering::Relaxed);
+                    if err.is_transient() && !matches!(err, VaultError::Timeout(_)) {
+                        let wait = backoff(attempt, &err);
+                        if tokio::time::Instant::now() + wait < deadline {
+                            tokio::time::sleep(wait).await;
+                            attempt += 1;
+                            continue;
+                        }
+                    }
+                    if err.is_revocation() && key.version.is_none() {
+                        lock(&self.state)
+                            .negative
+                            .insert(key.name.clone(), (Instant::now(), err.clone()));
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    fn insert(&self, secret: Secret, is_latest: bool) -> Arc<CachedSecret> {
+        let entry = Arc::new(CachedSecret {
+            props: secret.props,
+            value: secret.value,
+            verified_at: Mutex::new(Instant::now()),
+        });
+        let key = entry.key();
+        let mut st = lock(&self.state);
+        if is_latest {
+            st.latest.insert(key.name.clone(), key.version.clone());
+            st.negative.remove(&key.name);
+        }
+        let cost = entry.cost();
+        if let Some(old) = st.values.put(key, Arc::clone(&entry)) {
+            st.bytes -= old.cost();
+        }
+        st.bytes += cost;
+        while st.bytes > self.cfg.max_bytes && st.values.len() > 1 {
+            let Some((k, v)) = st.values.pop_lru() else {
+                break;
+            };
+            st.bytes -= v.cost();
+            if st.latest.get(&k.name) == Some(&k.version) {
+                st.latest.remove(&k.name);
+            }
+            self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            // `v` drops here; its bytes are wiped once no reader holds it.
+        }
+        entry
+    }
+
+    /// Forgets every version of `name` (revocation). Values are wiped as soon
+    /// as no reader holds them.
+    pub fn remove(&self, name: &SecretName) {
+        let mut st = lock(&self.state);
+        st.latest.remove(name);
+        let keys: Vec<SecretKey> = st
+            .values
+            .iter()
+            .filter(|(k, _)| &k.name == name)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            if let Some(v) = st.values.pop(&k) {
+                st.bytes -= v.cost();
+            }
+        }
+    }
+
+    /// Remembers a refusal for `name` for the negative TTL.
+    pub fn remember_refusal(&self, name: &SecretName, err: VaultError) {
+        lock(&self.state)
+            .negative
+            .insert(name.clone(), (Instant::now(), err));
+    }
+
+    /// Names whose latest version is cached, with that entry.
+    pub fn latest_entries(&self) -> Vec<Arc<CachedSecret>> {
+        let st = lock(&self.state);
+        st.latest
+            .iter()
+            .filter_map(|(name, version)| {
+                st.values
+                    .peek(&SecretKey {
+                        name: name.clone(),
+                        version: version.clone(),
+                    })
+                    .cloned()
+            })
+            .collect()
+    }
+
+    /// Bytes currently charged against the budget.
+    pub fn bytes(&self) -> u64 {
+        lock(&self.state).bytes
+    }
+
+    /// Number of cached versions.
+    pub fn len(&self) -> usize {
+        lock(&self.state).values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Exponential backoff with full jitter from 100 ms, capped at 5 s; a
+/// `Retry-After` from the vault wins.
+pub fn backoff(attempt: u32, err: &VaultError) -> Duration {
+    if let VaultError::Throttled {
+        retry_after: Some(d),
+    } = err
+    {
+        return *d;
+    }
+    let cap = Duration::from_millis(100)
+        .saturating_mul(1u32 << attempt.min(6))
+        .min(Duration::from_secs(5));
+    cap.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+#[cfg(test)]
+mod tests;

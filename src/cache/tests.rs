@@ -1,0 +1,116 @@
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::vault::memory::MemoryVault;
+
+fn name(s: &str) -> SecretName {
+    SecretName::parse(s).unwrap()
+}
+
+fn cache_with(vault: &Arc<MemoryVault>, cfg: CacheConfig) -> Arc<SecretCache> {
+    SecretCache::new(vault.clone() as Arc<dyn Vault>, cfg)
+}
+
+#[tokio::test]
+async fn concurrent_first_reads_make_one_get() {
+    let vault = Arc::new(MemoryVault::new());
+    vault.put("db", b"pw");
+    vault.set_delay(Some(Duration::from_millis(50)));
+    let cache = cache_with(&vault, CacheConfig::default());
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let c = cache.clone();
+            tokio::spawn(async move { c.latest(&name("db")).await.map(|s| s.value.expose().to_vec()) })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), b"pw");
+    }
+    assert_eq!(vault.gets.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn not_found_is_remembered_briefly() {
+    let vault = Arc::new(MemoryVault::new());
+    let cfg = CacheConfig {
+        negative_ttl: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let cache = cache_with(&vault, cfg);
+    assert_eq!(cache.latest(&name("nope")).await.unwrap_err(), VaultError::NotFound);
+    assert_eq!(cache.latest(&name("nope")).await.unwrap_err(), VaultError::NotFound);
+    assert_eq!(vault.gets.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    vault.put("nope", b"now");
+    assert_eq!(cache.latest(&name("nope")).await.unwrap().value.expose(), b"now");
+}
+
+#[tokio::test]
+async fn byte_budget_evicts_least_recently_read() {
+    let vault = Arc::new(MemoryVault::new());
+    for n in ["a", "b", "c"] {
+        vault.put(n, &[7u8; 1000]);
+    }
+    let cfg = CacheConfig {
+        max_bytes: 2 * (1000 + ENTRY_OVERHEAD),
+        ..Default::default()
+    };
+    let cache = cache_with(&vault, cfg);
+    cache.latest(&name("a")).await.unwrap();
+    cache.latest(&name("b")).await.unwrap();
+    // Reading a promotes it, so b is the least recently read.
+    assert!(cache.cached_latest(&name("a")).is_some());
+    cache.latest(&name("c")).await.unwrap();
+    assert!(cache.cached_latest(&name("a")).is_some());
+    assert!(cache.cached_latest(&name("b")).is_none());
+    assert!(cache.cached_latest(&name("c")).is_some());
+    assert!(cache.bytes() <= 2 * (1000 + ENTRY_OVERHEAD));
+    assert_eq!(cache.stats.evictions.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_within_the_timeout() {
+    let vault = Arc::new(MemoryVault::new());
+    vault.put("x", b"v");
+    vault.fail_with(VaultError::Unavailable("503".into()));
+    let cfg = CacheConfig {
+        fetch_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let cache = cache_with(&vault, cfg);
+    let c = cache.clone();
+    let read = tokio::spawn(async move { c.latest(&name("x")).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    vault.clear_fault();
+    assert_eq!(read.await.unwrap().unwrap().value.expose(), b"v");
+    assert!(vault.gets.load(Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test]
+async fn a_hung_vault_fails_within_the_fetch_timeout() {
+    let vault = Arc::new(MemoryVault::new());
+    vault.put("x", b"v");
+    vault.set_delay(Some(Duration::from_secs(3600)));
+    let cfg = CacheConfig {
+        fetch_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let cache = cache_with(&vault, cfg);
+    let err = cache.latest(&name("x")).await.unwrap_err();
+    assert!(matches!(err, VaultError::Timeout(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn old_versions_stay_readable_by_key() {
+    let vault = Arc::new(MemoryVault::new());
+    vault.put("r", b"one");
+    let cache = cache_with(&vault, CacheConfig::default());
+    let first = cache.latest(&name("r")).await.unwrap();
+    vault.put("r", b"two");
+    let second = cache.fetch_latest(&name("r")).await.unwrap();
+    assert_eq!(second.value.expose(), b"two");
+    assert_eq!(cache.version(&first.key()).await.unwrap().value.expose(), b"one");
+    assert_eq!(cache.cached_latest(&name("r")).unwrap().value.expose(), b"two");
+}

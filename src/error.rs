@@ -1,0 +1,96 @@
+//! The filesystem's error type and its one mapping to errno.
+//!
+//! Every error a FUSE request can end with is an [`FsError`]; [`FsError::errno`]
+//! is the only place that decides which errno a user sees, and
+//! [`FsError::log_level_is_quiet`] decides whether it is worth a warning.
+
+use crate::secret::SecretName;
+use crate::vault::VaultError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// A name that cannot exist in Key Vault, or an unknown inode.
+    #[error("no such file")]
+    NoEntry,
+    #[error("the mount is read-only")]
+    ReadOnly,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("no such extended attribute")]
+    NoAttr,
+    #[error("buffer too small for the attribute")]
+    Range,
+    #[error("secret {name} in {vault}: {source}")]
+    Vault {
+        vault: String,
+        name: SecretName,
+        #[source]
+        source: VaultError,
+    },
+    #[error("listing {vault}: {source}")]
+    List {
+        vault: String,
+        #[source]
+        source: VaultError,
+    },
+}
+
+impl FsError {
+    /// The errno for this error. This match is the whole policy; SEMANTICS.md
+    /// documents it.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NoEntry => libc::ENOENT,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::NoAttr => libc::ENODATA,
+            FsError::Range => libc::ERANGE,
+            FsError::Vault { source, .. } | FsError::List { source, .. } => match source {
+                VaultError::NotFound => libc::ENOENT,
+                VaultError::Disabled | VaultError::Forbidden { .. } | VaultError::Auth(_) => {
+                    libc::EACCES
+                }
+                VaultError::Throttled { .. }
+                | VaultError::Timeout(_)
+                | VaultError::Unavailable(_)
+                | VaultError::BadResponse(_) => libc::EIO,
+            },
+        }
+    }
+
+    /// Errors that are ordinary answers (a name that is not there, a missing
+    /// xattr) are logged at debug; the rest at warn.
+    pub fn log_level_is_quiet(&self) -> bool {
+        matches!(
+            self,
+            FsError::NoEntry
+                | FsError::NoAttr
+                | FsError::Range
+                | FsError::ReadOnly
+                | FsError::NotDir
+                | FsError::IsDir
+                | FsError::Vault {
+                    source: VaultError::NotFound,
+                    ..
+                }
+        )
+    }
+}
+
+/// An error and its chain of causes on one line.
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text.replace('\n', " ")
+}

@@ -1,0 +1,480 @@
+//! Filesystem semantics, without FUSE: names to inodes, attributes, reads,
+//! directory listings and extended attributes. Returns plain structs and
+//! [`FsError`]s; the `fuse` module turns them into kernel replies.
+//!
+//! Inodes are bound to one version of one secret. When a secret rotates, its
+//! name is bound to a new inode; a file already open keeps its inode and so
+//! keeps reading the bytes of the version it opened, at that version's size.
+//! This is what lets the kernel cache pages and attributes of an inode for
+//! as long as it likes: an inode's content never changes.
+
+mod xattr;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::cache::{CachedSecret, SecretCache, SecretKey};
+use crate::config::OwnerConfig;
+use crate::error::FsError;
+use crate::secret::{SecretName, SecretProps, SecretSummary};
+use crate::vault::VaultError;
+
+/// The root directory's inode.
+pub const ROOT_INO: u64 = 1;
+
+/// Kernel cache lifetimes and listing freshness.
+#[derive(Clone, Copy, Debug)]
+pub struct FsTimings {
+    /// How long the kernel may cache a name -> inode binding.
+    pub entry_ttl: Duration,
+    /// How long the kernel may cache an inode's attributes.
+    pub attr_ttl: Duration,
+    /// A directory listing older than this is refreshed in the background
+    /// (the stale one is served meanwhile).
+    pub listing_ttl: Duration,
+}
+
+impl Default for FsTimings {
+    fn default() -> Self {
+        FsTimings {
+            entry_ttl: Duration::from_secs(60),
+            attr_ttl: Duration::from_secs(60),
+            listing_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Directory,
+    File,
+}
+
+/// Attributes of an inode.
+#[derive(Clone, Debug)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub size: u64,
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub crtime: SystemTime,
+}
+
+/// The answer to a lookup.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub attr: Attr,
+    pub entry_ttl: Duration,
+    pub attr_ttl: Duration,
+}
+
+/// One directory entry.
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub kind: Kind,
+    pub name: String,
+}
+
+/// Bytes of a read, borrowed from the cached version.
+pub struct ReadData {
+    secret: Arc<CachedSecret>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadData {
+    pub fn bytes(&self) -> &[u8] {
+        &self.secret.value.expose()[self.start..self.end]
+    }
+}
+
+struct Node {
+    key: SecretKey,
+    props: Arc<SecretProps>,
+    size: u64,
+    lookups: u64,
+}
+
+#[derive(Default)]
+struct Inodes {
+    by_ino: HashMap<u64, Node>,
+    by_key: HashMap<SecretKey, u64>,
+    /// Stable numbers for names in listings (d_ino); never used as inodes.
+    listing_ids: HashMap<SecretName, u64>,
+    next: u64,
+}
+
+impl Inodes {
+    fn alloc(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+}
+
+#[derive(Default)]
+struct Listing {
+    names: Arc<Vec<SecretSummary>>,
+    loaded_at: Option<Instant>,
+    refreshing: bool,
+}
+
+/// The filesystem core shared by all FUSE worker threads.
+pub struct FsCore {
+    cache: Arc<SecretCache>,
+    owner: OwnerConfig,
+    timings: FsTimings,
+    vault_url: String,
+    mounted_at: SystemTime,
+    inodes: Mutex<Inodes>,
+    listing: Mutex<Listing>,
+    /// Serializes listing fetches so concurrent readdirs make one listing.
+    list_lock: tokio::sync::Mutex<()>,
+    dir_handles: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unix_time(secs: Option<i64>, fallback: SystemTime) -> SystemTime {
+    match secs {
+        Some(s) if s >= 0 => UNIX_EPOCH + Duration::from_secs(s as u64),
+        _ => fallback,
+    }
+}
+
+impl FsCore {
+    pub fn new(cache: Arc<SecretCache>, owner: OwnerConfig, timings: FsTimings) -> Arc<FsCore> {
+        let vault_url = cache.vault().url().to_string();
+        Arc::new(FsCore {
+            cache,
+            owner,
+            timings,
+            vault_url,
+            mounted_at: SystemTime::now(),
+            inodes: Mutex::new(Inodes {
+                next: ROOT_INO,
+                ..Default::default()
+            }),
+            listing: Mutex::new(Listing::default()),
+            list_lock: tokio::sync::Mutex::new(()),
+            dir_handles: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn cache(&self) -> &Arc<SecretCache> {
+        &self.cache
+    }
+
+    pub fn timings(&self) -> FsTimings {
+        self.timings
+    }
+
+    fn vault_err(&self, name: &SecretName, source: VaultError) -> FsError {
+        FsError::Vault {
+            vault: self.vault_url.clone(),
+            name: name.clone(),
+            source,
+        }
+    }
+
+    fn root_attr(&self) -> Attr {
+        Attr {
+            ino: ROOT_INO,
+            kind: Kind::Directory,
+            size: 0,
+            perm: self.owner.dir_mode,
+            uid: self.owner.uid,
+            gid: self.owner.gid,
+            nlink: 2,
+            mtime: self.mounted_at,
+            ctime: self.mounted_at,
+            crtime: self.mounted_at,
+        }
+    }
+
+    fn file_attr(&self, ino: u64, node: &Node) -> Attr {
+        let updated = unix_time(node.props.updated, self.mounted_at);
+        Attr {
+            ino,
+            kind: Kind::File,
+            size: node.size,
+            perm: self.owner.file_mode,
+            uid: self.owner.uid,
+            gid: self.owner.gid,
+            nlink: 1,
+            mtime: updated,
+            ctime: updated,
+            crtime: unix_time(node.props.created, updated),
+        }
+    }
+
+    /// Binds (or re-binds) the version in `secret` to an inode and counts one
+    /// kernel lookup reference on it.
+    fn bind(&self, secret: &CachedSecret) -> Entry {
+        let key = secret.key();
+        let mut inodes = lock(&self.inodes);
+        let ino = match inodes.by_key.get(&key) {
+            Some(&ino) => ino,
+            None => {
+                let ino = inodes.alloc();
+                inodes.by_key.insert(key.clone(), ino);
+                inodes.by_ino.insert(
+                    ino,
+                    Node {
+                        key,
+                        props: Arc::new(secret.props.clone()),
+                        size: secret.value.len() as u64,
+                        lookups: 0,
+                    },
+                );
+                ino
+            }
+        };
+        let node = inodes.by_ino.get_mut(&ino).expect("inode was just bound");
+        node.lookups += 1;
+        let attr = self.file_attr(ino, node);
+        Entry {
+            attr,
+            entry_ttl: self.timings.entry_ttl,
+            attr_ttl: self.timings.attr_ttl,
+        }
+    }
+
+    /// Resolves `name` in `parent`. Fetches the value on first access so the
+    /// size is exact; answers from memory afterwards.
+    pub async fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry, FsError> {
+        if parent != ROOT_INO {
+            return Err(FsError::NotDir);
+        }
+        let name = name
+            .to_str()
+            .and_then(SecretName::parse)
+            .ok_or(FsError::NoEntry)?;
+        let secret = self
+            .cache
+            .latest(&name)
+            .await
+            .map_err(|e| self.vault_err(&name, e))?;
+        Ok(self.bind(&secret))
+    }
+
+    /// The kernel dropped `n` references to `ino`; an inode with none left is
+    /// forgotten (its value stays cached by the LRU until evicted).
+    pub fn forget(&self, ino: u64, n: u64) {
+        let mut inodes = lock(&self.inodes);
+        let gone = match inodes.by_ino.get_mut(&ino) {
+            Some(node) => {
+                node.lookups = node.lookups.saturating_sub(n);
+                node.lookups == 0
+            }
+            None => false,
+        };
+        if gone {
+            if let Some(node) = inodes.by_ino.remove(&ino) {
+                inodes.by_key.remove(&node.key);
+            }
+        }
+    }
+
+    pub fn getattr(&self, ino: u64) -> Result<(Attr, Duration), FsError> {
+        if ino == ROOT_INO {
+            return Ok((self.root_attr(), self.timings.attr_ttl));
+        }
+        let inodes = lock(&self.inodes);
+        let node = inodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?;
+        Ok((self.file_attr(ino, node), self.timings.attr_ttl))
+    }
+
+    fn node_key(&self, ino: u64) -> Result<SecretKey, FsError> {
+        if ino == ROOT_INO {
+            return Err(FsError::IsDir);
+        }
+        let inodes = lock(&self.inodes);
+        Ok(inodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?.key.clone())
+    }
+
+    /// Reads from the version bound to `ino`. Served from memory when cached;
+    /// only a version evicted since lookup is fetched again, by its version id.
+    pub async fn read(&self, ino: u64, offset: u64, size: u32) -> Result<ReadData, FsError> {
+        let key = self.node_key(ino)?;
+        let secret = self
+            .cache
+            .version(&key)
+            .await
+            .map_err(|e| self.vault_err(&key.name, e))?;
+        let len = secret.value.len();
+        let start = (offset.min(len as u64)) as usize;
+        let end = start.saturating_add(size as usize).min(len);
+        Ok(ReadData { secret, start, end })
+    }
+
+    /// The vault's secret names, loading the listing if none was loaded yet.
+    /// A listing older than the listing TTL is served as is and refreshed in
+    /// the background by `refresh_listing_if_stale`.
+    pub async fn listing(&self) -> Result<Arc<Vec<SecretSummary>>, FsError> {
+        if let Some(names) = self.loaded_listing() {
+            return Ok(names);
+        }
+        let _guard = self.list_lock.lock().await;
+        if let Some(names) = self.loaded_listing() {
+            return Ok(names);
+        }
+        self.reload_listing().await
+    }
+
+    fn loaded_listing(&self) -> Option<Arc<Vec<SecretSummary>>> {
+        let l = lock(&self.listing);
+        l.loaded_at.map(|_| Arc::clone(&l.names))
+    }
+
+    /// Whether the listing should be refreshed; marks it as being refreshed.
+    pub fn listing_needs_refresh(&self) -> bool {
+        let mut l = lock(&self.listing);
+        let stale = l
+            .loaded_at
+            .is_some_and(|t| t.elapsed() >= self.timings.listing_ttl);
+        if stale && !l.refreshing {
+            l.refreshing = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Lists the vault now and replaces the listing.
+    pub async fn reload_listing(&self) -> Result<Arc<Vec<SecretSummary>>, FsError> {
+        let mut pages = 0;
+        let result = self.cache.vault().list(&mut pages).await;
+        let mut l = lock(&self.listing);
+        l.refreshing = false;
+        match result {
+            Ok(mut names) => {
+                names.sort_by(|a, b| a.name.cmp(&b.name));
+                l.names = Arc::new(names);
+                l.loaded_at = Some(Instant::now());
+                Ok(Arc::clone(&l.names))
+            }
+            Err(source) => Err(FsError::List {
+                vault: self.vault_url.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Replaces the listing with one obtained elsewhere (the refresher).
+    pub fn set_listing(&self, mut names: Vec<SecretSummary>) {
+        names.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut l = lock(&self.listing);
+        l.names = Arc::new(names);
+        l.loaded_at = Some(Instant::now());
+        l.refreshing = false;
+    }
+
+    /// Opens the root directory: takes a snapshot of the listing so that one
+    /// directory stream sees one consistent list across readdir calls.
+    pub async fn opendir(&self, ino: u64) -> Result<u64, FsError> {
+        if ino != ROOT_INO {
+            return Err(FsError::NotDir);
+        }
+        let names = self.listing().await?;
+        let entries = {
+            let mut inodes = lock(&self.inodes);
+            let mut entries = Vec::with_capacity(names.len() + 2);
+            entries.push(DirEntry {
+                ino: ROOT_INO,
+                kind: Kind::Directory,
+                name: ".".into(),
+            });
+            entries.push(DirEntry {
+                ino: ROOT_INO,
+                kind: Kind::Directory,
+                name: "..".into(),
+            });
+            for s in names.iter() {
+                let id = match inodes.listing_ids.get(&s.name) {
+                    Some(&id) => id,
+                    None => {
+                        let id = inodes.alloc();
+                        inodes.listing_ids.insert(s.name.clone(), id);
+                        id
+                    }
+                };
+                entries.push(DirEntry {
+                    ino: id,
+                    kind: Kind::File,
+                    name: s.name.to_string(),
+                });
+            }
+            entries
+        };
+        let mut handles = lock(&self.dir_handles);
+        let fh = (0..u64::MAX)
+            .map(|_| fastrand::u64(1..))
+            .find(|fh| !handles.contains_key(fh))
+            .unwrap_or(1);
+        handles.insert(fh, Arc::new(entries));
+        Ok(fh)
+    }
+
+    /// Entries of an open directory stream from `offset` on. Each entry's
+    /// offset for the next call is its index + 1.
+    pub fn readdir(&self, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>, FsError> {
+        let _ = offset;
+        lock(&self.dir_handles)
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::NoEntry)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        lock(&self.dir_handles).remove(&fh);
+    }
+
+    /// Extended attribute names of `ino`, NUL-terminated and concatenated.
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        if ino == ROOT_INO {
+            return Ok(xattr::join(&xattr::root_names()));
+        }
+        let props = self.props(ino)?;
+        Ok(xattr::join(&xattr::names(&props)))
+    }
+
+    /// The value of one extended attribute.
+    pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>, FsError> {
+        let name = name.to_str().ok_or(FsError::NoAttr)?;
+        if ino == ROOT_INO {
+            return xattr::root_value(&self.vault_url, name).ok_or(FsError::NoAttr);
+        }
+        let props = self.props(ino)?;
+        xattr::value(&props, name).ok_or(FsError::NoAttr)
+    }
+
+    fn props(&self, ino: u64) -> Result<Arc<SecretProps>, FsError> {
+        let inodes = lock(&self.inodes);
+        Ok(Arc::clone(
+            &inodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?.props,
+        ))
+    }
+
+    /// Number of names in the current listing, for statfs.
+    pub fn file_count(&self) -> u64 {
+        lock(&self.listing).names.len() as u64
+    }
+
+    /// Inodes currently known to the kernel.
+    pub fn inode_count(&self) -> usize {
+        lock(&self.inodes).by_ino.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

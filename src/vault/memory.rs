@@ -1,0 +1,155 @@
+//! An in-memory vault with call counters and fault injection, for tests and
+//! benchmarks that exercise the cache and filesystem without a network.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{Vault, VaultError};
+use crate::secret::{Secret, SecretBytes, SecretName, SecretProps, SecretSummary, VersionId};
+
+#[derive(Clone)]
+struct Stored {
+    versions: Vec<(VersionId, Vec<u8>, i64)>,
+    enabled: bool,
+    content_type: Option<String>,
+}
+
+/// An in-memory [`Vault`].
+#[derive(Default)]
+pub struct MemoryVault {
+    secrets: Mutex<BTreeMap<SecretName, Stored>>,
+    fault: Mutex<Option<VaultError>>,
+    delay: Mutex<Option<Duration>>,
+    next_version: AtomicU64,
+    /// GET calls made.
+    pub gets: AtomicU64,
+    /// List pages fetched.
+    pub list_pages: AtomicU64,
+}
+
+impl MemoryVault {
+    pub fn new() -> MemoryVault {
+        MemoryVault::default()
+    }
+
+    /// Adds a new version and returns its id.
+    pub fn put(&self, name: &str, value: &[u8]) -> VersionId {
+        let name = SecretName::parse(name).expect("test secret name must be valid");
+        let n = self.next_version.fetch_add(1, Ordering::SeqCst);
+        let version = VersionId::new(&format!("{n:032x}"));
+        let mut map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(name).or_insert(Stored {
+            versions: Vec::new(),
+            enabled: true,
+            content_type: None,
+        });
+        entry
+            .versions
+            .push((version.clone(), value.to_vec(), 1_700_000_000 + n as i64));
+        version
+    }
+
+    pub fn set_enabled(&self, name: &str, enabled: bool) {
+        let mut map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get_mut(name_key(name).as_ref().expect("valid name")) {
+            s.enabled = enabled;
+        }
+    }
+
+    pub fn delete(&self, name: &str) {
+        let mut map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(name_key(name).as_ref().expect("valid name"));
+    }
+
+    /// Every following call fails with `err` until [`MemoryVault::clear_fault`].
+    pub fn fail_with(&self, err: VaultError) {
+        *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = Some(err);
+    }
+
+    pub fn clear_fault(&self) {
+        *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Every following call waits this long first.
+    pub fn set_delay(&self, d: Option<Duration>) {
+        *self.delay.lock().unwrap_or_else(|e| e.into_inner()) = d;
+    }
+
+    async fn before_call(&self) -> Result<(), VaultError> {
+        let delay = *self.delay.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        match self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn name_key(name: &str) -> Option<SecretName> {
+    SecretName::parse(name)
+}
+
+#[async_trait]
+impl Vault for MemoryVault {
+    fn url(&self) -> &str {
+        "memory://test"
+    }
+
+    async fn get(
+        &self,
+        name: &SecretName,
+        version: Option<&VersionId>,
+    ) -> Result<Secret, VaultError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.before_call().await?;
+        let map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let stored = map.get(name).ok_or(VaultError::NotFound)?;
+        let found = match version {
+            Some(v) => stored.versions.iter().find(|(id, _, _)| id == v),
+            None => stored.versions.last(),
+        };
+        let (id, value, updated) = found.ok_or(VaultError::NotFound)?;
+        if !stored.enabled {
+            return Err(VaultError::Disabled);
+        }
+        Ok(Secret {
+            props: SecretProps {
+                name: name.clone(),
+                version: id.clone(),
+                id: format!("memory://test/secrets/{name}/{id}"),
+                content_type: stored.content_type.clone(),
+                enabled: stored.enabled,
+                created: Some(*updated),
+                updated: Some(*updated),
+                expires: None,
+                not_before: None,
+                tags: BTreeMap::new(),
+            },
+            value: SecretBytes::from(&value[..]),
+        })
+    }
+
+    async fn list(&self, pages: &mut u32) -> Result<Vec<SecretSummary>, VaultError> {
+        self.before_call().await?;
+        let map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let n_pages = map.len().div_ceil(25).max(1) as u64;
+        self.list_pages.fetch_add(n_pages, Ordering::SeqCst);
+        *pages += n_pages as u32;
+        Ok(map
+            .iter()
+            .map(|(name, s)| SecretSummary {
+                name: name.clone(),
+                enabled: s.enabled,
+                content_type: s.content_type.clone(),
+                updated: s.versions.last().map(|v| v.2),
+                managed: false,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,82 @@
+//! The secret source behind the filesystem.
+//!
+//! [`Vault`] is the only thing the cache knows about Key Vault. The Azure
+//! implementation lives in [`azure`], which (with `auth`) is the only code that
+//! names an Azure SDK type. [`memory`] is an in-process fake with call counters
+//! and fault injection, used to test the cache and the filesystem without a
+//! network.
+
+pub mod azure;
+pub mod memory;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::secret::{Secret, SecretName, SecretSummary, VersionId};
+
+/// A source of secrets: one vault, one identity.
+#[async_trait]
+pub trait Vault: Send + Sync + 'static {
+    /// The vault URL, for messages and metrics.
+    fn url(&self) -> &str;
+
+    /// Fetches a secret's latest version, or a given version.
+    async fn get(&self, name: &SecretName, version: Option<&VersionId>)
+        -> Result<Secret, VaultError>;
+
+    /// Lists every secret in the vault, following all pages.
+    /// `pages` is incremented once per page fetched, so callers can account
+    /// for the calls a listing cost.
+    async fn list(&self, pages: &mut u32) -> Result<Vec<SecretSummary>, VaultError>;
+}
+
+/// What can go wrong when talking to the vault.
+///
+/// Messages carry the cause as the service or the network stated it; they never
+/// contain secret values (error bodies from Key Vault hold none). The caller
+/// adds which vault and which secret.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VaultError {
+    #[error("the secret does not exist (SecretNotFound)")]
+    NotFound,
+    #[error("the secret is disabled in the vault (SecretDisabled); enable it to read it")]
+    Disabled,
+    #[error("the identity is not allowed to {operation} secrets (403 Forbidden: {detail}); grant it the \"Key Vault Secrets User\" role or a get/list access policy")]
+    Forbidden { operation: &'static str, detail: String },
+    #[error("could not authenticate: {0}")]
+    Auth(String),
+    #[error("the vault is throttling requests (429){}", retry_hint(.retry_after))]
+    Throttled { retry_after: Option<Duration> },
+    #[error("the vault did not answer in time ({0:?}); check network access to the vault, private endpoints and proxies")]
+    Timeout(Duration),
+    #[error("the vault is unreachable or failing: {0}")]
+    Unavailable(String),
+    #[error("the vault sent a response that could not be understood: {0}")]
+    BadResponse(String),
+}
+
+fn retry_hint(d: &Option<Duration>) -> String {
+    match d {
+        Some(d) => format!("; it asked to retry after {}s", d.as_secs_f32()),
+        None => String::new(),
+    }
+}
+
+impl VaultError {
+    /// Transient errors are worth a retry and let a cached value keep serving.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            VaultError::Throttled { .. } | VaultError::Timeout(_) | VaultError::Unavailable(_)
+        )
+    }
+
+    /// Revocations: the vault said this secret may no longer be read.
+    pub fn is_revocation(&self) -> bool {
+        matches!(
+            self,
+            VaultError::NotFound | VaultError::Disabled | VaultError::Forbidden { .. }
+        )
+    }
+}
