@@ -141,6 +141,31 @@ pub struct MountArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Cache")]
     pub fetch_timeout: std::time::Duration,
 
+    /// How often cached secrets are checked for new versions (±10% jitter; at least 1s).
+    /// A rotation becomes visible within about one interval.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Refresh")]
+    pub refresh_interval: std::time::Duration,
+
+    /// Secrets not read for this long stop being refreshed and are evicted and wiped.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, help_heading = "Refresh")]
+    pub idle_timeout: std::time::Duration,
+
+    /// While the vault is unreachable or throttling, keep serving cached values this long
+    /// after their last successful check; then fail closed.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration, help_heading = "Refresh")]
+    pub max_stale: std::time::Duration,
+
+    /// Upper bound on the refresher's calls to the vault in any 10 seconds. Key Vault allows
+    /// 4,000 per vault across all clients; see docs/SCALING.md.
+    #[arg(long, value_name = "N", default_value = "50", value_parser = clap::value_parser!(u32).range(1..=4000), help_heading = "Refresh")]
+    pub max_requests_per_10s: u32,
+
+    /// Route every open and read through the daemon (no kernel page cache across opens),
+    /// so each open sees the daemon's current value and can be logged. About 10x slower
+    /// than the default for open+read+close; see docs/BENCHMARKS.md.
+    #[arg(long, help_heading = "Refresh")]
+    pub strict_open: bool,
+
     /// Do not lock memory. Without locking, cached secrets can be written to swap.
     #[arg(long, help_heading = "Security")]
     pub no_mlock: bool,
@@ -150,6 +175,12 @@ impl MountArgs {
     pub fn to_config(&self) -> Result<MountConfig, String> {
         if self.fetch_timeout.is_zero() {
             return Err("--fetch-timeout must be greater than zero".into());
+        }
+        if self.refresh_interval < std::time::Duration::from_secs(1) {
+            return Err("--refresh-interval must be at least 1s".into());
+        }
+        if self.idle_timeout < self.refresh_interval {
+            return Err("--idle-timeout must be at least --refresh-interval".into());
         }
         if self.cache_bytes < 64 << 10 {
             return Err("--cache-bytes must be at least 64KiB (one Key Vault secret is up to 25KiB)".into());
@@ -175,6 +206,13 @@ impl MountArgs {
                 fetch_timeout: self.fetch_timeout,
                 ..CacheConfig::default()
             },
+            refresh: crate::refresh::RefreshConfig {
+                interval: self.refresh_interval,
+                idle_timeout: self.idle_timeout,
+                max_stale: self.max_stale,
+                max_requests_per_10s: self.max_requests_per_10s,
+            },
+            strict_open: self.strict_open,
             foreground: self.foreground,
             mlock: !self.no_mlock,
         })

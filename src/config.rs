@@ -92,6 +92,9 @@ pub struct MountConfig {
     pub auth: AuthConfig,
     pub owner: OwnerConfig,
     pub cache: CacheConfig,
+    pub refresh: crate::refresh::RefreshConfig,
+    /// Serve every open through the daemon instead of the kernel page cache.
+    pub strict_open: bool,
     pub foreground: bool,
     pub mlock: bool,
 }

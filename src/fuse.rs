@@ -33,11 +33,16 @@ use crate::fs::{Attr, FsCore, Kind};
 pub struct AkvFs {
     core: Arc<FsCore>,
     rt: Handle,
+    strict_open: bool,
 }
 
 impl AkvFs {
-    pub fn new(core: Arc<FsCore>, rt: Handle) -> AkvFs {
-        AkvFs { core, rt }
+    pub fn new(core: Arc<FsCore>, rt: Handle, strict_open: bool) -> AkvFs {
+        AkvFs {
+            core,
+            rt,
+            strict_open,
+        }
     }
 
     /// Runs `fut` to completion and hands its result to `done`: inline if it
@@ -145,8 +150,20 @@ impl Filesystem for AkvFs {
         }
     }
 
-    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        reply.error(Errno::ENOSYS);
+    fn open(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if !self.strict_open {
+            reply.error(Errno::ENOSYS);
+            return;
+        }
+        // Without FOPEN_KEEP_CACHE the kernel drops the file's pages at each
+        // open, so every open reads the daemon's current value.
+        match self.core.getattr(ino.0) {
+            Ok(_) => {
+                tracing::debug!(ino = ino.0, uid = req.uid(), pid = req.pid(), "open");
+                reply.opened(FileHandle(0), fuser::FopenFlags::empty());
+            }
+            Err(e) => reply.error(fail("open", &ino.0, &e)),
+        }
     }
 
     fn read(
@@ -349,6 +366,25 @@ impl Filesystem for AkvFs {
         reply: ReplyEmpty,
     ) {
         reply.error(read_only("fallocate", &ino.0));
+    }
+}
+
+/// Kernel cache invalidation through fuser's notifier. Called only from
+/// background tasks, never from inside a request handler.
+pub struct KernelNotifier(pub fuser::Notifier);
+
+impl crate::refresh::KernelCache for KernelNotifier {
+    fn forget_name(&self, name: &str) {
+        // ENOENT just means the kernel had nothing cached.
+        if let Err(e) = self.0.inval_entry(INodeNo(crate::fs::ROOT_INO), OsStr::new(name)) {
+            tracing::trace!(name, "inval_entry: {e}");
+        }
+    }
+
+    fn forget_inode(&self, ino: u64) {
+        if let Err(e) = self.0.inval_inode(INodeNo(ino), 0, 0) {
+            tracing::trace!(ino, "inval_inode: {e}");
+        }
     }
 }
 

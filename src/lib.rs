@@ -29,6 +29,7 @@ pub mod fs;
 pub mod fuse;
 pub mod harden;
 pub mod mounts;
+pub mod refresh;
 pub mod run;
 pub mod secret;
 pub mod vault;

@@ -7,7 +7,10 @@ use akvfs::cli::{Cli, Command};
 use akvfs::run::{self, Failure};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage(e),
+    };
     init_logging(&cli.log_level);
     let result = match cli.command {
         Command::Mount(args) => match args.to_config() {
@@ -30,6 +33,35 @@ fn main() {
         eprintln!("akvfs: error: {msg}");
         std::process::exit(1);
     }
+}
+
+/// Help and version go to stdout; a usage error is one line on stderr, exit 2.
+fn usage(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+        let _ = e.print();
+        std::process::exit(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
+    }
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ");
+    let mut line = first.to_string();
+    // clap lists the missing arguments on the following lines.
+    if e.kind() == ErrorKind::MissingRequiredArgument {
+        let missing: Vec<&str> = rendered
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .filter(|l| l.starts_with('<') || l.starts_with("--"))
+            .collect();
+        if !missing.is_empty() {
+            line = format!("{} {}", line.trim_end_matches(':'), missing.join(" "));
+        }
+    }
+    usage_error(&format!("{line} (see akvfs --help)"))
 }
 
 fn usage_error(msg: &str) -> ! {

@@ -12,10 +12,11 @@ use crate::auth::{build_identity, whoami, Identity};
 use crate::cache::{backoff, SecretCache};
 use crate::config::{AuthConfig, MountConfig, VaultConfig};
 use crate::fs::{FsCore, FsTimings};
-use crate::fuse::AkvFs;
+use crate::fuse::{AkvFs, KernelNotifier};
+use crate::refresh::Refresher;
 use crate::mounts::{prepare_mountpoint, unmount};
 use crate::vault::azure::{build_transport, AzureVault, TransportSettings};
-use crate::vault::{Vault, VaultError};
+use crate::vault::{PageCount, Vault, VaultError};
 
 /// A failure that ends the command, with the message to print.
 #[derive(Debug)]
@@ -105,8 +106,7 @@ async fn first_listing(
     let deadline = tokio::time::Instant::now() + budget;
     let mut attempt = 0;
     loop {
-        let mut pages = 0;
-        let r = match tokio::time::timeout_at(deadline, vault.list(&mut pages)).await {
+        let r = match tokio::time::timeout_at(deadline, vault.list(&PageCount::default())).await {
             Ok(r) => r,
             Err(_) => Err(VaultError::Timeout(budget)),
         };
@@ -217,7 +217,7 @@ fn serve(
     if let Some(l) = listing {
         core.set_listing(l);
     }
-    let fs = AkvFs::new(Arc::clone(&core), rt.handle().clone());
+    let fs = AkvFs::new(Arc::clone(&core), rt.handle().clone(), cfg.strict_open);
 
     let mut fuse_cfg = fuser::Config::default();
     fuse_cfg.mount_options = vec![
@@ -254,6 +254,14 @@ fn serve(
         .spawn()
         .map_err(|e| Failure(format!("cannot start the FUSE session: {e}")))?;
 
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let refresher = Refresher::new(
+        Arc::clone(&core),
+        Arc::new(KernelNotifier(bg.notifier())),
+        cfg.refresh,
+    );
+    let refresh_task = rt.spawn(refresher.run(stop_rx));
+
     tracing::info!(
         vault = %vault_url,
         mountpoint = %mountpoint.display(),
@@ -269,6 +277,8 @@ fn serve(
 
     let reason = rt.block_on(wait_for_stop(&bg));
     tracing::info!(mountpoint = %mountpoint.display(), "{reason}; unmounting");
+    let _ = stop_tx.send(true);
+    let _ = rt.block_on(refresh_task);
     if bg.guard.is_finished() {
         let _ = bg.join();
         return Ok(());
@@ -344,15 +354,15 @@ pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Failure> {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         println!("token:    ok, valid until {until}");
-        let mut pages = 0;
-        let names = conn.vault.list(&mut pages).await.map_err(|e| {
+        let pages = PageCount::default();
+        let names = conn.vault.list(&pages).await.map_err(|e| {
             Failure(format!(
                 "cannot list secrets in {}: {}",
                 vault.url,
                 hint(&e, &vault)
             ))
         })?;
-        println!("list:     ok, {} secrets ({} pages)", names.len(), pages);
+        println!("list:     ok, {} secrets ({} pages)", names.len(), pages.get());
         for s in names {
             let state = if s.enabled { "" } else { "  (disabled)" };
             println!("  {}{state}", s.name);

@@ -30,6 +30,11 @@ pub struct CachedSecret {
     pub value: SecretBytes,
     /// When the vault last confirmed this is the latest version.
     verified_at: Mutex<Instant>,
+    /// When the kernel last asked for it (lookup, getattr or read).
+    accessed_at: Mutex<Instant>,
+    /// Wall-clock second of the fetch. A list item whose `updated` is not
+    /// older than this may hide a later version made in the same second.
+    pub fetched_unix: i64,
 }
 
 impl CachedSecret {
@@ -50,6 +55,15 @@ impl CachedSecret {
 
     pub fn mark_verified(&self, at: Instant) {
         *lock(&self.verified_at) = at;
+    }
+
+    pub fn accessed_at(&self) -> Instant {
+        *lock(&self.accessed_at)
+    }
+
+    /// Records a use by the kernel, for idle eviction.
+    pub fn touch(&self) {
+        *lock(&self.accessed_at) = Instant::now();
     }
 }
 
@@ -263,10 +277,16 @@ impl SecretCache {
     }
 
     fn insert(&self, secret: Secret, is_latest: bool) -> Arc<CachedSecret> {
+        let now = Instant::now();
         let entry = Arc::new(CachedSecret {
             props: secret.props,
             value: secret.value,
-            verified_at: Mutex::new(Instant::now()),
+            verified_at: Mutex::new(now),
+            accessed_at: Mutex::new(now),
+            fetched_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
         });
         let key = entry.key();
         let mut st = lock(&self.state);
@@ -302,6 +322,26 @@ impl SecretCache {
             .values
             .iter()
             .filter(|(k, _)| &k.name == name)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            if let Some(v) = st.values.pop(&k) {
+                st.bytes -= v.cost();
+            }
+        }
+    }
+
+    /// Drops every cached version of `name` but the latest: after a rotation
+    /// the old value is wiped as soon as no read holds it. A file still open
+    /// on the old version is served from the kernel page cache, or fetched by
+    /// version id if the kernel dropped those pages.
+    pub fn drop_old_versions(&self, name: &SecretName) {
+        let mut st = lock(&self.state);
+        let latest = st.latest.get(name).cloned();
+        let keys: Vec<SecretKey> = st
+            .values
+            .iter()
+            .filter(|(k, _)| &k.name == name && Some(&k.version) != latest.as_ref())
             .map(|(k, _)| k.clone())
             .collect();
         for k in keys {

@@ -19,7 +19,7 @@ use crate::cache::{CachedSecret, SecretCache, SecretKey};
 use crate::config::OwnerConfig;
 use crate::error::FsError;
 use crate::secret::{SecretName, SecretProps, SecretSummary};
-use crate::vault::VaultError;
+use crate::vault::{PageCount, VaultError};
 
 /// The root directory's inode.
 pub const ROOT_INO: u64 = 1;
@@ -264,6 +264,7 @@ impl FsCore {
             .latest(&name)
             .await
             .map_err(|e| self.vault_err(&name, e))?;
+        secret.touch();
         Ok(self.bind(&secret))
     }
 
@@ -311,6 +312,7 @@ impl FsCore {
             .version(&key)
             .await
             .map_err(|e| self.vault_err(&key.name, e))?;
+        secret.touch();
         let len = secret.value.len();
         let start = (offset.min(len as u64)) as usize;
         let end = start.saturating_add(size as usize).min(len);
@@ -352,8 +354,7 @@ impl FsCore {
 
     /// Lists the vault now and replaces the listing.
     pub async fn reload_listing(&self) -> Result<Arc<Vec<SecretSummary>>, FsError> {
-        let mut pages = 0;
-        let result = self.cache.vault().list(&mut pages).await;
+        let result = self.cache.vault().list(&PageCount::default()).await;
         let mut l = lock(&self.listing);
         l.refreshing = false;
         match result {
@@ -463,6 +464,22 @@ impl FsCore {
         Ok(Arc::clone(
             &inodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?.props,
         ))
+    }
+
+    /// The current listing (empty before the first one).
+    pub fn current_listing(&self) -> Arc<Vec<SecretSummary>> {
+        Arc::clone(&lock(&self.listing).names)
+    }
+
+    /// Every inode bound to a version of `name`.
+    pub fn inodes_of(&self, name: &SecretName) -> Vec<u64> {
+        let inodes = lock(&self.inodes);
+        inodes
+            .by_ino
+            .iter()
+            .filter(|(_, n)| &n.key.name == name)
+            .map(|(ino, _)| *ino)
+            .collect()
     }
 
     /// Number of names in the current listing, for statfs.

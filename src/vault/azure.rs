@@ -21,7 +21,7 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::{Vault, VaultError};
+use super::{ListPacer, Vault, VaultError};
 use crate::error::one_line;
 use crate::secret::{Secret, SecretBytes, SecretName, SecretProps, SecretSummary, VersionId};
 
@@ -165,7 +165,7 @@ impl Vault for AzureVault {
         })
     }
 
-    async fn list(&self, pages: &mut u32) -> Result<Vec<SecretSummary>, VaultError> {
+    async fn list(&self, pacer: &dyn ListPacer) -> Result<Vec<SecretSummary>, VaultError> {
         let options = SecretClientListSecretPropertiesOptions {
             maxresults: Some(25),
             ..Default::default()
@@ -176,8 +176,13 @@ impl Vault for AzureVault {
             .map_err(|e| map_error(e, "list"))?
             .into_pages();
         let mut out = Vec::new();
-        while let Some(page) = stream.try_next().await.map_err(|e| map_error(e, "list"))? {
-            *pages += 1;
+        loop {
+            // The pager requests a page only when polled, so pacing here
+            // paces the calls.
+            pacer.before_page().await;
+            let Some(page) = stream.try_next().await.map_err(|e| map_error(e, "list"))? else {
+                break;
+            };
             let page = page.into_model().map_err(|e| map_error(e, "list"))?;
             for item in page.value {
                 let Some(id) = item.id else { continue };

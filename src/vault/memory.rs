@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Vault, VaultError};
+use super::{ListPacer, Vault, VaultError};
 use crate::secret::{Secret, SecretBytes, SecretName, SecretProps, SecretSummary, VersionId};
 
 #[derive(Clone)]
@@ -47,9 +47,11 @@ impl MemoryVault {
             enabled: true,
             content_type: None,
         });
-        entry
-            .versions
-            .push((version.clone(), value.to_vec(), 1_700_000_000 + n as i64));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        entry.versions.push((version.clone(), value.to_vec(), now));
         version
     }
 
@@ -63,6 +65,17 @@ impl MemoryVault {
     pub fn delete(&self, name: &str) {
         let mut map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(name_key(name).as_ref().expect("valid name"));
+    }
+
+    /// Sets the `updated` time of the latest version (Unix seconds).
+    pub fn set_updated(&self, name: &str, updated: i64) {
+        let mut map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = map
+            .get_mut(name_key(name).as_ref().expect("valid name"))
+            .and_then(|s| s.versions.last_mut())
+        {
+            v.2 = updated;
+        }
     }
 
     /// Every following call fails with `err` until [`MemoryVault::clear_fault`].
@@ -135,12 +148,17 @@ impl Vault for MemoryVault {
         })
     }
 
-    async fn list(&self, pages: &mut u32) -> Result<Vec<SecretSummary>, VaultError> {
-        self.before_call().await?;
+    async fn list(&self, pacer: &dyn ListPacer) -> Result<Vec<SecretSummary>, VaultError> {
+        let n_pages = {
+            let map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+            map.len().div_ceil(25).max(1)
+        };
+        for _ in 0..n_pages {
+            pacer.before_page().await;
+            self.list_pages.fetch_add(1, Ordering::SeqCst);
+            self.before_call().await?;
+        }
         let map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
-        let n_pages = map.len().div_ceil(25).max(1) as u64;
-        self.list_pages.fetch_add(n_pages, Ordering::SeqCst);
-        *pages += n_pages as u32;
         Ok(map
             .iter()
             .map(|(name, s)| SecretSummary {

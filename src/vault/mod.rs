@@ -25,10 +25,33 @@ pub trait Vault: Send + Sync + 'static {
     async fn get(&self, name: &SecretName, version: Option<&VersionId>)
         -> Result<Secret, VaultError>;
 
-    /// Lists every secret in the vault, following all pages.
-    /// `pages` is incremented once per page fetched, so callers can account
-    /// for the calls a listing cost.
-    async fn list(&self, pages: &mut u32) -> Result<Vec<SecretSummary>, VaultError>;
+    /// Lists every secret in the vault, following all pages. `pacer` is
+    /// called before each page request: it counts the calls and may delay
+    /// them to stay within a request budget.
+    async fn list(&self, pacer: &dyn ListPacer) -> Result<Vec<SecretSummary>, VaultError>;
+}
+
+/// Called before each list page request.
+#[async_trait]
+pub trait ListPacer: Send + Sync {
+    async fn before_page(&self);
+}
+
+/// A pacer that only counts pages.
+#[derive(Debug, Default)]
+pub struct PageCount(pub std::sync::atomic::AtomicU32);
+
+impl PageCount {
+    pub fn get(&self) -> u32 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl ListPacer for PageCount {
+    async fn before_page(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// What can go wrong when talking to the vault.

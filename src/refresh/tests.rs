@@ -1,0 +1,214 @@
+use std::ffi::OsStr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::*;
+use crate::cache::SecretCache;
+use crate::config::{CacheConfig, OwnerConfig};
+use crate::fs::{FsCore, FsTimings, ROOT_INO};
+use crate::vault::memory::MemoryVault;
+use crate::vault::Vault;
+
+#[derive(Default)]
+struct Recorder {
+    names: Mutex<Vec<String>>,
+    inodes: Mutex<Vec<u64>>,
+}
+
+impl KernelCache for Recorder {
+    fn forget_name(&self, name: &str) {
+        self.names.lock().unwrap().push(name.to_string());
+    }
+    fn forget_inode(&self, ino: u64) {
+        self.inodes.lock().unwrap().push(ino);
+    }
+}
+
+struct Setup {
+    vault: Arc<MemoryVault>,
+    core: Arc<FsCore>,
+    kernel: Arc<Recorder>,
+    refresher: Arc<Refresher>,
+}
+
+fn setup(cfg: RefreshConfig) -> Setup {
+    let vault = Arc::new(MemoryVault::new());
+    let cache = SecretCache::new(
+        vault.clone() as Arc<dyn Vault>,
+        CacheConfig {
+            fetch_timeout: Duration::from_millis(500),
+            ..Default::default()
+        },
+    );
+    let owner = OwnerConfig {
+        uid: 0,
+        gid: 0,
+        file_mode: 0o400,
+        dir_mode: 0o500,
+        allow_other: false,
+    };
+    let core = FsCore::new(cache, owner, FsTimings::default());
+    let kernel = Arc::new(Recorder::default());
+    let refresher = Refresher::new(core.clone(), kernel.clone() as Arc<dyn KernelCache>, cfg);
+    Setup {
+        vault,
+        core,
+        kernel,
+        refresher,
+    }
+}
+
+fn long_ago(v: &MemoryVault, name: &str) {
+    v.set_updated(name, 1_600_000_000);
+}
+
+async fn read(core: &FsCore, name: &str) -> Result<Vec<u8>, i32> {
+    let e = core.lookup(ROOT_INO, OsStr::new(name)).await.map_err(|e| e.errno())?;
+    Ok(core.read(e.attr.ino, 0, 1 << 20).await.map_err(|e| e.errno())?.bytes().to_vec())
+}
+
+#[tokio::test]
+async fn unchanged_secrets_cost_list_pages_and_no_gets() {
+    let s = setup(RefreshConfig::default());
+    for i in 0..100 {
+        let n = format!("s{i}");
+        s.vault.put(&n, b"v");
+        long_ago(&s.vault, &n);
+        read(&s.core, &n).await.unwrap();
+    }
+    let gets = s.vault.gets.load(Ordering::SeqCst);
+    let r = s.refresher.cycle().await;
+    assert_eq!(r.list_pages, 4);
+    assert_eq!(r.gets, 0);
+    assert_eq!(s.vault.gets.load(Ordering::SeqCst), gets);
+    assert!(s.kernel.names.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_rotation_is_fetched_once_and_the_name_rebound() {
+    let s = setup(RefreshConfig::default());
+    s.vault.put("db", b"old");
+    long_ago(&s.vault, "db");
+    let old = s.core.lookup(ROOT_INO, OsStr::new("db")).await.unwrap();
+    s.vault.put("db", b"new-value");
+    s.vault.set_updated("db", 1_600_000_100);
+    let r = s.refresher.cycle().await;
+    assert_eq!(r.changed, vec!["db".to_string()]);
+    assert_eq!(r.gets, 1);
+    assert_eq!(*s.kernel.names.lock().unwrap(), vec!["db".to_string()]);
+    assert_eq!(read(&s.core, "db").await.unwrap(), b"new-value");
+    // The inode an open file holds still reads the old version, whole.
+    assert_eq!(s.core.read(old.attr.ino, 0, 100).await.unwrap().bytes(), b"old");
+    // Nothing changed since: the next cycle makes no GET.
+    let r = s.refresher.cycle().await;
+    assert_eq!(r.gets, 0);
+}
+
+#[tokio::test]
+async fn two_updates_within_one_second_are_not_missed() {
+    let s = setup(RefreshConfig::default());
+    s.vault.put("fast", b"one");
+    assert_eq!(read(&s.core, "fast").await.unwrap(), b"one");
+    // Same `updated` second as the version we fetched.
+    let updated = s.core.cache().cached_latest(&SecretName::parse("fast").unwrap()).unwrap().props.updated.unwrap();
+    s.vault.put("fast", b"two");
+    s.vault.set_updated("fast", updated);
+    let r = s.refresher.cycle().await;
+    assert_eq!(r.changed, vec!["fast".to_string()]);
+    assert_eq!(read(&s.core, "fast").await.unwrap(), b"two");
+}
+
+#[tokio::test]
+async fn deleted_and_disabled_secrets_are_revoked_and_wiped() {
+    let s = setup(RefreshConfig::default());
+    for n in ["gone", "off", "stays"] {
+        s.vault.put(n, b"v");
+        long_ago(&s.vault, n);
+        read(&s.core, n).await.unwrap();
+    }
+    s.refresher.cycle().await;
+    s.vault.delete("gone");
+    s.vault.set_enabled("off", false);
+    let r = s.refresher.cycle().await;
+    let mut revoked = r.revoked.clone();
+    revoked.sort();
+    assert_eq!(revoked, vec!["gone".to_string(), "off".to_string()]);
+    assert_eq!(s.core.cache().len(), 1, "only the live secret stays cached");
+    assert_eq!(read(&s.core, "gone").await.unwrap_err(), libc::ENOENT);
+    assert_eq!(read(&s.core, "off").await.unwrap_err(), libc::EACCES);
+    assert_eq!(read(&s.core, "stays").await.unwrap(), b"v");
+    assert_eq!(r.removed_names, 1);
+    assert!(!s.core.current_listing().iter().any(|x| x.name.as_str() == "gone"));
+    assert!(!s.kernel.inodes.lock().unwrap().is_empty(), "kernel pages dropped");
+}
+
+#[tokio::test]
+async fn an_outage_keeps_serving_until_max_stale() {
+    let s = setup(RefreshConfig {
+        max_stale: Duration::from_millis(300),
+        ..Default::default()
+    });
+    s.vault.put("k", b"v");
+    read(&s.core, "k").await.unwrap();
+    s.vault.fail_with(VaultError::Unavailable("503".into()));
+    let r = s.refresher.cycle().await;
+    assert!(r.error.is_some());
+    assert!(r.revoked.is_empty());
+    assert_eq!(read(&s.core, "k").await.unwrap(), b"v", "stale value served");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let r = s.refresher.cycle().await;
+    assert_eq!(r.revoked, vec!["k".to_string()]);
+    assert_eq!(read(&s.core, "k").await.unwrap_err(), libc::EIO);
+}
+
+#[tokio::test]
+async fn idle_secrets_are_evicted() {
+    let s = setup(RefreshConfig {
+        idle_timeout: Duration::from_millis(200),
+        ..Default::default()
+    });
+    s.vault.put("cold", b"v");
+    read(&s.core, "cold").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let r = s.refresher.cycle().await;
+    assert_eq!(r.evicted_idle, 1);
+    assert!(s.core.cache().is_empty());
+}
+
+#[tokio::test]
+async fn new_secrets_appear_in_the_listing() {
+    let s = setup(RefreshConfig::default());
+    s.vault.put("a", b"1");
+    s.refresher.cycle().await;
+    s.vault.put("b", b"2");
+    let r = s.refresher.cycle().await;
+    assert_eq!(r.added_names, 1);
+    let names: Vec<_> = s.core.current_listing().iter().map(|x| x.name.to_string()).collect();
+    assert_eq!(names, vec!["a", "b"]);
+}
+
+#[tokio::test]
+async fn the_budget_is_never_exceeded() {
+    let s = setup(RefreshConfig {
+        max_requests_per_10s: 3,
+        ..Default::default()
+    });
+    for i in 0..10 {
+        let n = format!("s{i}");
+        s.vault.put(&n, b"v");
+        long_ago(&s.vault, &n);
+        read(&s.core, &n).await.unwrap();
+    }
+    for i in 0..10 {
+        let n = format!("s{i}");
+        s.vault.put(&n, b"w");
+        s.vault.set_updated(&n, 1_600_000_500);
+    }
+    let gets_before = s.vault.gets.load(Ordering::SeqCst);
+    let r = s.refresher.cycle().await;
+    assert_eq!(r.list_pages, 1);
+    assert_eq!(r.gets, 2, "1 list + 2 GETs fill a budget of 3");
+    assert_eq!(r.deferred, 8);
+    assert_eq!(s.vault.gets.load(Ordering::SeqCst) - gets_before, 2);
+}

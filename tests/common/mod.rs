@@ -1,0 +1,253 @@
+//! Shared harness for the mount tests: an in-process Key Vault emulator and
+//! a real `akvfs mount` child process on a temporary directory.
+//!
+//! akvfs's stderr is collected in memory (never written to a file), so tests
+//! can assert on log lines without putting anything on disk.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use akvfs_emulator::{Emulator, EmulatorConfig};
+
+pub fn akvfs_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_akvfs")
+}
+
+/// Starts an emulator seeded with `secrets` (name, value).
+pub fn emulator_with(secrets: &[(&str, &str)]) -> Emulator {
+    emulator_cfg(secrets, |_| {})
+}
+
+pub fn emulator_cfg(secrets: &[(&str, &str)], tweak: impl FnOnce(&mut EmulatorConfig)) -> Emulator {
+    let mut cfg = EmulatorConfig::default();
+    tweak(&mut cfg);
+    let emu = Emulator::spawn(cfg).expect("emulator starts");
+    for (name, value) in secrets {
+        emu.set_secret(name, value);
+    }
+    emu.reset_counts();
+    emu
+}
+
+/// Environment for workload identity against `emu`.
+pub fn wi_env(emu: &Emulator) -> Vec<(String, String)> {
+    let i = emu.info();
+    vec![
+        ("AZURE_AUTHORITY_HOST".into(), i.authority_host.clone()),
+        ("AZURE_TENANT_ID".into(), i.tenant_id.clone()),
+        ("AZURE_CLIENT_ID".into(), i.client_id.clone()),
+        ("AZURE_FEDERATED_TOKEN_FILE".into(), i.federated_token_file.clone()),
+    ]
+}
+
+/// The usual connection flags for the emulator.
+pub fn conn_args(emu: &Emulator) -> Vec<String> {
+    vec![
+        "--ca-file".into(),
+        emu.info().ca_file.clone(),
+        "--disable-challenge-resource-verification".into(),
+    ]
+}
+
+/// An akvfs command with a clean environment (no ambient Azure variables).
+pub fn akvfs(env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(akvfs_bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AZURE_") || k.starts_with("IDENTITY_") || k == "AKVFS_LOG" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Output of a finished command.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// The last non-empty stderr line.
+    pub fn error_line(&self) -> &str {
+        self.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")
+    }
+}
+
+pub fn run(mut cmd: Command) -> Finished {
+    let out = cmd.stdin(Stdio::null()).output().expect("akvfs runs");
+    Finished {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A running `akvfs mount --foreground`.
+pub struct Mount {
+    pub child: Option<Child>,
+    pub path: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    log: Arc<Mutex<Vec<u8>>>,
+}
+
+pub fn is_mounted(path: &Path) -> bool {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let target = path.to_string_lossy();
+    text.lines().any(|l| {
+        l.split(' ').nth(4) == Some(&*target) && l.contains(" - fuse.akvfs ")
+    })
+}
+
+/// Waits until `cond` holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+impl Mount {
+    /// Mounts `emu` with workload identity and `extra` flags on a fresh directory.
+    pub fn new(emu: &Emulator, extra: &[&str]) -> Mount {
+        Mount::with_env(emu, &wi_env(emu), extra)
+    }
+
+    pub fn with_env(emu: &Emulator, env: &[(String, String)], extra: &[&str]) -> Mount {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).unwrap();
+        let mut m = Mount::start_at(emu, env, extra, &path);
+        m._dir = Some(dir);
+        m
+    }
+
+    /// Starts akvfs on an existing directory and waits until it serves.
+    pub fn start_at(emu: &Emulator, env: &[(String, String)], extra: &[&str], path: &Path) -> Mount {
+        let mut cmd = akvfs(env);
+        cmd.arg("mount")
+            .arg(&emu.info().vault_url)
+            .arg(path)
+            .arg("--foreground")
+            .args(conn_args(emu))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("akvfs starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let mut m = Mount {
+            child: Some(child),
+            path: path.to_path_buf(),
+            _dir: None,
+            log,
+        };
+        let ok = wait_until(Duration::from_secs(30), || {
+            if let Some(Ok(Some(_))) = m.child.as_mut().map(|c| c.try_wait()) {
+                return true;
+            }
+            is_mounted(&m.path) && std::fs::metadata(&m.path).is_ok()
+        });
+        if !ok || !is_mounted(&m.path) {
+            let status = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            panic!("akvfs did not mount (exit: {status:?}); stderr:\n{}", m.log());
+        }
+        m
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn read(&self, name: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.file(name))
+    }
+
+    /// Everything akvfs wrote to stderr so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// Sends `sig` and waits for the process to exit.
+    pub fn stop_with(&mut self, sig: i32) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.stop_with(libc::SIGTERM);
+        if is_mounted(&self.path) || std::fs::metadata(&self.path).is_err() {
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+    }
+}
+
+/// Writes an executable fake `az` into `dir` that prints `token`.
+pub fn fake_az(dir: &Path, token: &str, expires_on: i64) -> PathBuf {
+    let script = dir.join("az");
+    let body = format!(
+        "#!/bin/sh\n# fake Azure CLI for tests\ncase \"$*\" in\n  *get-access-token*) printf '%s' '{{\"accessToken\":\"{token}\",\"expires_on\":{expires_on},\"tokenType\":\"Bearer\"}}' ;;\n  *) echo \"unexpected: $*\" >&2; exit 1 ;;\nesac\n"
+    );
+    std::fs::write(&script, body).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A distinctive value, so log scans cannot match by accident.
+pub fn marker(tag: &str) -> String {
+    format!("{tag}-{:016x}{:016x}", fastrand_u64(), fastrand_u64())
+}
+
+fn fastrand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut b).unwrap();
+    u64::from_le_bytes(b)
+}
