@@ -1,1 +1,56 @@
+//! An HTTPS emulator of the Azure Key Vault secrets data plane, the Entra ID token endpoint and an
+//! App Service-style managed identity endpoint, faithful enough for the official Azure SDKs
+//! (Rust and Python) to run unmodified against it. It is used by the akvfs integration tests and
+//! for local development; `docs/EMULATOR.md` documents the behaviour and every known difference
+//! from the real services.
+//!
+//! ```no_run
+//! use akvfs_emulator::{Emulator, EmulatorConfig};
+//! let emu = Emulator::spawn(EmulatorConfig::default()).expect("emulator starts");
+//! emu.set_secret("db-password", "s3cret").expect("valid name");
+//! println!("{}", emu.info().vault_url);
+//! assert_eq!(emu.counts().get("get_secret"), 0);
+//! ```
+//!
+//! # Layout
+//! - [`config`]: [`EmulatorConfig`], identities and their permissions, the seed file format.
+//! - `emulator`: the running [`Emulator`] handle, [`ReadyInfo`] (the ready line) and the
+//!   synchronous test controls.
+//! - `server`: TLS accept loop, per-connection HTTP/1.1, routing, fault application and
+//!   connection resets.
+//! - `vault`: the Key Vault secrets REST API (auth challenge, errors, paging).
+//! - `entra`: the token endpoint (client assertion, client secret) and discovery documents.
+//! - `msi`: the managed identity endpoint.
+//! - `admin`: the `/_emulator/` admin API; `control`: the changes it shares with [`Emulator`].
+//! - `store`: secrets, versions and soft-deleted secrets.
+//! - `state`: the one mutex around all mutable state, token minting and verification.
+//! - [`counts`]: operation names and request counters; [`faults`]: fault injection.
+//! - `tls`: the generated test CA and server certificate; `jwt`: HS256 tokens; `http`, `util`:
+//!   plumbing.
 
+mod admin;
+pub mod config;
+mod control;
+pub mod counts;
+mod emulator;
+mod entra;
+pub mod faults;
+mod http;
+mod jwt;
+mod msi;
+mod server;
+mod state;
+mod store;
+mod tls;
+mod util;
+mod vault;
+
+pub use config::{EmulatorConfig, Identity, Permissions, Seed, SeedSecret, SeedVersion};
+pub use control::{SecretSpec, SecretUpdate, SecretView, VersionView};
+pub use counts::{Counts, Operation};
+pub use emulator::{Emulator, EmulatorError, ReadyInfo};
+pub use entra::ASSERTION_TYPE;
+pub use faults::{ActiveFault, Fault, FaultKind};
+pub use state::{FederatedTokenSpec, TokenSpec};
+pub use store::{is_valid_name, MAX_VALUE_BYTES, RECOVERABLE_DAYS, RECOVERY_LEVEL};
+pub use vault::{API_VERSIONS, LATEST_API_VERSION, MAX_RESULTS};

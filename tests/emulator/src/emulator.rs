@@ -1,0 +1,528 @@
+//! The running emulator: start (in the caller's runtime or on its own thread), the ready line,
+//! shutdown, and synchronous controls over the same state the admin API changes.
+
+use crate::config::{EmulatorConfig, Identity, Permissions, Seed};
+use crate::control::{SecretSpec, SecretUpdate, SecretView};
+use crate::counts::Counts;
+use crate::faults::{ActiveFault, Fault};
+use crate::state::{FederatedTokenSpec, Settings, Shared, TokenSpec};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// What a client needs to reach the emulator: the fields of the ready line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyInfo {
+    /// Vault URL, e.g. `https://127.0.0.1:8443` (no trailing slash).
+    pub vault_url: String,
+    /// Value for `AZURE_AUTHORITY_HOST`, e.g. `https://127.0.0.1:8443`.
+    pub authority_host: String,
+    /// Value for `AZURE_TENANT_ID`.
+    pub tenant_id: String,
+    /// Value for `AZURE_CLIENT_ID`.
+    pub client_id: String,
+    /// Client secret of the default identity, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// Value for `AZURE_FEDERATED_TOKEN_FILE`.
+    pub federated_token_file: PathBuf,
+    /// Value for `IDENTITY_ENDPOINT`.
+    pub identity_endpoint: String,
+    /// Value for `IDENTITY_HEADER`.
+    pub identity_header: String,
+    /// PEM file of the test CA (for `SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, or a custom transport).
+    pub ca_file: PathBuf,
+    /// Base URL of the admin API, e.g. `https://127.0.0.1:8443/_emulator`.
+    pub admin_url: String,
+    /// The address actually listened on.
+    pub address: SocketAddr,
+    /// The state directory.
+    pub state_dir: PathBuf,
+}
+
+impl ReadyInfo {
+    /// The ready line: this as one line of JSON.
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
+    }
+}
+
+/// Why the emulator could not start or a control call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// The configuration is invalid.
+    #[error("invalid emulator configuration: {0}")]
+    Config(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A file in the state directory could not be written.
+    #[error("cannot write {path}: {source}; check that the state directory is writable")]
+    StateDir {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The test certificates could not be generated.
+    #[error("cannot generate the test certificates: {0}")]
+    Tls(String),
+    /// The seed was rejected.
+    #[error("invalid seed: {0}")]
+    Seed(String),
+    /// The background runtime could not be started.
+    #[error("cannot start the emulator's runtime thread: {0}")]
+    Runtime(std::io::Error),
+    /// A control call was refused (bad name, unknown secret or identity ...).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A running emulator. Dropping it stops it (as [`Emulator::shutdown`] does).
+pub struct Emulator {
+    shared: Arc<Shared>,
+    info: ReadyInfo,
+    ca_pem: String,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    temp_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("vault_url", &self.info.vault_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything prepared before serving.
+struct Prepared {
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shared: Arc<Shared>,
+    info: ReadyInfo,
+    ca_pem: String,
+    temp_dir: Option<PathBuf>,
+}
+
+fn url_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) if v6.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+async fn prepare(cfg: EmulatorConfig) -> Result<Prepared, EmulatorError> {
+    cfg.validate().map_err(EmulatorError::Config)?;
+    let (state_dir, temp_dir) = match &cfg.state_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let dir = std::env::temp_dir().join(format!(
+                "akvfs-emulator-{}-{}",
+                std::process::id(),
+                crate::util::random_hex(6)
+            ));
+            (dir.clone(), Some(dir))
+        }
+    };
+    std::fs::create_dir_all(&state_dir).map_err(|source| EmulatorError::StateDir {
+        path: state_dir.clone(),
+        source,
+    })?;
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| EmulatorError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| EmulatorError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let ip_host = url_host(address.ip());
+    let port = address.port();
+    let base = format!("https://{ip_host}:{port}");
+    let vault_url = match &cfg.vault_host {
+        Some(host) => format!("https://{host}:{port}"),
+        None => base.clone(),
+    };
+
+    let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    let listen_ip = ip_host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    for name in std::iter::once(listen_ip)
+        .chain(cfg.hostnames.iter().cloned())
+        .chain(cfg.vault_host.iter().cloned())
+    {
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    let pki = crate::tls::generate(&names).map_err(EmulatorError::Tls)?;
+    let ca_file = state_dir.join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).map_err(|source| EmulatorError::StateDir {
+        path: ca_file.clone(),
+        source,
+    })?;
+    let federated_token_file = state_dir.join("federated-token");
+    let identity_header = cfg
+        .identity_header
+        .clone()
+        .unwrap_or_else(|| crate::util::random_hex(16));
+
+    let info = ReadyInfo {
+        vault_url: vault_url.clone(),
+        authority_host: base.clone(),
+        tenant_id: cfg.tenant_id.clone(),
+        client_id: cfg.client_id.clone(),
+        client_secret: cfg.client_secret.clone(),
+        federated_token_file: federated_token_file.clone(),
+        identity_endpoint: format!("{base}{}", crate::msi::PATH),
+        identity_header: identity_header.clone(),
+        ca_file,
+        admin_url: format!("{base}/_emulator"),
+        address,
+        state_dir,
+    };
+    let settings = Settings {
+        tenant_id: cfg.tenant_id.clone(),
+        vault_url,
+        authority_host: base,
+        default_client_id: cfg.client_id.clone(),
+        federated_issuer: cfg.federated_issuer.clone(),
+        federated_token_lifetime: cfg.federated_token_lifetime,
+        federated_token_file: federated_token_file.clone(),
+        identity_header,
+        info: info.clone(),
+    };
+    let shared = Arc::new(Shared::new(
+        settings,
+        vec![cfg.default_identity()],
+        cfg.token_lifetime,
+        cfg.requests_per_10s,
+    ));
+    if let Some(seed) = &cfg.seed {
+        shared.apply_seed(seed).map_err(EmulatorError::Seed)?;
+    }
+    shared
+        .rotate_federated_token()
+        .map_err(|source| EmulatorError::StateDir {
+            path: federated_token_file,
+            source,
+        })?;
+    Ok(Prepared {
+        listener,
+        acceptor: tokio_rustls::TlsAcceptor::from(pki.server_config),
+        shared,
+        info,
+        ca_pem: pki.ca_pem,
+        temp_dir,
+    })
+}
+
+impl Emulator {
+    /// Starts the emulator on the current tokio runtime.
+    pub async fn start(cfg: EmulatorConfig) -> Result<Emulator, EmulatorError> {
+        let p = prepare(cfg).await?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(crate::server::serve(
+            p.listener,
+            p.acceptor,
+            p.shared.clone(),
+            stopped,
+        ));
+        tracing::info!(vault_url = %p.info.vault_url, "emulator ready");
+        Ok(Emulator {
+            shared: p.shared,
+            info: p.info,
+            ca_pem: p.ca_pem,
+            stop,
+            thread: None,
+            task: Some(task),
+            temp_dir: p.temp_dir,
+        })
+    }
+
+    /// Starts the emulator on its own thread and runtime, for synchronous tests (`std::process`,
+    /// `std::fs`). Returns once it accepts connections.
+    pub fn spawn(cfg: EmulatorConfig) -> Result<Emulator, EmulatorError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("akvfs-emulator")
+            .enable_all()
+            .build()
+            .map_err(EmulatorError::Runtime)?;
+        let p = runtime.block_on(prepare(cfg))?;
+        let (stop, stopped) = watch::channel(false);
+        let shared = p.shared.clone();
+        let (listener, acceptor) = (p.listener, p.acceptor);
+        let thread = std::thread::Builder::new()
+            .name("akvfs-emulator".into())
+            .spawn(move || {
+                runtime.block_on(crate::server::serve(listener, acceptor, shared, stopped));
+                runtime.shutdown_timeout(Duration::from_secs(2));
+            })
+            .map_err(EmulatorError::Runtime)?;
+        Ok(Emulator {
+            shared: p.shared,
+            info: p.info,
+            ca_pem: p.ca_pem,
+            stop,
+            thread: Some(thread),
+            task: None,
+            temp_dir: p.temp_dir,
+        })
+    }
+
+    /// The ready line's fields.
+    pub fn info(&self) -> &ReadyInfo {
+        &self.info
+    }
+
+    /// PEM of the test CA (the content of `ca_file`).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Stops serving and waits for the server to finish; removes a temporary state directory.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if let Some(dir) = self.temp_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// Stores a new version of `name` with `value`; returns the version id.
+    pub fn set_secret(&self, name: &str, value: &str) -> Result<String, EmulatorError> {
+        self.set_secret_with(name, SecretSpec::value(value))
+    }
+
+    /// Stores a new version with content type, tags and attributes; returns the version id.
+    pub fn set_secret_with(&self, name: &str, spec: SecretSpec) -> Result<String, EmulatorError> {
+        self.shared
+            .put_secret(name, spec)
+            .map_err(EmulatorError::Refused)
+    }
+
+    /// Changes attributes of the latest (or a given) version; returns the version id changed.
+    pub fn update_secret(&self, name: &str, update: SecretUpdate) -> Result<String, EmulatorError> {
+        self.shared
+            .patch_secret(name, update)
+            .map_err(EmulatorError::Refused)
+    }
+
+    /// Disables the latest version of `name`.
+    pub fn disable_secret(&self, name: &str) -> Result<(), EmulatorError> {
+        self.set_enabled(name, None, false)
+    }
+
+    /// Enables or disables a version (None: the latest).
+    pub fn set_enabled(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        enabled: bool,
+    ) -> Result<(), EmulatorError> {
+        self.update_secret(
+            name,
+            SecretUpdate {
+                version: version.map(str::to_string),
+                enabled: Some(enabled),
+                ..Default::default()
+            },
+        )
+        .map(|_| ())
+    }
+
+    /// Soft-deletes `name` (it disappears from get and list; its name stays reserved).
+    pub fn delete_secret(&self, name: &str) -> Result<(), EmulatorError> {
+        self.shared
+            .remove_secret(name, false)
+            .map_err(EmulatorError::Refused)
+    }
+
+    /// Deletes and purges `name`.
+    pub fn purge_secret(&self, name: &str) -> Result<(), EmulatorError> {
+        self.shared
+            .remove_secret(name, true)
+            .map_err(EmulatorError::Refused)
+    }
+
+    /// Removes every secret, live and deleted.
+    pub fn clear_secrets(&self) {
+        self.shared.lock().store.clear();
+    }
+
+    /// Every secret with its versions and values.
+    pub fn secrets(&self) -> Vec<SecretView> {
+        self.shared.secrets_view()
+    }
+
+    /// One secret (live or deleted) by name, case-insensitively.
+    pub fn secret(&self, name: &str) -> Option<SecretView> {
+        self.secrets()
+            .into_iter()
+            .find(|s| s.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Adds secrets and identities (same format as `--seed`).
+    pub fn seed(&self, seed: &Seed) -> Result<(), EmulatorError> {
+        self.shared.apply_seed(seed).map_err(EmulatorError::Seed)
+    }
+
+    /// A snapshot of the request counters.
+    pub fn counts(&self) -> Counts {
+        self.shared.lock().counts.clone()
+    }
+
+    /// Sets every counter to zero.
+    pub fn reset_counts(&self) {
+        self.shared.lock().counts = Counts::zero();
+    }
+
+    /// Adds a fault; returns its id.
+    pub fn inject_fault(&self, fault: Fault) -> Result<u64, EmulatorError> {
+        self.shared
+            .lock()
+            .faults
+            .add(fault)
+            .map_err(EmulatorError::Refused)
+    }
+
+    /// The active faults with how often each fired.
+    pub fn faults(&self) -> Vec<ActiveFault> {
+        self.shared.lock().faults.list()
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
+    /// Replaces the permissions of an identity.
+    pub fn set_permissions(
+        &self,
+        client_id: &str,
+        permissions: Permissions,
+    ) -> Result<(), EmulatorError> {
+        self.shared
+            .set_permissions(client_id, permissions, None)
+            .map_err(EmulatorError::Refused)
+    }
+
+    /// Denies (or allows again) one secret to an identity regardless of its permissions.
+    pub fn deny_secret(
+        &self,
+        client_id: &str,
+        secret: &str,
+        denied: bool,
+    ) -> Result<(), EmulatorError> {
+        let identity = self
+            .shared
+            .identity(client_id)
+            .ok_or_else(|| EmulatorError::Refused(format!("no identity {client_id}")))?;
+        let mut list: Vec<String> = identity
+            .denied_secrets
+            .into_iter()
+            .filter(|s| !s.eq_ignore_ascii_case(secret))
+            .collect();
+        if denied {
+            list.push(secret.to_string());
+        }
+        self.shared
+            .set_permissions(client_id, identity.permissions, Some(list))
+            .map_err(EmulatorError::Refused)
+    }
+
+    /// Adds or replaces an identity.
+    pub fn add_identity(&self, identity: Identity) -> Result<(), EmulatorError> {
+        self.shared
+            .upsert_identity(identity)
+            .map_err(EmulatorError::Refused)
+    }
+
+    /// Removes an identity (its tokens then get 403 from the vault).
+    pub fn remove_identity(&self, client_id: &str) -> Result<(), EmulatorError> {
+        self.shared
+            .remove_identity(client_id)
+            .map_err(EmulatorError::Refused)
+    }
+
+    /// An access token for `client_id` valid for `lifetime`, as the token endpoint would issue
+    /// (what a fake `az account get-access-token` can print).
+    pub fn mint_token(&self, client_id: &str, lifetime: Duration) -> String {
+        self.shared
+            .mint_token(&TokenSpec::new(client_id, lifetime))
+            .0
+    }
+
+    /// An access token with any lifetime (negative: expired), audience or tenant; returns the
+    /// token and its `exp`.
+    pub fn mint_token_with(&self, spec: &TokenSpec) -> (String, i64) {
+        self.shared.mint_token(spec)
+    }
+
+    /// A federated token (client assertion) signed by the emulator, not written anywhere.
+    pub fn mint_federated_token(&self, spec: &FederatedTokenSpec) -> String {
+        self.shared.mint_assertion(spec)
+    }
+
+    /// Writes a new federated token to `federated_token_file` and revokes the previous one;
+    /// returns the new token.
+    pub fn rotate_federated_token(&self) -> Result<String, EmulatorError> {
+        self.shared
+            .rotate_federated_token()
+            .map_err(|source| EmulatorError::StateDir {
+                path: self.info.federated_token_file.clone(),
+                source,
+            })
+    }
+
+    /// Sets the lifetime of tokens issued from now on.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.shared.lock().token_lifetime = lifetime.max(Duration::from_secs(1));
+    }
+
+    /// Sets the request budget per 10 s (and empties the current window).
+    pub fn set_requests_per_10s(&self, budget: u32) {
+        self.shared.lock().throttle.set_budget(budget);
+    }
+
+    /// The directory holding `ca.pem` and `federated-token`.
+    pub fn state_dir(&self) -> &Path {
+        &self.info.state_dir
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}

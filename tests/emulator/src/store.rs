@@ -1,0 +1,506 @@
+//! The vault's content: secrets with their versions, and soft-deleted secrets.
+//!
+//! Names are looked up case-insensitively and keep the case they were first created with.
+//! The latest version is the most recently created one.
+
+use crate::util;
+use std::collections::BTreeMap;
+
+/// Maximum secret value size in bytes (UTF-8). A value of exactly this size is accepted.
+pub const MAX_VALUE_BYTES: usize = 25_600;
+/// Days a deleted secret stays recoverable (`recoverableDays`).
+pub const RECOVERABLE_DAYS: i64 = 90;
+/// Recovery level reported for every secret.
+pub const RECOVERY_LEVEL: &str = "Recoverable+Purgeable";
+/// Maximum number of tags on a secret.
+pub const MAX_TAGS: usize = 15;
+
+/// A Key Vault error: status, `error.code`, `error.message`, `error.innererror.code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VaultError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub inner: Option<&'static str>,
+}
+
+impl VaultError {
+    pub(crate) fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        VaultError {
+            status,
+            code,
+            message: message.into(),
+            inner: None,
+        }
+    }
+
+    pub(crate) fn with_inner(mut self, inner: &'static str) -> Self {
+        self.inner = Some(inner);
+        self
+    }
+
+    pub(crate) fn bad_parameter(message: impl Into<String>) -> Self {
+        VaultError::new(400, "BadParameter", message)
+    }
+
+    pub(crate) fn not_found(name: &str, version: Option<&str>) -> Self {
+        let id = match version {
+            Some(v) => format!("{name}/{v}"),
+            None => name.to_string(),
+        };
+        VaultError::new(
+            404,
+            "SecretNotFound",
+            format!(
+                "A secret with (name/id) {id} was not found in this key vault. If you recently deleted this \
+                 secret you may be able to recover it using the correct recovery command. For help resolving \
+                 this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"
+            ),
+        )
+    }
+
+    pub(crate) fn deleted_not_found(name: &str) -> Self {
+        VaultError::new(
+            404,
+            "SecretNotFound",
+            format!("Deleted Secret not found: {name}"),
+        )
+    }
+
+    pub(crate) fn disabled(operation: &str) -> Self {
+        VaultError::new(
+            403,
+            "Forbidden",
+            format!("Operation {operation} is not allowed on a disabled secret."),
+        )
+        .with_inner("SecretDisabled")
+    }
+
+    pub(crate) fn deleted_conflict(name: &str) -> Self {
+        VaultError::new(
+            409,
+            "Conflict",
+            format!(
+                "Secret {name} is currently in a deleted but recoverable state, and its name cannot be reused; \
+                 in this state, the secret can only be recovered or purged."
+            ),
+        )
+        .with_inner("ObjectIsDeletedButRecoverable")
+    }
+
+    pub(crate) fn invalid_name(name: &str) -> Self {
+        VaultError::bad_parameter(format!("The request URI contains an invalid name: {name}"))
+    }
+}
+
+/// Whether `name` is a valid secret name: `^[0-9a-zA-Z-]{1,127}$`.
+pub fn is_valid_name(name: &str) -> bool {
+    (1..=127).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// One version of a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Version {
+    /// 32 lowercase hex digits.
+    pub id: String,
+    /// The value.
+    pub value: String,
+    /// `contentType`.
+    pub content_type: Option<String>,
+    /// Tags (None: the secret has no `tags` member).
+    pub tags: Option<BTreeMap<String, String>>,
+    /// `attributes.enabled`.
+    pub enabled: bool,
+    /// `attributes.nbf`.
+    pub nbf: Option<i64>,
+    /// `attributes.exp`.
+    pub exp: Option<i64>,
+    /// `attributes.created`.
+    pub created: i64,
+    /// `attributes.updated`.
+    pub updated: i64,
+}
+
+/// When a secret was soft-deleted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Deletion {
+    /// `deletedDate`.
+    pub deleted_date: i64,
+    /// `scheduledPurgeDate`.
+    pub scheduled_purge_date: i64,
+}
+
+/// A secret: its name (original case) and versions, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Secret {
+    /// Name as first created.
+    pub name: String,
+    /// Versions, oldest first; the last is the latest.
+    pub versions: Vec<Version>,
+    /// Set while soft-deleted.
+    pub deleted: Option<Deletion>,
+}
+
+impl Secret {
+    /// The latest version.
+    pub fn latest(&self) -> Option<&Version> {
+        self.versions.last()
+    }
+
+    fn version(&self, id: &str) -> Option<&Version> {
+        self.versions.iter().find(|v| v.id.eq_ignore_ascii_case(id))
+    }
+}
+
+/// A new version to store.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NewVersion {
+    pub value: String,
+    pub version: Option<String>,
+    pub content_type: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub enabled: Option<bool>,
+    pub nbf: Option<i64>,
+    pub exp: Option<i64>,
+    pub created: Option<i64>,
+}
+
+/// Attribute changes (PATCH): only `Some` fields change.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AttributeUpdate {
+    pub content_type: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub enabled: Option<bool>,
+    pub nbf: Option<i64>,
+    pub exp: Option<i64>,
+}
+
+/// All secrets, keyed by lowercase name.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    secrets: BTreeMap<String, Secret>,
+}
+
+impl Store {
+    /// Adds a version (creating the secret if needed). Refuses names of soft-deleted secrets.
+    pub(crate) fn set(
+        &mut self,
+        name: &str,
+        new: NewVersion,
+        now: i64,
+    ) -> Result<(Secret, Version), VaultError> {
+        if !is_valid_name(name) {
+            return Err(VaultError::invalid_name(name));
+        }
+        if new.value.len() > MAX_VALUE_BYTES {
+            return Err(VaultError::bad_parameter(format!(
+                "The secret value is {} bytes; the maximum is {MAX_VALUE_BYTES} bytes.",
+                new.value.len()
+            )));
+        }
+        if new.tags.as_ref().is_some_and(|t| t.len() > MAX_TAGS) {
+            return Err(VaultError::bad_parameter(format!(
+                "A secret may have at most {MAX_TAGS} tags."
+            )));
+        }
+        let key = name.to_ascii_lowercase();
+        let entry = self.secrets.entry(key).or_insert_with(|| Secret {
+            name: name.to_string(),
+            versions: Vec::new(),
+            deleted: None,
+        });
+        if entry.deleted.is_some() {
+            return Err(VaultError::deleted_conflict(&entry.name));
+        }
+        let id = match new.version {
+            Some(v) if util::is_version_id(&v) => v.to_ascii_lowercase(),
+            Some(v) => {
+                return Err(VaultError::bad_parameter(format!(
+                    "Version {v:?} is not 32 hexadecimal digits."
+                )))
+            }
+            None => util::random_hex(16),
+        };
+        if entry.version(&id).is_some() {
+            return Err(VaultError::bad_parameter(format!(
+                "Secret {name} already has a version {id}."
+            )));
+        }
+        let created = new.created.unwrap_or(now);
+        let version = Version {
+            id,
+            value: new.value,
+            content_type: new.content_type,
+            tags: new.tags,
+            enabled: new.enabled.unwrap_or(true),
+            nbf: new.nbf,
+            exp: new.exp,
+            created,
+            updated: created,
+        };
+        entry.versions.push(version.clone());
+        Ok((entry.clone(), version))
+    }
+
+    /// A live secret and one of its versions (latest when `version` is None or empty).
+    pub(crate) fn get(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(Secret, Version), VaultError> {
+        let version = version.filter(|v| !v.is_empty());
+        let secret = self
+            .secrets
+            .get(&name.to_ascii_lowercase())
+            .filter(|s| s.deleted.is_none())
+            .ok_or_else(|| VaultError::not_found(name, version))?;
+        let v = match version {
+            None => secret.latest(),
+            Some(id) => secret.version(id),
+        }
+        .ok_or_else(|| VaultError::not_found(name, version))?;
+        Ok((secret.clone(), v.clone()))
+    }
+
+    /// A live secret with all its versions.
+    pub(crate) fn get_secret(&self, name: &str) -> Result<Secret, VaultError> {
+        self.secrets
+            .get(&name.to_ascii_lowercase())
+            .filter(|s| s.deleted.is_none())
+            .cloned()
+            .ok_or_else(|| VaultError::not_found(name, None))
+    }
+
+    /// Changes attributes of a version (latest when `version` is None or empty).
+    pub(crate) fn update(
+        &mut self,
+        name: &str,
+        version: Option<&str>,
+        update: AttributeUpdate,
+        now: i64,
+    ) -> Result<(Secret, Version), VaultError> {
+        let version = version.filter(|v| !v.is_empty());
+        if update.tags.as_ref().is_some_and(|t| t.len() > MAX_TAGS) {
+            return Err(VaultError::bad_parameter(format!(
+                "A secret may have at most {MAX_TAGS} tags."
+            )));
+        }
+        let secret = self
+            .secrets
+            .get_mut(&name.to_ascii_lowercase())
+            .filter(|s| s.deleted.is_none())
+            .ok_or_else(|| VaultError::not_found(name, version))?;
+        let v = match version {
+            None => secret.versions.last_mut(),
+            Some(id) => secret
+                .versions
+                .iter_mut()
+                .find(|v| v.id.eq_ignore_ascii_case(id)),
+        }
+        .ok_or_else(|| VaultError::not_found(name, version))?;
+        if let Some(ct) = update.content_type {
+            v.content_type = Some(ct);
+        }
+        if let Some(tags) = update.tags {
+            v.tags = Some(tags);
+        }
+        if let Some(enabled) = update.enabled {
+            v.enabled = enabled;
+        }
+        if let Some(nbf) = update.nbf {
+            v.nbf = Some(nbf);
+        }
+        if let Some(exp) = update.exp {
+            v.exp = Some(exp);
+        }
+        v.updated = now.max(v.created);
+        let v = v.clone();
+        Ok((secret.clone(), v))
+    }
+
+    /// Soft-deletes a live secret.
+    pub(crate) fn delete(&mut self, name: &str, now: i64) -> Result<Secret, VaultError> {
+        let secret = self
+            .secrets
+            .get_mut(&name.to_ascii_lowercase())
+            .filter(|s| s.deleted.is_none())
+            .ok_or_else(|| VaultError::not_found(name, None))?;
+        secret.deleted = Some(Deletion {
+            deleted_date: now,
+            scheduled_purge_date: now + RECOVERABLE_DAYS * 86_400,
+        });
+        Ok(secret.clone())
+    }
+
+    /// A soft-deleted secret.
+    pub(crate) fn get_deleted(&self, name: &str) -> Result<Secret, VaultError> {
+        self.secrets
+            .get(&name.to_ascii_lowercase())
+            .filter(|s| s.deleted.is_some())
+            .cloned()
+            .ok_or_else(|| VaultError::deleted_not_found(name))
+    }
+
+    /// Permanently removes a soft-deleted secret.
+    pub(crate) fn purge(&mut self, name: &str) -> Result<(), VaultError> {
+        let key = name.to_ascii_lowercase();
+        match self.secrets.get(&key) {
+            Some(s) if s.deleted.is_some() => {
+                self.secrets.remove(&key);
+                Ok(())
+            }
+            _ => Err(VaultError::deleted_not_found(name)),
+        }
+    }
+
+    /// Brings a soft-deleted secret back.
+    pub(crate) fn recover(&mut self, name: &str) -> Result<Secret, VaultError> {
+        let secret = self
+            .secrets
+            .get_mut(&name.to_ascii_lowercase())
+            .filter(|s| s.deleted.is_some())
+            .ok_or_else(|| VaultError::deleted_not_found(name))?;
+        secret.deleted = None;
+        Ok(secret.clone())
+    }
+
+    /// Live secrets ordered by lowercase name, with that name as the paging key.
+    pub(crate) fn live(&self) -> Vec<(String, Secret)> {
+        self.secrets
+            .iter()
+            .filter(|(_, s)| s.deleted.is_none() && !s.versions.is_empty())
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect()
+    }
+
+    /// Soft-deleted secrets ordered by lowercase name.
+    pub(crate) fn deleted(&self) -> Vec<(String, Secret)> {
+        self.secrets
+            .iter()
+            .filter(|(_, s)| s.deleted.is_some() && !s.versions.is_empty())
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect()
+    }
+
+    /// Removes everything, live and deleted.
+    pub(crate) fn clear(&mut self) {
+        self.secrets.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nv(value: &str) -> NewVersion {
+        NewVersion {
+            value: value.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("a"));
+        assert!(is_valid_name("Db-Password-1"));
+        assert!(is_valid_name(&"a".repeat(127)));
+        assert!(!is_valid_name(&"a".repeat(128)));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name("a_b"));
+        assert!(!is_valid_name("a.b"));
+        assert!(!is_valid_name("é"));
+    }
+
+    #[test]
+    fn versions_and_case() {
+        let mut s = Store::default();
+        let (_, v1) = s.set("Db-Pass", nv("one"), 10).expect("set");
+        let (secret, v2) = s.set("db-pass", nv("two"), 11).expect("set");
+        assert_eq!(secret.name, "Db-Pass");
+        assert_ne!(v1.id, v2.id);
+        assert_eq!(s.get("DB-PASS", None).expect("get").1.value, "two");
+        assert_eq!(s.get("db-pass", Some(&v1.id)).expect("get").1.value, "one");
+        assert_eq!(
+            s.get("db-pass", Some(&v1.id.to_uppercase()))
+                .expect("get")
+                .1
+                .value,
+            "one"
+        );
+        assert_eq!(s.get("db-pass", Some("")).expect("get").1.value, "two");
+        assert_eq!(s.get("nope", None).unwrap_err().status, 404);
+        assert_eq!(
+            s.get("db-pass", Some("0".repeat(32).as_str()))
+                .unwrap_err()
+                .code,
+            "SecretNotFound"
+        );
+    }
+
+    #[test]
+    fn value_size_boundary() {
+        let mut s = Store::default();
+        assert!(s.set("a", nv(&"x".repeat(MAX_VALUE_BYTES)), 0).is_ok());
+        let err = s
+            .set("a", nv(&"x".repeat(MAX_VALUE_BYTES + 1)), 0)
+            .unwrap_err();
+        assert_eq!((err.status, err.code), (400, "BadParameter"));
+        // Bytes, not characters: 12,801 two-byte characters are 25,602 bytes.
+        assert!(s.set("b", nv(&"é".repeat(12_801)), 0).is_err());
+    }
+
+    #[test]
+    fn delete_purge_recover() {
+        let mut s = Store::default();
+        s.set("a", nv("1"), 0).expect("set");
+        s.delete("A", 5).expect("delete");
+        assert_eq!(s.get("a", None).unwrap_err().status, 404);
+        assert!(s.live().is_empty());
+        assert_eq!(s.deleted().len(), 1);
+        let err = s.set("a", nv("2"), 6).unwrap_err();
+        assert_eq!(
+            (err.status, err.inner),
+            (409, Some("ObjectIsDeletedButRecoverable"))
+        );
+        assert_eq!(s.delete("a", 7).unwrap_err().status, 404);
+        s.recover("a").expect("recover");
+        assert_eq!(s.get("a", None).expect("get").1.value, "1");
+        s.delete("a", 8).expect("delete");
+        s.purge("a").expect("purge");
+        assert_eq!(s.purge("a").unwrap_err().status, 404);
+        s.set("a", nv("3"), 9).expect("name free again");
+    }
+
+    #[test]
+    fn update_latest_or_version() {
+        let mut s = Store::default();
+        let (_, v1) = s.set("a", nv("1"), 0).expect("set");
+        s.set("a", nv("2"), 1).expect("set");
+        let (_, v) = s
+            .update(
+                "a",
+                None,
+                AttributeUpdate {
+                    enabled: Some(false),
+                    ..Default::default()
+                },
+                2,
+            )
+            .expect("update");
+        assert!(!v.enabled);
+        assert_eq!(v.updated, 2);
+        let (_, v) = s
+            .update(
+                "a",
+                Some(&v1.id),
+                AttributeUpdate {
+                    content_type: Some("text/plain".into()),
+                    ..Default::default()
+                },
+                3,
+            )
+            .expect("update");
+        assert_eq!(v.content_type.as_deref(), Some("text/plain"));
+        assert!(v.enabled);
+    }
+}
