@@ -12,7 +12,12 @@ pub const FS_TYPE: &str = "fuse.akvfs";
 /// Returns the absolute path to mount on.
 pub fn prepare_mountpoint(path: &Path) -> Result<PathBuf, String> {
     let shown = path.display();
-    match std::fs::metadata(path) {
+    // statfs always reaches a FUSE daemon (stat may be answered from the
+    // kernel's attribute cache), so it is what reveals a dead one.
+    let probe = nix::sys::statfs::statfs(path)
+        .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+        .and_then(|_| std::fs::metadata(path));
+    match probe {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
             tracing::warn!(
                 mountpoint = %shown,

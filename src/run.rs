@@ -84,7 +84,11 @@ pub fn connect(vault: &VaultConfig, auth: &AuthConfig) -> Result<Connection, Fai
 pub fn hint(err: &VaultError, vault: &VaultConfig) -> String {
     let text = err.to_string();
     let lower = text.to_lowercase();
-    let extra = if lower.contains("dns") || lower.contains("resolve") || lower.contains("name or service") {
+    let extra = if lower.contains("az not found") {
+        " (install the Azure CLI and run az login, or choose another --auth)"
+    } else if lower.contains("az login") || lower.contains("please run 'az login'") {
+        " (run az login)"
+    } else if lower.contains("dns") || lower.contains("resolve") || lower.contains("name or service") {
         " (check the vault name, DNS, and for private endpoints the private DNS zone)"
     } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("unknownissuer") {
         " (the vault's TLS certificate is not trusted: check --ca-file, SSL_CERT_FILE, or a TLS-inspecting proxy)"
@@ -128,7 +132,7 @@ async fn first_listing(
 pub fn mount(cfg: MountConfig) -> Result<(), Failure> {
     let mountpoint = prepare_mountpoint(&cfg.mountpoint)?;
     if cfg.foreground {
-        return serve(cfg, mountpoint, None);
+        return serve(cfg, mountpoint, &mut None);
     }
     // Fork before any thread exists; the parent waits until the child is
     // serving (or failed) and exits with its status.
@@ -153,12 +157,14 @@ pub fn mount(cfg: MountConfig) -> Result<(), Failure> {
         Ok(nix::unistd::ForkResult::Child) => {
             drop(read_end);
             let _ = nix::unistd::setsid();
-            let mut pipe = std::fs::File::from(write_end);
-            match serve(cfg, mountpoint, Some(&mut pipe)) {
+            let mut pipe = Some(std::fs::File::from(write_end));
+            match serve(cfg, mountpoint, &mut pipe) {
                 Ok(()) => std::process::exit(0),
                 Err(Failure(msg)) => {
-                    let _ = write!(pipe, "err {msg}");
-                    tracing::error!("{msg}");
+                    // The waiting parent prints it.
+                    if let Some(mut p) = pipe {
+                        let _ = write!(p, "err {msg}");
+                    }
                     std::process::exit(1)
                 }
             }
@@ -181,7 +187,7 @@ fn detach_stdio() {
 fn serve(
     cfg: MountConfig,
     mountpoint: std::path::PathBuf,
-    ready_pipe: Option<&mut std::fs::File>,
+    ready_pipe: &mut Option<std::fs::File>,
 ) -> Result<(), Failure> {
     crate::harden::disable_core_dumps()?;
     if cfg.mlock {
@@ -222,7 +228,9 @@ fn serve(
     let mut fuse_cfg = fuser::Config::default();
     fuse_cfg.mount_options = vec![
         MountOption::FSName(vault_host(&vault_url)),
-        MountOption::Subtype("akvfs".into()),
+        // The kernel's own `subtype` parameter, so the mount shows as
+        // fuse.akvfs whether mounted directly or through fusermount3.
+        MountOption::CUSTOM("subtype=akvfs".into()),
         MountOption::DefaultPermissions,
         MountOption::NoDev,
         MountOption::NoSuid,
@@ -269,9 +277,10 @@ fn serve(
         pid = std::process::id(),
         "serving"
     );
-    if let Some(pipe) = ready_pipe {
+    // Closing the pipe is what lets the waiting parent exit.
+    if let Some(mut pipe) = ready_pipe.take() {
         let _ = pipe.write_all(b"ok");
-        let _ = pipe.flush();
+        drop(pipe);
         detach_stdio();
     }
 

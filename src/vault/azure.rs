@@ -138,6 +138,12 @@ impl Vault for AzureVault {
         let bundle: Bundle = serde_json::from_slice(&body)
             .map_err(|e| VaultError::BadResponse(format!("secret body is not a SecretBundle: {}", e.classify_str())))?;
         let id = bundle.id.unwrap_or_default();
+        // Key Vault matches names case-insensitively; file names are exact, so
+        // `DB-PASSWORD` must not open `db-password`.
+        let served_name = id.split("/secrets/").nth(1).and_then(|r| r.split('/').next());
+        if served_name != Some(name.as_str()) {
+            return Err(VaultError::NotFound);
+        }
         let version = id
             .rsplit('/')
             .next()

@@ -13,7 +13,112 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use akvfs_emulator::{Emulator, EmulatorConfig};
+pub use akvfs_emulator::{EmulatorConfig, Fault};
+
+/// Connection facts of a running emulator, as strings.
+#[derive(Clone, Debug)]
+pub struct Info {
+    pub vault_url: String,
+    pub authority_host: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub federated_token_file: String,
+    pub identity_endpoint: String,
+    pub identity_header: String,
+    pub ca_file: String,
+    pub admin_url: String,
+}
+
+/// A running emulator with the few controls the mount tests use.
+pub struct Emulator {
+    inner: akvfs_emulator::Emulator,
+    info: Info,
+}
+
+impl Emulator {
+    pub fn spawn(cfg: EmulatorConfig) -> Result<Emulator, akvfs_emulator::EmulatorError> {
+        let inner = akvfs_emulator::Emulator::spawn(cfg)?;
+        let i = inner.info();
+        let info = Info {
+            vault_url: i.vault_url.clone(),
+            authority_host: i.authority_host.clone(),
+            tenant_id: i.tenant_id.clone(),
+            client_id: i.client_id.clone(),
+            client_secret: i.client_secret.clone().unwrap_or_default(),
+            federated_token_file: i.federated_token_file.display().to_string(),
+            identity_endpoint: i.identity_endpoint.clone(),
+            identity_header: i.identity_header.clone(),
+            ca_file: i.ca_file.display().to_string(),
+            admin_url: i.admin_url.clone(),
+        };
+        Ok(Emulator { inner, info })
+    }
+
+    pub fn info(&self) -> &Info {
+        &self.info
+    }
+
+    pub fn inner(&self) -> &akvfs_emulator::Emulator {
+        &self.inner
+    }
+
+    /// Sets a new version; returns its version id.
+    pub fn set_secret(&self, name: &str, value: &str) -> String {
+        self.inner.set_secret(name, value).expect("emulator accepts the secret")
+    }
+
+    pub fn set_secret_full(&self, name: &str, value: &str, content_type: Option<&str>, tags: &[(&str, &str)]) -> String {
+        let spec = akvfs_emulator::SecretSpec {
+            value: value.to_string(),
+            content_type: content_type.map(str::to_string),
+            tags: Some(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        };
+        self.inner.set_secret_with(name, spec).expect("emulator accepts the secret")
+    }
+
+    /// `updated` of the latest version.
+    pub fn secret_updated(&self, name: &str) -> Option<i64> {
+        self.inner.secret(name)?.versions.last().map(|v| v.updated)
+    }
+
+    pub fn set_enabled(&self, name: &str, enabled: bool) {
+        self.inner.set_enabled(name, None, enabled).expect("emulator knows the secret")
+    }
+
+    pub fn delete_secret(&self, name: &str) {
+        self.inner.delete_secret(name).expect("emulator knows the secret")
+    }
+
+    pub fn deny_secret(&self, client_id: &str, name: &str) {
+        self.inner.deny_secret(client_id, name, true).expect("identity exists")
+    }
+
+    pub fn counts(&self) -> akvfs_emulator::Counts {
+        self.inner.counts()
+    }
+
+    pub fn reset_counts(&self) {
+        self.inner.reset_counts()
+    }
+
+    pub fn inject_fault(&self, fault: Fault) {
+        self.inner.inject_fault(fault).expect("fault accepted");
+    }
+
+    pub fn clear_faults(&self) {
+        self.inner.clear_faults()
+    }
+
+    pub fn mint_token(&self, client_id: &str, lifetime: Duration) -> String {
+        self.inner.mint_token(client_id, lifetime)
+    }
+
+    pub fn rotate_federated_token(&self) {
+        self.inner.rotate_federated_token().expect("rotation works");
+    }
+}
 
 pub fn akvfs_bin() -> &'static str {
     env!("CARGO_BIN_EXE_akvfs")
@@ -170,7 +275,7 @@ impl Mount {
             if let Some(Ok(Some(_))) = m.child.as_mut().map(|c| c.try_wait()) {
                 return true;
             }
-            is_mounted(&m.path) && std::fs::metadata(&m.path).is_ok()
+            m.log().contains(" serving ") && is_mounted(&m.path)
         });
         if !ok || !is_mounted(&m.path) {
             let status = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
