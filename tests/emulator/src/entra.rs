@@ -82,7 +82,9 @@ impl EntraError {
     }
 }
 
-/// Renders an Entra ID error response.
+/// Renders an Entra ID error response. The trace details are separated by spaces, not CRLF: Entra
+/// has used both, and azure_identity 1.0 cannot parse an `error_description` containing JSON
+/// escapes (it borrows the string), so escapes would hide the AADSTS code from Rust clients.
 pub(crate) fn error_response(
     status: u16,
     error: &str,
@@ -94,7 +96,7 @@ pub(crate) fn error_response(
     let correlation = util::random_uuid();
     let text = match code {
         Some(c) => format!(
-            "AADSTS{c}: {description}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}\r\nTimestamp: {}",
+            "AADSTS{c}: {description} Trace ID: {trace} Correlation ID: {correlation} Timestamp: {}",
             util::entra_timestamp(now)
         ),
         None => description.to_string(),
