@@ -187,6 +187,11 @@ impl Filesystem for AkvFs {
         );
     }
 
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+        // ENOSYS once, and the kernel stops sending FLUSH on every close.
+        reply.error(Errno::ENOSYS);
+    }
+
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let core = Arc::clone(&self.core);
         self.run(

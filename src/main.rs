@@ -75,7 +75,9 @@ fn init_logging(level: &str) {
     let spec = if level.contains('=') || level.contains(',') {
         level.to_string()
     } else {
-        format!("warn,akvfs={level}")
+        // fuser warns about requests we deliberately leave unimplemented and
+        // about unmounting an already unmounted session; that is noise.
+        format!("warn,fuser=error,akvfs={level}")
     };
     let filter = EnvFilter::try_new(&spec).unwrap_or_else(|e| {
         eprintln!("akvfs: error: --log-level {level:?} is not a valid filter: {e}");

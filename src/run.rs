@@ -292,17 +292,11 @@ fn serve(
         let _ = bg.join();
         return Ok(());
     }
-    if let Err(e) = unmount(&mountpoint, false) {
-        tracing::warn!("{e}; detaching lazily instead");
+    if let Err(e) = bg.umount_and_join() {
+        tracing::warn!(mountpoint = %mountpoint.display(), "unmount failed ({e}); detaching lazily instead");
         unmount(&mountpoint, true).map_err(Failure)?;
     }
-    match bg.join() {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            tracing::warn!("FUSE session ended with: {e}");
-            Ok(())
-        }
-    }
+    Ok(())
 }
 
 fn vault_host(url: &str) -> String {
