@@ -182,8 +182,11 @@ async fn route(shared: &Arc<Shared>, parts: &Parts, body: Incoming) -> Result<Re
         }
         (&Method::PUT, ["token-lifetime"]) => {
             let b: SecondsBody = parse(body).await?;
-            if b.seconds == 0 {
-                return Err(bad("seconds must be at least 1"));
+            if b.seconds == 0 || b.seconds > crate::state::MAX_TOKEN_LIFETIME.as_secs() {
+                return Err(bad(format!(
+                    "seconds must be from 1 to {}",
+                    crate::state::MAX_TOKEN_LIFETIME.as_secs()
+                )));
             }
             shared.lock().token_lifetime = Duration::from_secs(b.seconds);
             empty(204)

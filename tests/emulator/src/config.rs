@@ -111,8 +111,10 @@ impl EmulatorConfig {
         if self.requests_per_10s == 0 {
             return Err("requests per 10 s must be at least 1".into());
         }
-        if self.token_lifetime.is_zero() {
-            return Err("token lifetime must be at least 1 s".into());
+        if self.token_lifetime < Duration::from_secs(1)
+            || self.token_lifetime > crate::state::MAX_TOKEN_LIFETIME
+        {
+            return Err("token lifetime must be from 1 s to 365 days".into());
         }
         Ok(())
     }

@@ -507,7 +507,8 @@ impl Emulator {
 
     /// Sets the lifetime of tokens issued from now on.
     pub fn set_token_lifetime(&self, lifetime: Duration) {
-        self.shared.lock().token_lifetime = lifetime.max(Duration::from_secs(1));
+        self.shared.lock().token_lifetime =
+            lifetime.clamp(Duration::from_secs(1), crate::state::MAX_TOKEN_LIFETIME);
     }
 
     /// Sets the request budget per 10 s (and empties the current window).

@@ -304,7 +304,7 @@ impl Faults {
             }
             af.fired += 1;
             match &af.fault.kind {
-                FaultKind::Latency(d) => decision.delay += *d,
+                FaultKind::Latency(d) => decision.delay = decision.delay.saturating_add(*d),
                 other => decision.answer = Some(other.clone()),
             }
         }

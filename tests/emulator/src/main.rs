@@ -47,7 +47,7 @@ struct Cli {
     federated_issuer: String,
     /// Lifetime in seconds of the token written to federated-token.
     #[arg(long, default_value_t = 86_400, value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Identity")]
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000), help_heading = "Identity")]
     federated_token_lifetime: u64,
     /// Value required in X-IDENTITY-HEADER by the managed identity endpoint (default: random).
     #[arg(long, value_name = "VALUE", help_heading = "Identity")]
@@ -55,7 +55,7 @@ struct Cli {
 
     /// Lifetime in seconds of issued access tokens (the SDKs refresh 300 s before expiry).
     #[arg(long, default_value_t = 3600, value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Behaviour")]
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000), help_heading = "Behaviour")]
     token_lifetime: u64,
     /// Authenticated vault requests allowed per sliding 10 s window before 429 Throttled.
     #[arg(long = "requests-per-10s", default_value_t = 4000, value_name = "N",

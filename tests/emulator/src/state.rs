@@ -16,6 +16,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+/// Longest access token lifetime accepted (a year): keeps `exp` arithmetic far from overflow.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
+
 /// Length of the throttling window.
 pub(crate) const THROTTLE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -198,7 +201,7 @@ impl Shared {
     /// Issues an access token; returns it with its `exp`.
     pub(crate) fn mint_access_token(&self, identity: &Identity, spec: &TokenSpec) -> (String, i64) {
         let now = util::now_unix();
-        let exp = now + spec.lifetime_secs;
+        let exp = now.saturating_add(spec.lifetime_secs);
         let tenant = spec
             .tenant_id
             .clone()
@@ -275,7 +278,7 @@ impl Shared {
         let lifetime = spec
             .lifetime_secs
             .unwrap_or(self.settings.federated_token_lifetime.as_secs() as i64);
-        let exp = now + lifetime;
+        let exp = now.saturating_add(lifetime);
         let jti = util::random_uuid();
         let mut c = Map::new();
         c.insert(

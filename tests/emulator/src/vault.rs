@@ -165,7 +165,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, parts: Parts, body: Incoming) -
 async fn handle_checked(shared: &Arc<Shared>, parts: &Parts, body: Incoming) -> Reply {
     let caller = match authenticate(shared, &parts.headers) {
         Ok(caller) => caller,
-        Err(resp) => return resp.into(),
+        Err(resp) => return (*resp).into(),
     };
     let route = Route::parse(&parts.method, parts.uri.path());
     let op = route.operation();
@@ -196,7 +196,7 @@ async fn handle_checked(shared: &Arc<Shared>, parts: &Parts, body: Incoming) -> 
 }
 
 /// Checks the bearer token; on failure returns the 401 challenge response (and counts it).
-fn authenticate(shared: &Shared, headers: &hyper::HeaderMap) -> Result<Caller, Resp> {
+fn authenticate(shared: &Shared, headers: &hyper::HeaderMap) -> Result<Caller, Box<Resp>> {
     let bearer = header(headers, "authorization").and_then(|v| {
         let (scheme, token) = v.trim().split_once(' ')?;
         let token = token.trim();
@@ -204,10 +204,10 @@ fn authenticate(shared: &Shared, headers: &hyper::HeaderMap) -> Result<Caller, R
     });
     let Some(token) = bearer else {
         shared.bump(special::CHALLENGE);
-        return Err(challenge(
+        return Err(Box::new(challenge(
             shared,
             "AKV10000: Request is missing a Bearer or PoP token.",
-        ));
+        )));
     };
     shared.verify_access_token(token).map_err(|rejection| {
         shared.bump(special::INVALID_TOKEN);
@@ -234,7 +234,7 @@ fn authenticate(shared: &Shared, headers: &hyper::HeaderMap) -> Result<Caller, R
                  https://login.microsoftonline.com/{tenant}/v2.0, found {iss}."
             ),
         };
-        challenge(shared, &message)
+        Box::new(challenge(shared, &message))
     })
 }
 

@@ -574,7 +574,8 @@ async fn malformed_token_requests() {
     let e = env().await;
     let client_id = e.emu.info().client_id.clone();
     let ok_scope = "https://vault.azure.net/.default";
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str, u64)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str, u64);
+    let cases: Vec<Case> = vec![
         (vec![], 400, "invalid_request", 900144),
         (
             vec![

@@ -80,7 +80,6 @@ pub fn workload_credential(emu: &Emulator) -> Arc<WorkloadIdentityCredential> {
         client_id: Some(info.client_id.clone()),
         tenant_id: Some(info.tenant_id.clone()),
         token_file_path: Some(info.federated_token_file.clone()),
-        ..Default::default()
     }))
     .expect("credential builds")
 }
