@@ -49,6 +49,12 @@ struct PermissionsBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct NamesBody {
+    permissions: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SecondsBody {
     seconds: u64,
 }
@@ -179,6 +185,20 @@ async fn route(shared: &Arc<Shared>, parts: &Parts, body: Incoming) -> Result<Re
                 .set_permissions(client_id, b.permissions, b.denied_secrets)
                 .map_err(not_found)?;
             empty(204)
+        }
+        (&Method::POST, ["identities", client_id, action @ ("grant" | "revoke")]) => {
+            let b: NamesBody = parse(body).await?;
+            let grant = *action == "grant";
+            let now = shared
+                .change_permissions(client_id, &b.permissions, grant)
+                .map_err(|e| {
+                    if e.starts_with("no identity") {
+                        not_found(e)
+                    } else {
+                        bad(e)
+                    }
+                })?;
+            json(200, &json!({ "permissions": now }))
         }
         (&Method::PUT, ["token-lifetime"]) => {
             let b: SecondsBody = parse(body).await?;

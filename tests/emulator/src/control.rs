@@ -225,6 +225,35 @@ impl Shared {
         Ok(())
     }
 
+    /// Adds (`grant`) or removes permissions of an identity, keeping the others.
+    pub(crate) fn change_permissions(
+        &self,
+        client_id: &str,
+        names: &[String],
+        grant: bool,
+    ) -> Result<Permissions, String> {
+        let change = Permissions::from_names(names)?;
+        let mut st = self.lock();
+        let identity = st
+            .identities
+            .get_mut(&client_id.to_ascii_lowercase())
+            .ok_or_else(|| format!("no identity with client id {client_id}"))?;
+        let p = &mut identity.permissions;
+        for (on, slot) in [
+            (change.get, &mut p.get),
+            (change.list, &mut p.list),
+            (change.set, &mut p.set),
+            (change.delete, &mut p.delete),
+            (change.purge, &mut p.purge),
+            (change.recover, &mut p.recover),
+        ] {
+            if on {
+                *slot = grant;
+            }
+        }
+        Ok(*p)
+    }
+
     /// Mints an access token as the token endpoint would, for any client id (known or not).
     pub(crate) fn mint_token(&self, spec: &TokenSpec) -> (String, i64) {
         let identity = self

@@ -437,6 +437,22 @@ impl Emulator {
             .map_err(EmulatorError::Refused)
     }
 
+    /// Grants permissions (e.g. `&["set"]`) to an identity, keeping the others; returns the result.
+    pub fn grant(&self, client_id: &str, names: &[&str]) -> Result<Permissions, EmulatorError> {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        self.shared
+            .change_permissions(client_id, &names, true)
+            .map_err(EmulatorError::Refused)
+    }
+
+    /// Revokes permissions from an identity, keeping the others; returns the result.
+    pub fn revoke(&self, client_id: &str, names: &[&str]) -> Result<Permissions, EmulatorError> {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        self.shared
+            .change_permissions(client_id, &names, false)
+            .map_err(EmulatorError::Refused)
+    }
+
     /// Denies (or allows again) one secret to an identity regardless of its permissions.
     pub fn deny_secret(
         &self,
