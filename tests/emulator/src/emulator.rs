@@ -263,31 +263,64 @@ impl Emulator {
     /// Starts the emulator on its own thread and runtime, for synchronous tests (`std::process`,
     /// `std::fs`). Returns once it accepts connections.
     pub fn spawn(cfg: EmulatorConfig) -> Result<Emulator, EmulatorError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("akvfs-emulator")
-            .enable_all()
-            .build()
-            .map_err(EmulatorError::Runtime)?;
-        let p = runtime.block_on(prepare(cfg))?;
+        // Everything, including preparation, happens on the emulator's own thread: building or
+        // entering a runtime from a thread that already runs one would panic, and callers may
+        // well be inside `#[tokio::test]`.
+        type Started = (Arc<Shared>, ReadyInfo, String, Option<PathBuf>);
         let (stop, stopped) = watch::channel(false);
-        let shared = p.shared.clone();
-        let (listener, acceptor) = (p.listener, p.acceptor);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Started, EmulatorError>>();
         let thread = std::thread::Builder::new()
             .name("akvfs-emulator".into())
             .spawn(move || {
-                runtime.block_on(crate::server::serve(listener, acceptor, shared, stopped));
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("akvfs-emulator")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(EmulatorError::Runtime(e)));
+                        return;
+                    }
+                };
+                let p = match runtime.block_on(prepare(cfg)) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let started = (p.shared.clone(), p.info, p.ca_pem, p.temp_dir);
+                if ready_tx.send(Ok(started)).is_err() {
+                    return;
+                }
+                runtime.block_on(crate::server::serve(
+                    p.listener, p.acceptor, p.shared, stopped,
+                ));
                 runtime.shutdown_timeout(Duration::from_secs(2));
             })
             .map_err(EmulatorError::Runtime)?;
+        let started = ready_rx.recv().map_err(|_| {
+            EmulatorError::Runtime(std::io::Error::other(
+                "the emulator thread ended before it was ready",
+            ))
+        });
+        let (shared, info, ca_pem, temp_dir) = match started.and_then(|r| r) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+        };
         Ok(Emulator {
-            shared: p.shared,
-            info: p.info,
-            ca_pem: p.ca_pem,
+            shared,
+            info,
+            ca_pem,
             stop,
             thread: Some(thread),
             task: None,
-            temp_dir: p.temp_dir,
+            temp_dir,
         })
     }
 

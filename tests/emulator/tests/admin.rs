@@ -244,3 +244,18 @@ async fn library_grant_and_revoke() {
     assert!(emu.grant("nobody", &["get"]).is_err());
     assert!(emu.grant(&id, &["fly"]).is_err());
 }
+
+#[tokio::test]
+async fn spawn_works_inside_an_async_test_and_reports_errors() {
+    let emu = akvfs_emulator::Emulator::spawn(Default::default()).expect("spawns");
+    let raw = Raw::new(&emu);
+    assert_eq!(raw.get("/_emulator/info", None).await.0, 200);
+    emu.shutdown();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let err = akvfs_emulator::Emulator::spawn(akvfs_emulator::EmulatorConfig {
+        listen: taken.local_addr().expect("addr"),
+        ..Default::default()
+    })
+    .expect_err("address in use");
+    assert!(err.to_string().contains("cannot listen on"), "{err}");
+}
