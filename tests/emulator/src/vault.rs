@@ -320,10 +320,16 @@ async fn execute(
         Route::ListVersions(name) => {
             let paging = Paging::from_query(&query)?;
             let secret = shared.lock().store.get_secret(&name)?;
+            // Creation order: by `created`, then by insertion (versions created in the same
+            // second); the offset keeps negative (seeded) times in order as text.
             let keyed = secret
                 .versions
                 .iter()
-                .map(|v| (format!("{:020}{}", v.created, v.id), v.clone()))
+                .enumerate()
+                .map(|(i, v)| {
+                    let created = (i128::from(v.created) - i128::from(i64::MIN)) as u128;
+                    (format!("{created:020}-{i:010}"), v.clone())
+                })
                 .collect();
             let (page, next) = paging.page(keyed);
             let items = page
@@ -657,7 +663,8 @@ impl Paging {
     }
 
     /// The page of `items` (sorted by key) after the marker, and the marker of the next page.
-    fn page<T>(&self, items: Vec<(String, T)>) -> (Vec<T>, Option<String>) {
+    fn page<T>(&self, mut items: Vec<(String, T)>) -> (Vec<T>, Option<String>) {
+        items.sort_by(|a, b| a.0.cmp(&b.0));
         let mut rest: Vec<(String, T)> = items
             .into_iter()
             .filter(|(k, _)| self.marker.as_ref().is_none_or(|m| k > m))
@@ -863,7 +870,7 @@ mod tests {
             max_given: true,
             marker: None,
         };
-        let items = vec![("a".to_string(), 1), ("b".into(), 2), ("c".into(), 3)];
+        let items = vec![("b".to_string(), 2), ("a".into(), 1), ("c".into(), 3)];
         let (page, next) = p.page(items.clone());
         assert_eq!((page, next.as_deref()), (vec![1, 2], Some("b")));
         let p = Paging {

@@ -259,3 +259,25 @@ async fn spawn_works_inside_an_async_test_and_reports_errors() {
     .expect_err("address in use");
     assert!(err.to_string().contains("cannot listen on"), "{err}");
 }
+
+#[tokio::test]
+async fn versions_created_in_the_same_second_page_one_by_one() {
+    let emu = emulator().await;
+    let made: Vec<String> = (0..6)
+        .map(|i| emu.set_secret("a", &i.to_string()).expect("set"))
+        .collect();
+    let raw = Raw::new(&emu);
+    let token = emu.mint_token(&emu.info().client_id, Duration::from_secs(600));
+    let mut next = Some(raw.url(&format!("/secrets/a/versions?{V}&maxresults=1")));
+    let mut seen = Vec::new();
+    while let Some(url) = next {
+        let (s, _, page) = raw.send(raw.client.get(url).bearer_auth(&token)).await;
+        assert_eq!(s, 200);
+        for item in page["value"].as_array().expect("value") {
+            let id = item["id"].as_str().expect("id");
+            seen.push(id.rsplit('/').next().expect("version").to_string());
+        }
+        next = page["nextLink"].as_str().map(str::to_string);
+    }
+    assert_eq!(seen, made, "creation order, every version once");
+}
