@@ -114,21 +114,42 @@ fn build_credential(
             let secret = env(ENV_CLIENT_SECRET).ok_or_else(|| {
                 format!("--auth client-secret needs {ENV_CLIENT_SECRET} in the environment (it is never taken as a flag, so it stays out of the process list)")
             })?;
-            let tenant = require(&cfg.tenant_id, "--tenant-id", ENV_TENANT_ID, "client-secret")?;
-            let client = require(&cfg.client_id, "--client-id", ENV_CLIENT_ID, "client-secret")?;
+            let tenant = require(
+                &cfg.tenant_id,
+                "--tenant-id",
+                ENV_TENANT_ID,
+                "client-secret",
+            )?;
+            let client = require(
+                &cfg.client_id,
+                "--client-id",
+                ENV_CLIENT_ID,
+                "client-secret",
+            )?;
             let options = ClientSecretCredentialOptions {
                 client_options: client_options(transport),
             };
-            let c = ClientSecretCredential::new(&tenant, client, Secret::new(secret), Some(options))
-                .map_err(|e| sdk_err("the client-secret credential", e))?;
+            let c =
+                ClientSecretCredential::new(&tenant, client, Secret::new(secret), Some(options))
+                    .map_err(|e| sdk_err("the client-secret credential", e))?;
             Ok(c)
         }
         AuthMode::WorkloadIdentity => {
             let file = cfg.federated_token_file.clone().ok_or_else(|| {
                 format!("--auth workload-identity needs {ENV_FEDERATED_TOKEN_FILE}; check that the pod has the label azure.workload.identity/use: \"true\" and a service account annotated with azure.workload.identity/client-id")
             })?;
-            let tenant = require(&cfg.tenant_id, "--tenant-id", ENV_TENANT_ID, "workload-identity")?;
-            let client = require(&cfg.client_id, "--client-id", ENV_CLIENT_ID, "workload-identity")?;
+            let tenant = require(
+                &cfg.tenant_id,
+                "--tenant-id",
+                ENV_TENANT_ID,
+                "workload-identity",
+            )?;
+            let client = require(
+                &cfg.client_id,
+                "--client-id",
+                ENV_CLIENT_ID,
+                "workload-identity",
+            )?;
             let options = ClientAssertionCredentialOptions {
                 client_options: client_options(transport),
             };
@@ -168,6 +189,56 @@ fn require(v: &Option<String>, flag: &str, env_name: &str, mode: &str) -> Result
         .ok_or_else(|| format!("--auth {mode} needs {flag} or {env_name}"))
 }
 
+/// Counts the access tokens a credential obtains (a token with a new expiry
+/// is a new token) and records that one was obtained, for metrics and
+/// readiness.
+pub struct CountingCredential {
+    inner: Arc<dyn TokenCredential>,
+    metrics: Arc<crate::metrics::MountMetrics>,
+    last_expiry: std::sync::Mutex<Option<time::OffsetDateTime>>,
+}
+
+impl CountingCredential {
+    pub fn wrap(
+        inner: Arc<dyn TokenCredential>,
+        metrics: Arc<crate::metrics::MountMetrics>,
+    ) -> Arc<dyn TokenCredential> {
+        Arc::new(CountingCredential {
+            inner,
+            metrics,
+            last_expiry: std::sync::Mutex::new(None),
+        })
+    }
+}
+
+impl std::fmt::Debug for CountingCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CountingCredential")
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for CountingCredential {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        let token = self.inner.get_token(scopes, options).await?;
+        let mut last = self.last_expiry.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != Some(token.expires_on) {
+            *last = Some(token.expires_on);
+            self.metrics
+                .token_refreshes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.metrics
+                .token_ok
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(token)
+    }
+}
+
 /// A client assertion read from the projected service-account token file each
 /// time a new access token is requested.
 #[derive(Debug)]
@@ -183,7 +254,10 @@ impl FederatedTokenFile {
 
 #[async_trait::async_trait]
 impl ClientAssertion for FederatedTokenFile {
-    async fn secret(&self, _options: Option<ClientMethodOptions<'_>>) -> azure_core::Result<String> {
+    async fn secret(
+        &self,
+        _options: Option<ClientMethodOptions<'_>>,
+    ) -> azure_core::Result<String> {
         let text = tokio::fs::read_to_string(&self.path).await.map_err(|e| {
             azure_core::Error::with_message(
                 azure_core::error::ErrorKind::Credential,

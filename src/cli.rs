@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    parse_duration, parse_mode, parse_size, parse_vault, AuthConfig, AuthMode, CacheConfig,
-    MountConfig, OwnerConfig, VaultConfig,
+    parse_mount_options, parse_vault, AuthConfig, AuthMode, MountConfig, RawMount,
 };
 
 #[derive(Parser, Debug)]
@@ -29,7 +28,13 @@ pub struct Cli {
 
     /// Log filter: error, warn, info, debug or trace, or a RUST_LOG-style filter.
     /// Logs never contain secret values.
-    #[arg(long, global = true, env = "AKVFS_LOG", default_value = "info", help_heading = "Logging")]
+    #[arg(
+        long,
+        global = true,
+        env = "AKVFS_LOG",
+        default_value = "info",
+        help_heading = "Logging"
+    )]
     pub log_level: String,
 }
 
@@ -37,6 +42,8 @@ pub struct Cli {
 pub enum Command {
     /// Mount a vault at a directory and serve it until unmounted or signalled.
     Mount(MountArgs),
+    /// Serve every mount in a config file (SIGHUP reloads it); stays in the foreground.
+    Run(RunArgs),
     /// Unmount an akvfs mount.
     Unmount(UnmountArgs),
     /// Check identity, token and list access for a vault; prints names, never values.
@@ -66,7 +73,12 @@ pub struct VaultArgs {
 pub struct AuthArgs {
     /// Which identity to use. auto tries, in order: a client secret (AZURE_CLIENT_SECRET),
     /// workload identity (AZURE_FEDERATED_TOKEN_FILE), managed identity, the Azure CLI.
-    #[arg(long, value_enum, default_value = "auto", help_heading = "Authentication")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        help_heading = "Authentication"
+    )]
     pub auth: AuthMode,
 
     /// Client (application) id of the identity; for managed identity, a user-assigned identity.
@@ -103,6 +115,12 @@ pub struct MountArgs {
     #[command(flatten)]
     pub auth: AuthArgs,
 
+    /// Mount options, comma-separated, as in fstab: allow_other, uid=N, file_mode=0440,
+    /// auth=managed-identity, refresh_interval=1m, ... (every flag below, with _ for -).
+    /// They override the flags. Generic options such as defaults, nofail, _netdev are ignored.
+    #[arg(short = 'o', value_name = "OPTIONS", help_heading = "Mount")]
+    pub options: Vec<String>,
+
     /// Stay in the foreground and log to stderr. [default: return once the mount is
     /// serving and keep serving in the background]
     #[arg(long, short = 'f', help_heading = "Mount")]
@@ -120,49 +138,55 @@ pub struct MountArgs {
     #[arg(long, value_name = "N", help_heading = "Mount")]
     pub gid: Option<u32>,
 
-    /// Mode of every secret file, octal.
-    #[arg(long, value_name = "MODE", default_value = "0400", value_parser = parse_mode, help_heading = "Mount")]
-    pub file_mode: u16,
+    /// Mode of every secret file, octal. [default: 0400]
+    #[arg(long, value_name = "MODE", help_heading = "Mount")]
+    pub file_mode: Option<String>,
 
-    /// Mode of the mount's root directory, octal.
-    #[arg(long, value_name = "MODE", default_value = "0500", value_parser = parse_mode, help_heading = "Mount")]
-    pub dir_mode: u16,
+    /// Mode of the mount's root directory, octal. [default: 0500]
+    #[arg(long, value_name = "MODE", help_heading = "Mount")]
+    pub dir_mode: Option<String>,
+
+    /// Serve Prometheus metrics and health checks (/metrics, /healthz, /readyz) on this address.
+    #[arg(long, value_name = "ADDR", help_heading = "Observability")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 
     /// Memory budget of the value cache (LRU); least recently read values are evicted
-    /// and wiped beyond it.
-    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size, help_heading = "Cache")]
-    pub cache_bytes: u64,
+    /// and wiped beyond it. [default: 64MiB]
+    #[arg(long, value_name = "SIZE", help_heading = "Cache")]
+    pub cache_bytes: Option<String>,
 
-    /// How long a "not found" answer is remembered before asking the vault again.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, help_heading = "Cache")]
-    pub negative_cache_ttl: std::time::Duration,
+    /// How long a "not found" answer is remembered before asking the vault again. [default: 5s]
+    #[arg(long, value_name = "DURATION", help_heading = "Cache")]
+    pub negative_cache_ttl: Option<String>,
 
     /// How long a read with nothing cached may wait for the vault before failing with EIO.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Cache")]
-    pub fetch_timeout: std::time::Duration,
+    /// [default: 10s]
+    #[arg(long, value_name = "DURATION", help_heading = "Cache")]
+    pub fetch_timeout: Option<String>,
 
     /// How often cached secrets are checked for new versions (±10% jitter; at least 1s).
-    /// A rotation becomes visible within about one interval.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Refresh")]
-    pub refresh_interval: std::time::Duration,
+    /// A rotation becomes visible within about one interval. [default: 30s]
+    #[arg(long, value_name = "DURATION", help_heading = "Refresh")]
+    pub refresh_interval: Option<String>,
 
-    /// Secrets not read for this long stop being refreshed and are evicted and wiped.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, help_heading = "Refresh")]
-    pub idle_timeout: std::time::Duration,
+    /// Secrets not used for this long stop being refreshed and are evicted and wiped.
+    /// [default: 10m]
+    #[arg(long, value_name = "DURATION", help_heading = "Refresh")]
+    pub idle_timeout: Option<String>,
 
     /// While the vault is unreachable or throttling, keep serving cached values this long
-    /// after their last successful check; then fail closed.
-    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration, help_heading = "Refresh")]
-    pub max_stale: std::time::Duration,
+    /// after their last successful check; then fail closed. [default: 24h]
+    #[arg(long, value_name = "DURATION", help_heading = "Refresh")]
+    pub max_stale: Option<String>,
 
-    /// Upper bound on the refresher's calls to the vault in any 10 seconds. Key Vault allows
-    /// 4,000 per vault across all clients; see docs/SCALING.md.
-    #[arg(long, value_name = "N", default_value = "50", value_parser = clap::value_parser!(u32).range(1..=4000), help_heading = "Refresh")]
-    pub max_requests_per_10s: u32,
+    /// Upper bound on the refresher's calls to the vault in any 10 seconds (1 to 4000). Key
+    /// Vault allows 4,000 per vault across all clients; see docs/SCALING.md. [default: 50]
+    #[arg(long, value_name = "N", help_heading = "Refresh")]
+    pub max_requests_per_10s: Option<u32>,
 
     /// Route every open and read through the daemon (no kernel page cache across opens),
-    /// so each open sees the daemon's current value and can be logged. About 10x slower
-    /// than the default for open+read+close; see docs/BENCHMARKS.md.
+    /// so each open sees the daemon's current value and can be logged. Several times
+    /// slower than the default for open+read+close; see docs/BENCHMARKS.md.
     #[arg(long, help_heading = "Refresh")]
     pub strict_open: bool,
 
@@ -172,51 +196,66 @@ pub struct MountArgs {
 }
 
 impl MountArgs {
+    /// The flags as a [`RawMount`], with `-o` options on top, validated.
     pub fn to_config(&self) -> Result<MountConfig, String> {
-        if self.fetch_timeout.is_zero() {
-            return Err("--fetch-timeout must be greater than zero".into());
+        let flags = RawMount {
+            vault: Some(self.vault.vault.clone()),
+            path: Some(self.mountpoint.clone()),
+            auth: Some(self.auth.auth.as_str().to_string()),
+            client_id: self.auth.client_id.clone(),
+            tenant_id: self.auth.tenant_id.clone(),
+            ca_file: self.vault.ca_file.clone(),
+            disable_challenge_resource_verification: self
+                .vault
+                .disable_challenge_resource_verification
+                .then_some(true),
+            uid: self.uid,
+            gid: self.gid,
+            file_mode: self.file_mode.clone(),
+            dir_mode: self.dir_mode.clone(),
+            allow_other: self.allow_other.then_some(true),
+            cache_bytes: self.cache_bytes.clone(),
+            negative_cache_ttl: self.negative_cache_ttl.clone(),
+            fetch_timeout: self.fetch_timeout.clone(),
+            refresh_interval: self.refresh_interval.clone(),
+            idle_timeout: self.idle_timeout.clone(),
+            max_stale: self.max_stale.clone(),
+            max_requests_per_10s: self.max_requests_per_10s,
+            strict_open: self.strict_open.then_some(true),
+        };
+        let mut raw = flags;
+        let mut mlock = !self.no_mlock;
+        for opts in &self.options {
+            let (o, o_mlock) = parse_mount_options(opts)?;
+            raw = raw.overlay(o);
+            mlock &= o_mlock;
         }
-        if self.refresh_interval < std::time::Duration::from_secs(1) {
-            return Err("--refresh-interval must be at least 1s".into());
-        }
-        if self.idle_timeout < self.refresh_interval {
-            return Err("--idle-timeout must be at least --refresh-interval".into());
-        }
-        if self.cache_bytes < 64 << 10 {
-            return Err("--cache-bytes must be at least 64KiB (one Key Vault secret is up to 25KiB)".into());
-        }
-        Ok(MountConfig {
-            vault: VaultConfig {
-                url: self.vault.vault.clone(),
-                ca_file: self.vault.ca_file.clone(),
-                verify_challenge_resource: !self.vault.disable_challenge_resource_verification,
-            },
-            mountpoint: self.mountpoint.clone(),
-            auth: self.auth.to_config(),
-            owner: OwnerConfig {
-                uid: self.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
-                gid: self.gid.unwrap_or_else(|| nix::unistd::getegid().as_raw()),
-                file_mode: self.file_mode,
-                dir_mode: self.dir_mode,
-                allow_other: self.allow_other,
-            },
-            cache: CacheConfig {
-                max_bytes: self.cache_bytes,
-                negative_ttl: self.negative_cache_ttl,
-                fetch_timeout: self.fetch_timeout,
-                ..CacheConfig::default()
-            },
-            refresh: crate::refresh::RefreshConfig {
-                interval: self.refresh_interval,
-                idle_timeout: self.idle_timeout,
-                max_stale: self.max_stale,
-                max_requests_per_10s: self.max_requests_per_10s,
-            },
-            strict_open: self.strict_open,
-            foreground: self.foreground,
-            mlock: !self.no_mlock,
+        raw.validate(self.foreground, mlock).map_err(|e| {
+            if self.options.is_empty() {
+                e.as_flag()
+            } else {
+                format!("{} (from a flag or -o {})", e.as_flag(), e.field)
+            }
         })
     }
+}
+
+/// `akvfs run`: several mounts from a config file, in the foreground.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The config file (TOML); see docs/CONFIGURATION.md. SIGHUP re-reads it.
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        default_value = "/etc/akvfs/config.toml"
+    )]
+    pub config: PathBuf,
+
+    /// Serve Prometheus metrics and health checks (/metrics, /healthz, /readyz) on this
+    /// address. [default: metrics_listen from the config file, else none]
+    #[arg(long, value_name = "ADDR", help_heading = "Observability")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args, Debug)]

@@ -187,20 +187,24 @@ impl Filesystem for AkvFs {
         );
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         // ENOSYS once, and the kernel stops sending FLUSH on every close.
         reply.error(Errno::ENOSYS);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let core = Arc::clone(&self.core);
-        self.run(
-            async move { core.opendir(ino.0).await },
-            move |r| match r {
-                Ok(fh) => reply.opened(FileHandle(fh), fuser::FopenFlags::empty()),
-                Err(e) => reply.error(fail("opendir", &ino.0, &e)),
-            },
-        );
+        self.run(async move { core.opendir(ino.0).await }, move |r| match r {
+            Ok(fh) => reply.opened(FileHandle(fh), fuser::FopenFlags::empty()),
+            Err(e) => reply.error(fail("opendir", &ino.0, &e)),
+        });
     }
 
     fn readdir(
@@ -278,11 +282,28 @@ impl Filesystem for AkvFs {
         reply.error(read_only("setattr", &ino.0));
     }
 
-    fn mknod(&self, _req: &Request, _p: INodeNo, name: &OsStr, _m: u32, _u: u32, _r: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        name: &OsStr,
+        _m: u32,
+        _u: u32,
+        _r: u32,
+        reply: ReplyEntry,
+    ) {
         reply.error(read_only("mknod", &Name(name)));
     }
 
-    fn mkdir(&self, _req: &Request, _p: INodeNo, name: &OsStr, _m: u32, _u: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        name: &OsStr,
+        _m: u32,
+        _u: u32,
+        reply: ReplyEntry,
+    ) {
         reply.error(read_only("mkdir", &Name(name)));
     }
 
@@ -381,7 +402,10 @@ pub struct KernelNotifier(pub fuser::Notifier);
 impl crate::refresh::KernelCache for KernelNotifier {
     fn forget_name(&self, name: &str) {
         // ENOENT just means the kernel had nothing cached.
-        if let Err(e) = self.0.inval_entry(INodeNo(crate::fs::ROOT_INO), OsStr::new(name)) {
+        if let Err(e) = self
+            .0
+            .inval_entry(INodeNo(crate::fs::ROOT_INO), OsStr::new(name))
+        {
             tracing::trace!(name, "inval_entry: {e}");
         }
     }

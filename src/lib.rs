@@ -28,6 +28,7 @@ pub mod error;
 pub mod fs;
 pub mod fuse;
 pub mod harden;
+pub mod metrics;
 pub mod mounts;
 pub mod refresh;
 pub mod run;

@@ -7,16 +7,17 @@ use akvfs::cli::{Cli, Command};
 use akvfs::run::{self, Failure};
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(helper_args(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => usage(e),
     };
     init_logging(&cli.log_level);
     let result = match cli.command {
         Command::Mount(args) => match args.to_config() {
-            Ok(cfg) => run::mount(cfg),
+            Ok(cfg) => run::mount(cfg, args.metrics_listen),
             Err(msg) => usage_error(&msg),
         },
+        Command::Run(args) => run::run_config(&args.config, args.metrics_listen),
         Command::Unmount(args) => {
             akvfs::mounts::unmount(&args.mountpoint, args.lazy).map_err(Failure)
         }
@@ -35,12 +36,55 @@ fn main() {
     }
 }
 
+/// Invoked as `mount.fuse.akvfs` (mount(8) for `-t fuse.akvfs`, as from
+/// fstab): `mount.fuse.akvfs VAULT MOUNTPOINT [-sfnv] [-o OPTIONS]` becomes
+/// `akvfs mount VAULT MOUNTPOINT -o OPTIONS`.
+fn helper_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let invoked = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !invoked.starts_with("mount.fuse.akvfs") && !invoked.starts_with("mount.akvfs") {
+        return args;
+    }
+    let mut out: Vec<std::ffi::OsString> = vec!["akvfs".into(), "mount".into()];
+    let mut rest = args.into_iter().skip(1);
+    while let Some(a) = rest.next() {
+        match a.to_str() {
+            // sloppy, fake, no-mtab, verbose: nothing for us to do.
+            Some("-s" | "-f" | "-n" | "-v") => {}
+            Some("-o") => {
+                out.push("-o".into());
+                out.extend(rest.next());
+            }
+            Some(o) if o.starts_with("-o") => {
+                out.push("-o".into());
+                out.push(o[2..].into());
+            }
+            _ => out.push(a),
+        }
+    }
+    out
+}
+
 /// Help and version go to stdout; a usage error is one line on stderr, exit 2.
 fn usage(e: clap::Error) -> ! {
     use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
         let _ = e.print();
-        std::process::exit(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
+        std::process::exit(
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                2
+            } else {
+                0
+            },
+        );
     }
     let rendered = e.render().to_string();
     let first = rendered

@@ -138,7 +138,11 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    pub fn new(core: Arc<FsCore>, kernel: Arc<dyn KernelCache>, cfg: RefreshConfig) -> Arc<Refresher> {
+    pub fn new(
+        core: Arc<FsCore>,
+        kernel: Arc<dyn KernelCache>,
+        cfg: RefreshConfig,
+    ) -> Arc<Refresher> {
         Arc::new(Refresher {
             core,
             kernel,
@@ -165,6 +169,7 @@ impl Refresher {
                 return;
             }
             let report = self.cycle().await;
+            self.core.metrics().refresh_cycle(report.error.is_none());
             if let Some(err) = &report.error {
                 tracing::warn!(vault = %self.core.cache().vault().url(), "refresh failed: {err}; serving cached values");
             } else if !report.changed.is_empty() || !report.revoked.is_empty() {
@@ -179,7 +184,8 @@ impl Refresher {
                 tracing::debug!(?report, "refreshed");
             }
             if let Some(wait) = report.retry_after {
-                pause_until = Some(tokio::time::Instant::now() + wait.min(Duration::from_secs(3600)));
+                pause_until =
+                    Some(tokio::time::Instant::now() + wait.min(Duration::from_secs(3600)));
             }
         }
     }
@@ -236,7 +242,12 @@ impl Refresher {
         };
         // Each page gets the fetch timeout (at least 10 s) on top of any wait
         // for the budget.
-        let per_page = self.core.cache().config().fetch_timeout.max(Duration::from_secs(10));
+        let per_page = self
+            .core
+            .cache()
+            .config()
+            .fetch_timeout
+            .max(Duration::from_secs(10));
         let limit = per_page * (self.core.file_count() as u32 / 25 + 2);
         let r = tokio::time::timeout(limit, self.core.cache().vault().list(&pacer)).await;
         report.list_pages = pacer.pages.get();

@@ -1,21 +1,28 @@
 //! Wiring and process life: vault client -> cache -> filesystem -> FUSE
-//! session; hardening, daemonizing, signals and a clean unmount on exit.
+//! session -> refresher, for one mount ([`MountHandle`]) or several from a
+//! config file; hardening, daemonizing, signals, reload and clean unmounts.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fuser::{MountOption, SessionACL};
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
 
-use crate::auth::{build_identity, whoami, Identity};
+use crate::auth::{build_identity, whoami, CountingCredential, Identity};
 use crate::cache::{backoff, SecretCache};
-use crate::config::{AuthConfig, MountConfig, VaultConfig};
+use crate::config::{load_config_file, AuthConfig, MountConfig, VaultConfig};
 use crate::fs::{FsCore, FsTimings};
 use crate::fuse::{AkvFs, KernelNotifier};
-use crate::refresh::Refresher;
+use crate::metrics::{MountMetrics, Registry};
 use crate::mounts::{prepare_mountpoint, unmount};
+use crate::refresh::Refresher;
 use crate::vault::azure::{build_transport, AzureVault, TransportSettings};
+use crate::vault::metered::MeteredVault;
 use crate::vault::{PageCount, Vault, VaultError};
 
 /// A failure that ends the command, with the message to print.
@@ -28,7 +35,7 @@ impl From<String> for Failure {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+fn runtime() -> Result<Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("akvfs-rt")
@@ -45,11 +52,16 @@ pub struct Connection {
 }
 
 /// Builds transport, credential and vault client. Makes no network call.
-pub fn connect(vault: &VaultConfig, auth: &AuthConfig) -> Result<Connection, Failure> {
+pub fn connect(
+    vault: &VaultConfig,
+    auth: &AuthConfig,
+    metrics: &Arc<MountMetrics>,
+) -> Result<Connection, Failure> {
     let extra_roots_pem = match &vault.ca_file {
-        Some(p) => Some(std::fs::read(p).map_err(|e| {
-            Failure(format!("cannot read --ca-file {}: {e}", p.display()))
-        })?),
+        Some(p) => Some(
+            std::fs::read(p)
+                .map_err(|e| Failure(format!("cannot read --ca-file {}: {e}", p.display())))?,
+        ),
         None => None,
     };
     let transport = build_transport(&TransportSettings {
@@ -60,8 +72,10 @@ pub fn connect(vault: &VaultConfig, auth: &AuthConfig) -> Result<Connection, Fai
         Some(p) => Failure(format!("--ca-file {}: {e}", p.display())),
         None => Failure(e),
     })?;
-    let identity = build_identity(auth, &transport).map_err(Failure)?;
+    let mut identity = build_identity(auth, &transport).map_err(Failure)?;
+    identity.credential = CountingCredential::wrap(identity.credential, Arc::clone(metrics));
     tracing::info!(
+        vault = %vault.url,
         auth = identity.mode.as_str(),
         reason = %identity.reason,
         "using {} authentication",
@@ -76,7 +90,7 @@ pub fn connect(vault: &VaultConfig, auth: &AuthConfig) -> Result<Connection, Fai
     .map_err(Failure)?;
     Ok(Connection {
         identity,
-        vault: Arc::new(client),
+        vault: Arc::new(MeteredVault::new(Arc::new(client), Arc::clone(metrics))),
     })
 }
 
@@ -86,11 +100,17 @@ pub fn hint(err: &VaultError, vault: &VaultConfig) -> String {
     let lower = text.to_lowercase();
     let extra = if lower.contains("az not found") {
         " (install the Azure CLI and run az login, or choose another --auth)"
-    } else if lower.contains("az login") || lower.contains("please run 'az login'") {
+    } else if lower.contains("az login") {
         " (run az login)"
-    } else if lower.contains("dns") || lower.contains("resolve") || lower.contains("name or service") {
+    } else if lower.contains("dns")
+        || lower.contains("resolve")
+        || lower.contains("name or service")
+    {
         " (check the vault name, DNS, and for private endpoints the private DNS zone)"
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("unknownissuer") {
+    } else if lower.contains("certificate")
+        || lower.contains("tls")
+        || lower.contains("unknownissuer")
+    {
         " (the vault's TLS certificate is not trusted: check --ca-file, SSL_CERT_FILE, or a TLS-inspecting proxy)"
     } else if lower.contains("connection refused") || lower.contains("connect") {
         " (check the URL and port, firewalls, and the vault's network rules)"
@@ -128,11 +148,177 @@ async fn first_listing(
     }
 }
 
+/// One serving mount: its FUSE session, refresher and metrics.
+pub struct MountHandle {
+    pub config: MountConfig,
+    pub mountpoint: PathBuf,
+    pub metrics: Arc<MountMetrics>,
+    session: fuser::BackgroundSession,
+    stop: watch::Sender<bool>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl MountHandle {
+    /// Connects, lists the vault, mounts and starts refreshing. `mountpoint`
+    /// has been checked by [`prepare_mountpoint`].
+    pub fn start(
+        rt: &Runtime,
+        cfg: MountConfig,
+        mountpoint: PathBuf,
+        secret_names_in_metrics: bool,
+    ) -> Result<MountHandle, Failure> {
+        let vault_url = cfg.vault.url.clone();
+        let metrics = MountMetrics::new(
+            &mountpoint.display().to_string(),
+            &vault_url,
+            cfg.refresh.interval * 2,
+            secret_names_in_metrics,
+        );
+        let conn = connect(&cfg.vault, &cfg.auth, &metrics)?;
+        let listing = match rt.block_on(first_listing(&conn.vault, cfg.cache.fetch_timeout)) {
+            Ok(l) => Some(l),
+            Err(e @ VaultError::Forbidden { .. }) => {
+                tracing::warn!(
+                    vault = %vault_url,
+                    "{}; the directory cannot be listed, but secrets can still be read by name",
+                    e
+                );
+                None
+            }
+            Err(e) => {
+                return Err(Failure(format!(
+                    "cannot list secrets in {vault_url}: {}",
+                    hint(&e, &cfg.vault)
+                )))
+            }
+        };
+
+        let cache = SecretCache::new(Arc::clone(&conn.vault), cfg.cache.clone());
+        let core =
+            FsCore::with_metrics(cache, cfg.owner, FsTimings::default(), Arc::clone(&metrics));
+        let count = listing.as_ref().map(|l| l.len() as i64).unwrap_or(-1);
+        if let Some(l) = listing {
+            core.set_listing(l);
+            metrics.refresh_cycle(true);
+        }
+        let fs = AkvFs::new(Arc::clone(&core), rt.handle().clone(), cfg.strict_open);
+        let session = fuser::Session::new(fs, &mountpoint, &fuse_config(&cfg)).map_err(|e| {
+            Failure(format!(
+                "cannot mount on {}: {e}{}",
+                mountpoint.display(),
+                if e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EPERM) {
+                    "; mounting needs root, or fusermount3 (package fuse3) for other users; --allow-other also needs user_allow_other in /etc/fuse.conf"
+                } else if e.kind() == std::io::ErrorKind::NotFound {
+                    "; is /dev/fuse present and fuse3 installed?"
+                } else {
+                    ""
+                }
+            ))
+        })?;
+        let session = session
+            .spawn()
+            .map_err(|e| Failure(format!("cannot start the FUSE session: {e}")))?;
+        let (stop, stop_rx) = watch::channel(false);
+        let refresher = Refresher::new(
+            Arc::clone(&core),
+            Arc::new(KernelNotifier(session.notifier())),
+            cfg.refresh,
+        );
+        let refresher = rt.spawn(refresher.run(stop_rx));
+        metrics.up.store(true, Ordering::Relaxed);
+        tracing::info!(
+            vault = %vault_url,
+            mountpoint = %mountpoint.display(),
+            secrets = count,
+            pid = std::process::id(),
+            "serving"
+        );
+        Ok(MountHandle {
+            config: cfg,
+            mountpoint,
+            metrics,
+            session,
+            stop,
+            refresher,
+        })
+    }
+
+    /// The mount went away without us (someone ran umount).
+    pub fn is_gone(&self) -> bool {
+        self.session.guard.is_finished()
+    }
+
+    /// Stops refreshing and unmounts; detaches lazily if files are open.
+    pub fn stop(self, rt: &Runtime) {
+        self.metrics.up.store(false, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        let _ = rt.block_on(self.refresher);
+        if self.session.guard.is_finished() {
+            let _ = self.session.join();
+            return;
+        }
+        if let Err(e) = self.session.umount_and_join() {
+            tracing::warn!(mountpoint = %self.mountpoint.display(), "unmount failed ({e}); detaching lazily instead");
+            if let Err(e) = unmount(&self.mountpoint, true) {
+                tracing::error!("{e}");
+            }
+        }
+        tracing::info!(mountpoint = %self.mountpoint.display(), "unmounted");
+    }
+}
+
+fn fuse_config(cfg: &MountConfig) -> fuser::Config {
+    let mut fuse_cfg = fuser::Config::default();
+    fuse_cfg.mount_options = vec![
+        MountOption::FSName(cfg.vault.url.trim_start_matches("https://").to_string()),
+        // The kernel's own `subtype` parameter, so the mount shows as
+        // fuse.akvfs whether mounted directly or through fusermount3.
+        MountOption::CUSTOM("subtype=akvfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        MountOption::NoExec,
+        MountOption::NoAtime,
+        MountOption::RO,
+    ];
+    fuse_cfg.acl = if cfg.owner.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    fuse_cfg.n_threads = Some(2);
+    fuse_cfg.clone_fd = true;
+    fuse_cfg
+}
+
+/// Hardening applied once per process, before any secret is fetched.
+fn harden(mlock: bool) -> Result<(), Failure> {
+    crate::harden::disable_core_dumps()?;
+    if mlock {
+        crate::harden::lock_memory()?;
+    } else {
+        tracing::warn!("memory is not locked (--no-mlock): cached secrets may be written to swap");
+    }
+    Ok(())
+}
+
+/// Tells systemd (Type=notify) how we are doing, when it asked.
+fn sd_notify(state: &[sd_notify::NotifyState]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        if let Err(e) = sd_notify::notify(false, state) {
+            tracing::debug!("sd_notify: {e}");
+        }
+    }
+}
+
 /// `akvfs mount`.
-pub fn mount(cfg: MountConfig) -> Result<(), Failure> {
+pub fn mount(
+    cfg: MountConfig,
+    metrics_listen: Option<std::net::SocketAddr>,
+) -> Result<(), Failure> {
     let mountpoint = prepare_mountpoint(&cfg.mountpoint)?;
     if cfg.foreground {
-        return serve(cfg, mountpoint, &mut None);
+        return serve_one(cfg, mountpoint, metrics_listen, &mut None);
     }
     // Fork before any thread exists; the parent waits until the child is
     // serving (or failed) and exits with its status.
@@ -158,7 +344,7 @@ pub fn mount(cfg: MountConfig) -> Result<(), Failure> {
             drop(read_end);
             let _ = nix::unistd::setsid();
             let mut pipe = Some(std::fs::File::from(write_end));
-            match serve(cfg, mountpoint, &mut pipe) {
+            match serve_one(cfg, mountpoint, metrics_listen, &mut pipe) {
                 Ok(()) => std::process::exit(0),
                 Err(Failure(msg)) => {
                     // The waiting parent prints it.
@@ -175,7 +361,11 @@ pub fn mount(cfg: MountConfig) -> Result<(), Failure> {
 /// Points stdin, stdout and stderr at /dev/null once a background daemon is
 /// serving, so it holds no terminal or pipe of its parent open.
 fn detach_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         let null: OwnedFd = null.into();
         for fd in 0..=2 {
             // SAFETY: dup2 onto the standard descriptors, which we own.
@@ -184,148 +374,215 @@ fn detach_stdio() {
     }
 }
 
-fn serve(
+fn start_metrics(
+    rt: &Runtime,
+    addr: Option<std::net::SocketAddr>,
+    registry: &Arc<Registry>,
+) -> Result<watch::Sender<bool>, Failure> {
+    let (tx, rx) = watch::channel(false);
+    if let Some(addr) = addr {
+        rt.block_on(crate::metrics::serve(addr, Arc::clone(registry), rx))?;
+    }
+    Ok(tx)
+}
+
+fn serve_one(
     cfg: MountConfig,
-    mountpoint: std::path::PathBuf,
+    mountpoint: PathBuf,
+    metrics_listen: Option<std::net::SocketAddr>,
     ready_pipe: &mut Option<std::fs::File>,
 ) -> Result<(), Failure> {
-    crate::harden::disable_core_dumps()?;
-    if cfg.mlock {
-        crate::harden::lock_memory()?;
-    } else {
-        tracing::warn!("memory is not locked (--no-mlock): cached secrets may be written to swap");
-    }
+    harden(cfg.mlock)?;
     let rt = runtime()?;
-    let conn = connect(&cfg.vault, &cfg.auth)?;
-    let vault_url = cfg.vault.url.clone();
-    let listing = rt.block_on(first_listing(&conn.vault, cfg.cache.fetch_timeout));
-    let listing = match listing {
-        Ok(l) => Some(l),
-        Err(e @ VaultError::Forbidden { .. }) => {
-            tracing::warn!(
-                vault = %vault_url,
-                "{}; the directory cannot be listed, but secrets can still be read by name",
-                e
-            );
-            None
-        }
-        Err(e) => {
-            return Err(Failure(format!(
-                "cannot list secrets in {vault_url}: {}",
-                hint(&e, &cfg.vault)
-            )))
-        }
-    };
-
-    let cache = SecretCache::new(Arc::clone(&conn.vault), cfg.cache.clone());
-    let core = FsCore::new(cache, cfg.owner, FsTimings::default());
-    let count = listing.as_ref().map(|l| l.len());
-    if let Some(l) = listing {
-        core.set_listing(l);
-    }
-    let fs = AkvFs::new(Arc::clone(&core), rt.handle().clone(), cfg.strict_open);
-
-    let mut fuse_cfg = fuser::Config::default();
-    fuse_cfg.mount_options = vec![
-        MountOption::FSName(vault_host(&vault_url)),
-        // The kernel's own `subtype` parameter, so the mount shows as
-        // fuse.akvfs whether mounted directly or through fusermount3.
-        MountOption::CUSTOM("subtype=akvfs".into()),
-        MountOption::DefaultPermissions,
-        MountOption::NoDev,
-        MountOption::NoSuid,
-        MountOption::NoExec,
-        MountOption::NoAtime,
-        MountOption::RO,
-    ];
-    fuse_cfg.acl = if cfg.owner.allow_other {
-        SessionACL::All
-    } else {
-        SessionACL::Owner
-    };
-    fuse_cfg.n_threads = Some(2);
-    fuse_cfg.clone_fd = true;
-    let session = fuser::Session::new(fs, &mountpoint, &fuse_cfg).map_err(|e| {
-        Failure(format!(
-            "cannot mount on {}: {e}{}",
-            mountpoint.display(),
-            if e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EPERM) {
-                "; mounting needs root, or fusermount3 (package fuse3) for other users; --allow-other also needs user_allow_other in /etc/fuse.conf"
-            } else if e.kind() == std::io::ErrorKind::NotFound {
-                "; is /dev/fuse present and fuse3 installed?"
-            } else {
-                ""
-            }
-        ))
-    })?;
-    let bg = session
-        .spawn()
-        .map_err(|e| Failure(format!("cannot start the FUSE session: {e}")))?;
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let refresher = Refresher::new(
-        Arc::clone(&core),
-        Arc::new(KernelNotifier(bg.notifier())),
-        cfg.refresh,
-    );
-    let refresh_task = rt.spawn(refresher.run(stop_rx));
-
-    tracing::info!(
-        vault = %vault_url,
-        mountpoint = %mountpoint.display(),
-        secrets = count.map(|c| c as i64).unwrap_or(-1),
-        pid = std::process::id(),
-        "serving"
-    );
+    let registry = Arc::new(Registry::default());
+    let metrics_stop = start_metrics(&rt, metrics_listen, &registry)?;
+    let handle = MountHandle::start(&rt, cfg, mountpoint, false)?;
+    registry.add(Arc::clone(&handle.metrics));
+    sd_notify(&[sd_notify::NotifyState::Ready]);
     // Closing the pipe is what lets the waiting parent exit.
     if let Some(mut pipe) = ready_pipe.take() {
         let _ = pipe.write_all(b"ok");
         drop(pipe);
         detach_stdio();
     }
-
-    let reason = rt.block_on(wait_for_stop(&bg));
-    tracing::info!(mountpoint = %mountpoint.display(), "{reason}; unmounting");
-    let _ = stop_tx.send(true);
-    let _ = rt.block_on(refresh_task);
-    if bg.guard.is_finished() {
-        let _ = bg.join();
-        return Ok(());
-    }
-    if let Err(e) = bg.umount_and_join() {
-        tracing::warn!(mountpoint = %mountpoint.display(), "unmount failed ({e}); detaching lazily instead");
-        unmount(&mountpoint, true).map_err(Failure)?;
-    }
+    let reason = rt.block_on(wait_for_signal(|| handle.is_gone(), false));
+    tracing::info!(mountpoint = %handle.mountpoint.display(), "{}; unmounting", reason.describe());
+    sd_notify(&[sd_notify::NotifyState::Stopping]);
+    handle.stop(&rt);
+    let _ = metrics_stop.send(true);
     Ok(())
 }
 
-fn vault_host(url: &str) -> String {
-    url.trim_start_matches("https://").to_string()
+/// Why the wait ended.
+enum Wake {
+    Term,
+    Int,
+    Hup,
+    Gone,
 }
 
-/// Waits for SIGTERM, SIGINT, or the mount going away (`umount` by someone else).
-async fn wait_for_stop(bg: &fuser::BackgroundSession) -> &'static str {
+impl Wake {
+    fn describe(&self) -> &'static str {
+        match self {
+            Wake::Term => "received SIGTERM",
+            Wake::Int => "received SIGINT",
+            Wake::Hup => "received SIGHUP",
+            Wake::Gone => "the mount was unmounted",
+        }
+    }
+}
+
+/// Waits for SIGTERM, SIGINT, SIGHUP (if `hup`), or `gone()` turning true.
+async fn wait_for_signal(gone: impl Fn() -> bool, hup: bool) -> Wake {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).ok();
     let mut int = signal(SignalKind::interrupt()).ok();
+    let mut hangup = if hup {
+        signal(SignalKind::hangup()).ok()
+    } else {
+        None
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
-            Some(_) = async { term.as_mut()?.recv().await } => return "received SIGTERM",
-            Some(_) = async { int.as_mut()?.recv().await } => return "received SIGINT",
+            Some(_) = async { term.as_mut()?.recv().await } => return Wake::Term,
+            Some(_) = async { int.as_mut()?.recv().await } => return Wake::Int,
+            Some(_) = async { hangup.as_mut()?.recv().await } => return Wake::Hup,
             _ = tick.tick() => {
-                if bg.guard.is_finished() {
-                    return "the mount was unmounted";
+                if gone() {
+                    return Wake::Gone;
                 }
             }
         }
     }
 }
 
-/// `akvfs check`: identity, token, and list access. Prints names, never values.
+/// `akvfs run --config FILE`: every mount in the file, in the foreground.
+/// SIGHUP re-reads the file: new mounts start, removed ones stop, changed ones
+/// restart; the others are not touched. A bad file on reload is logged and
+/// ignored, and the running mounts keep serving.
+pub fn run_config(
+    path: &Path,
+    metrics_listen: Option<std::net::SocketAddr>,
+) -> Result<(), Failure> {
+    let file = load_config_file(path).map_err(Failure)?;
+    harden(file.mlock)?;
+    let rt = runtime()?;
+    let registry = Arc::new(Registry::default());
+    let metrics_stop = start_metrics(&rt, metrics_listen.or(file.metrics_listen), &registry)?;
+    let mut mounts: Vec<MountHandle> = Vec::new();
+    let mut failed = Vec::new();
+    apply(
+        &rt,
+        &registry,
+        &mut mounts,
+        file.mounts,
+        file.metrics_secret_names,
+        &mut failed,
+    );
+    if mounts.is_empty() {
+        let _ = metrics_stop.send(true);
+        return Err(Failure(format!(
+            "no mount could start: {}",
+            failed.join("; ")
+        )));
+    }
+    sd_notify(&[sd_notify::NotifyState::Ready]);
+    loop {
+        let wake = rt.block_on(wait_for_signal(|| mounts.iter().any(|m| m.is_gone()), true));
+        match wake {
+            Wake::Hup => {
+                tracing::info!(config = %path.display(), "received SIGHUP; reloading");
+                sd_notify(&[sd_notify::NotifyState::Reloading]);
+                match load_config_file(path) {
+                    Ok(file) => {
+                        let mut failed = Vec::new();
+                        apply(
+                            &rt,
+                            &registry,
+                            &mut mounts,
+                            file.mounts,
+                            file.metrics_secret_names,
+                            &mut failed,
+                        );
+                    }
+                    Err(e) => tracing::error!("{e}; keeping the running configuration"),
+                }
+                sd_notify(&[sd_notify::NotifyState::Ready]);
+            }
+            Wake::Gone => {
+                let (gone, alive): (Vec<_>, Vec<_>) = mounts.into_iter().partition(|m| m.is_gone());
+                mounts = alive;
+                for m in gone {
+                    tracing::warn!(mountpoint = %m.mountpoint.display(), "the mount was unmounted from outside; it stays down until the next reload");
+                    registry.remove(&m.metrics.mountpoint);
+                    m.stop(&rt);
+                }
+            }
+            Wake::Term | Wake::Int => {
+                tracing::info!("{}; unmounting everything", wake.describe());
+                sd_notify(&[sd_notify::NotifyState::Stopping]);
+                for m in mounts {
+                    registry.remove(&m.metrics.mountpoint);
+                    m.stop(&rt);
+                }
+                let _ = metrics_stop.send(true);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Brings `mounts` to `wanted`: stops what is gone or changed, starts what is
+/// new or changed, leaves the rest alone.
+fn apply(
+    rt: &Runtime,
+    registry: &Arc<Registry>,
+    mounts: &mut Vec<MountHandle>,
+    wanted: Vec<MountConfig>,
+    secret_names: bool,
+    failed: &mut Vec<String>,
+) {
+    let same = |a: &MountConfig, b: &MountConfig| format!("{a:?}") == format!("{b:?}");
+    let (keep, drop_list): (Vec<_>, Vec<_>) = std::mem::take(mounts)
+        .into_iter()
+        .partition(|m| wanted.iter().any(|w| same(w, &m.config)));
+    for m in drop_list {
+        tracing::info!(mountpoint = %m.mountpoint.display(), "removing mount");
+        registry.remove(&m.metrics.mountpoint);
+        m.stop(rt);
+    }
+    *mounts = keep;
+    for cfg in wanted {
+        if mounts.iter().any(|m| same(&m.config, &cfg)) {
+            continue;
+        }
+        // A service creates its own mount directories (the DaemonSet's host
+        // path, a VM's /mnt/...); `akvfs mount` leaves that to the user.
+        if !cfg.mountpoint.exists() {
+            if let Err(e) = std::fs::create_dir_all(&cfg.mountpoint) {
+                tracing::warn!(mountpoint = %cfg.mountpoint.display(), "cannot create the mount directory: {e}");
+            }
+        }
+        let started = prepare_mountpoint(&cfg.mountpoint)
+            .map_err(Failure)
+            .and_then(|mp| MountHandle::start(rt, cfg.clone(), mp, secret_names));
+        match started {
+            Ok(h) => {
+                registry.add(Arc::clone(&h.metrics));
+                mounts.push(h);
+            }
+            Err(Failure(e)) => {
+                tracing::error!(mountpoint = %cfg.mountpoint.display(), "{e}");
+                failed.push(e);
+            }
+        }
+    }
+}
+
 pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Failure> {
     let rt = runtime()?;
-    let conn = connect(&vault, &auth)?;
+    let conn = connect(&vault, &auth, &MountMetrics::detached())?;
     println!("vault:    {}", vault.url);
     println!(
         "auth:     {} ({})",
@@ -334,7 +591,10 @@ pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Failure> {
     );
     rt.block_on(async {
         let (claims, expires) = whoami(&conn.identity.credential).await.map_err(|e| {
-            Failure(format!("{} authentication failed: {e}", conn.identity.mode.as_str()))
+            Failure(format!(
+                "{} authentication failed: {e}",
+                conn.identity.mode.as_str()
+            ))
         })?;
         let who = claims
             .upn
@@ -365,20 +625,15 @@ pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Failure> {
                 hint(&e, &vault)
             ))
         })?;
-        println!("list:     ok, {} secrets ({} pages)", names.len(), pages.get());
+        println!(
+            "list:     ok, {} secrets ({} pages)",
+            names.len(),
+            pages.get()
+        );
         for s in names {
             let state = if s.enabled { "" } else { "  (disabled)" };
             println!("  {}{state}", s.name);
         }
         Ok::<(), Failure>(())
     })
-}
-
-/// Used by tests: the core for a vault, without a mount.
-pub fn core_for(vault: Arc<dyn Vault>, cfg: &MountConfig) -> Arc<FsCore> {
-    FsCore::new(
-        SecretCache::new(vault, cfg.cache.clone()),
-        cfg.owner,
-        FsTimings::default(),
-    )
 }

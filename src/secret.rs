@@ -148,7 +148,17 @@ mod tests {
         assert!(SecretName::parse("db-password").is_some());
         assert!(SecretName::parse("A1-b2").is_some());
         assert!(SecretName::parse(&"a".repeat(127)).is_some());
-        for bad in ["", ".", "..", ".hidden", "a_b", "a b", "a.txt", "ä", &"a".repeat(128)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "a_b",
+            "a b",
+            "a.txt",
+            "ä",
+            &"a".repeat(128),
+        ] {
             assert!(SecretName::parse(bad).is_none(), "{bad:?} accepted");
         }
     }

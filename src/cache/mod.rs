@@ -185,7 +185,10 @@ impl SecretCache {
 
     /// The latest version of `name`: from memory if cached, otherwise fetched
     /// (one GET however many callers ask at once).
-    pub async fn latest(self: &Arc<Self>, name: &SecretName) -> Result<Arc<CachedSecret>, VaultError> {
+    pub async fn latest(
+        self: &Arc<Self>,
+        name: &SecretName,
+    ) -> Result<Arc<CachedSecret>, VaultError> {
         if let Some(hit) = self.cached_latest(name) {
             return Ok(hit);
         }
@@ -196,16 +199,23 @@ impl SecretCache {
     }
 
     /// A specific version: from memory, or fetched by version id.
-    pub async fn version(self: &Arc<Self>, key: &SecretKey) -> Result<Arc<CachedSecret>, VaultError> {
+    pub async fn version(
+        self: &Arc<Self>,
+        key: &SecretKey,
+    ) -> Result<Arc<CachedSecret>, VaultError> {
         if let Some(hit) = self.cached(key) {
             return Ok(hit);
         }
-        self.fetch(key.name.clone(), Some(key.version.clone())).await
+        self.fetch(key.name.clone(), Some(key.version.clone()))
+            .await
     }
 
     /// Asks the vault for the latest version now, bypassing the cache (but
     /// joining a fetch already under way), and caches the answer.
-    pub async fn fetch_latest(self: &Arc<Self>, name: &SecretName) -> Result<Arc<CachedSecret>, VaultError> {
+    pub async fn fetch_latest(
+        self: &Arc<Self>,
+        name: &SecretName,
+    ) -> Result<Arc<CachedSecret>, VaultError> {
         self.fetch(name.clone(), None).await
     }
 

@@ -22,7 +22,11 @@ async fn concurrent_first_reads_make_one_get() {
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let c = cache.clone();
-            tokio::spawn(async move { c.latest(&name("db")).await.map(|s| s.value.expose().to_vec()) })
+            tokio::spawn(async move {
+                c.latest(&name("db"))
+                    .await
+                    .map(|s| s.value.expose().to_vec())
+            })
         })
         .collect();
     for t in tasks {
@@ -39,12 +43,21 @@ async fn not_found_is_remembered_briefly() {
         ..Default::default()
     };
     let cache = cache_with(&vault, cfg);
-    assert_eq!(cache.latest(&name("nope")).await.unwrap_err(), VaultError::NotFound);
-    assert_eq!(cache.latest(&name("nope")).await.unwrap_err(), VaultError::NotFound);
+    assert_eq!(
+        cache.latest(&name("nope")).await.unwrap_err(),
+        VaultError::NotFound
+    );
+    assert_eq!(
+        cache.latest(&name("nope")).await.unwrap_err(),
+        VaultError::NotFound
+    );
     assert_eq!(vault.gets.load(Ordering::SeqCst), 1);
     tokio::time::sleep(Duration::from_millis(150)).await;
     vault.put("nope", b"now");
-    assert_eq!(cache.latest(&name("nope")).await.unwrap().value.expose(), b"now");
+    assert_eq!(
+        cache.latest(&name("nope")).await.unwrap().value.expose(),
+        b"now"
+    );
 }
 
 #[tokio::test]
@@ -111,6 +124,12 @@ async fn old_versions_stay_readable_by_key() {
     vault.put("r", b"two");
     let second = cache.fetch_latest(&name("r")).await.unwrap();
     assert_eq!(second.value.expose(), b"two");
-    assert_eq!(cache.version(&first.key()).await.unwrap().value.expose(), b"one");
-    assert_eq!(cache.cached_latest(&name("r")).unwrap().value.expose(), b"two");
+    assert_eq!(
+        cache.version(&first.key()).await.unwrap().value.expose(),
+        b"one"
+    );
+    assert_eq!(
+        cache.cached_latest(&name("r")).unwrap().value.expose(),
+        b"two"
+    );
 }

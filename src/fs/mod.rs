@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::cache::{CachedSecret, SecretCache, SecretKey};
 use crate::config::OwnerConfig;
 use crate::error::FsError;
+use crate::metrics::MountMetrics;
 use crate::secret::{SecretName, SecretProps, SecretSummary};
 use crate::vault::{PageCount, VaultError};
 
@@ -129,6 +130,7 @@ struct Listing {
 /// The filesystem core shared by all FUSE worker threads.
 pub struct FsCore {
     cache: Arc<SecretCache>,
+    metrics: Arc<MountMetrics>,
     owner: OwnerConfig,
     timings: FsTimings,
     vault_url: String,
@@ -153,9 +155,20 @@ fn unix_time(secs: Option<i64>, fallback: SystemTime) -> SystemTime {
 
 impl FsCore {
     pub fn new(cache: Arc<SecretCache>, owner: OwnerConfig, timings: FsTimings) -> Arc<FsCore> {
+        FsCore::with_metrics(cache, owner, timings, MountMetrics::detached())
+    }
+
+    pub fn with_metrics(
+        cache: Arc<SecretCache>,
+        owner: OwnerConfig,
+        timings: FsTimings,
+        metrics: Arc<MountMetrics>,
+    ) -> Arc<FsCore> {
         let vault_url = cache.vault().url().to_string();
+        metrics.attach_cache(&cache);
         Arc::new(FsCore {
             cache,
+            metrics,
             owner,
             timings,
             vault_url,
@@ -172,6 +185,19 @@ impl FsCore {
 
     pub fn cache(&self) -> &Arc<SecretCache> {
         &self.cache
+    }
+
+    pub fn metrics(&self) -> &Arc<MountMetrics> {
+        &self.metrics
+    }
+
+    fn note_use(&self, secret: &CachedSecret) {
+        secret.touch();
+        if secret.verified_at().elapsed() > self.metrics.stale_after {
+            self.metrics
+                .stale_reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     pub fn timings(&self) -> FsTimings {
@@ -264,7 +290,8 @@ impl FsCore {
             .latest(&name)
             .await
             .map_err(|e| self.vault_err(&name, e))?;
-        secret.touch();
+        self.metrics.lookup(name.as_str());
+        self.note_use(&secret);
         Ok(self.bind(&secret))
     }
 
@@ -312,10 +339,16 @@ impl FsCore {
             .version(&key)
             .await
             .map_err(|e| self.vault_err(&key.name, e))?;
-        secret.touch();
+        self.note_use(&secret);
         let len = secret.value.len();
         let start = (offset.min(len as u64)) as usize;
         let end = start.saturating_add(size as usize).min(len);
+        self.metrics
+            .reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .read_bytes
+            .fetch_add((end - start) as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(ReadData { secret, start, end })
     }
 

@@ -25,7 +25,10 @@ fn setup() -> (Arc<MemoryVault>, Arc<FsCore>) {
 async fn lookup_gives_exact_size_and_read_gives_exact_bytes() {
     let (vault, fs) = setup();
     vault.put("db-password", b"s3cr3t\n\x00tail");
-    let e = fs.lookup(ROOT_INO, OsStr::new("db-password")).await.unwrap();
+    let e = fs
+        .lookup(ROOT_INO, OsStr::new("db-password"))
+        .await
+        .unwrap();
     assert_eq!(e.attr.size, 12);
     assert_eq!(e.attr.perm, 0o400);
     assert_eq!(e.attr.uid, 1000);
@@ -51,22 +54,53 @@ async fn names_that_cannot_exist_never_reach_the_vault() {
 #[tokio::test]
 async fn errors_map_to_documented_errnos() {
     let (vault, fs) = setup();
-    assert_eq!(fs.lookup(ROOT_INO, OsStr::new("missing")).await.unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(
+        fs.lookup(ROOT_INO, OsStr::new("missing"))
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::ENOENT
+    );
     vault.put("off", b"x");
     vault.set_enabled("off", false);
-    assert_eq!(fs.lookup(ROOT_INO, OsStr::new("off")).await.unwrap_err().errno(), libc::EACCES);
+    assert_eq!(
+        fs.lookup(ROOT_INO, OsStr::new("off"))
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EACCES
+    );
     vault.put("denied", b"x");
-    vault.fail_with(VaultError::Forbidden { operation: "get", detail: "no".into() });
-    assert_eq!(fs.lookup(ROOT_INO, OsStr::new("denied")).await.unwrap_err().errno(), libc::EACCES);
+    vault.fail_with(VaultError::Forbidden {
+        operation: "get",
+        detail: "no".into(),
+    });
+    assert_eq!(
+        fs.lookup(ROOT_INO, OsStr::new("denied"))
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EACCES
+    );
     vault.fail_with(VaultError::Unavailable("down".into()));
     let fs_fast = {
         let cache = SecretCache::new(
             vault.clone() as Arc<dyn Vault>,
-            CacheConfig { fetch_timeout: Duration::from_millis(100), ..Default::default() },
+            CacheConfig {
+                fetch_timeout: Duration::from_millis(100),
+                ..Default::default()
+            },
         );
         FsCore::new(cache, fs.owner, FsTimings::default())
     };
-    assert_eq!(fs_fast.lookup(ROOT_INO, OsStr::new("denied")).await.unwrap_err().errno(), libc::EIO);
+    assert_eq!(
+        fs_fast
+            .lookup(ROOT_INO, OsStr::new("denied"))
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EIO
+    );
 }
 
 #[tokio::test]
@@ -75,11 +109,17 @@ async fn a_rotation_binds_a_new_inode_and_the_old_one_keeps_its_version() {
     vault.put("rot", b"old-value");
     let old = fs.lookup(ROOT_INO, OsStr::new("rot")).await.unwrap();
     vault.put("rot", b"new");
-    fs.cache().fetch_latest(&SecretName::parse("rot").unwrap()).await.unwrap();
+    fs.cache()
+        .fetch_latest(&SecretName::parse("rot").unwrap())
+        .await
+        .unwrap();
     let new = fs.lookup(ROOT_INO, OsStr::new("rot")).await.unwrap();
     assert_ne!(old.attr.ino, new.attr.ino);
     assert_eq!(new.attr.size, 3);
-    assert_eq!(fs.read(old.attr.ino, 0, 100).await.unwrap().bytes(), b"old-value");
+    assert_eq!(
+        fs.read(old.attr.ino, 0, 100).await.unwrap().bytes(),
+        b"old-value"
+    );
     assert_eq!(fs.read(new.attr.ino, 0, 100).await.unwrap().bytes(), b"new");
     fs.forget(old.attr.ino, 1);
     assert_eq!(fs.getattr(old.attr.ino).unwrap_err().errno(), libc::ENOENT);
@@ -97,7 +137,11 @@ async fn directory_lists_every_name_once_sorted() {
     let names: Vec<_> = entries.iter().skip(2).map(|e| e.name.clone()).collect();
     let expected: Vec<_> = (0..60).map(|i| format!("s{i:02}")).collect();
     assert_eq!(names, expected);
-    assert_eq!(vault.gets.load(Ordering::SeqCst), 0, "listing fetches no values");
+    assert_eq!(
+        vault.gets.load(Ordering::SeqCst),
+        0,
+        "listing fetches no values"
+    );
     fs.releasedir(fh);
 }
 
@@ -110,8 +154,25 @@ async fn xattrs_carry_metadata() {
     let list = String::from_utf8(list).unwrap();
     assert!(list.contains("user.akv.version\0"));
     assert!(list.contains("user.akv.updated\0"));
-    assert!(!list.contains("user.akv.expires"), "absent attributes are not listed");
-    assert_eq!(fs.getxattr(e.attr.ino, OsStr::new("user.akv.version")).unwrap(), v.as_str().as_bytes());
-    assert_eq!(fs.getxattr(e.attr.ino, OsStr::new("user.akv.expires")).unwrap_err().errno(), libc::ENODATA);
-    assert_eq!(fs.getxattr(e.attr.ino, OsStr::new("security.selinux")).unwrap_err().errno(), libc::ENODATA);
+    assert!(
+        !list.contains("user.akv.expires"),
+        "absent attributes are not listed"
+    );
+    assert_eq!(
+        fs.getxattr(e.attr.ino, OsStr::new("user.akv.version"))
+            .unwrap(),
+        v.as_str().as_bytes()
+    );
+    assert_eq!(
+        fs.getxattr(e.attr.ino, OsStr::new("user.akv.expires"))
+            .unwrap_err()
+            .errno(),
+        libc::ENODATA
+    );
+    assert_eq!(
+        fs.getxattr(e.attr.ino, OsStr::new("security.selinux"))
+            .unwrap_err()
+            .errno(),
+        libc::ENODATA
+    );
 }

@@ -8,7 +8,8 @@ const TAG_PREFIX: &str = "user.akv.tag.";
 
 fn rfc3339(secs: i64) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp(secs).ok()?;
-    t.format(&time::format_description::well_known::Rfc3339).ok()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// Fixed attributes in listing order, with their values when present.

@@ -64,8 +64,16 @@ fn long_ago(v: &MemoryVault, name: &str) {
 }
 
 async fn read(core: &FsCore, name: &str) -> Result<Vec<u8>, i32> {
-    let e = core.lookup(ROOT_INO, OsStr::new(name)).await.map_err(|e| e.errno())?;
-    Ok(core.read(e.attr.ino, 0, 1 << 20).await.map_err(|e| e.errno())?.bytes().to_vec())
+    let e = core
+        .lookup(ROOT_INO, OsStr::new(name))
+        .await
+        .map_err(|e| e.errno())?;
+    Ok(core
+        .read(e.attr.ino, 0, 1 << 20)
+        .await
+        .map_err(|e| e.errno())?
+        .bytes()
+        .to_vec())
 }
 
 #[tokio::test]
@@ -99,7 +107,10 @@ async fn a_rotation_is_fetched_once_and_the_name_rebound() {
     assert_eq!(*s.kernel.names.lock().unwrap(), vec!["db".to_string()]);
     assert_eq!(read(&s.core, "db").await.unwrap(), b"new-value");
     // The inode an open file holds still reads the old version, whole.
-    assert_eq!(s.core.read(old.attr.ino, 0, 100).await.unwrap().bytes(), b"old");
+    assert_eq!(
+        s.core.read(old.attr.ino, 0, 100).await.unwrap().bytes(),
+        b"old"
+    );
     // Nothing changed since: the next cycle makes no GET.
     let r = s.refresher.cycle().await;
     assert_eq!(r.gets, 0);
@@ -111,7 +122,14 @@ async fn two_updates_within_one_second_are_not_missed() {
     s.vault.put("fast", b"one");
     assert_eq!(read(&s.core, "fast").await.unwrap(), b"one");
     // Same `updated` second as the version we fetched.
-    let updated = s.core.cache().cached_latest(&SecretName::parse("fast").unwrap()).unwrap().props.updated.unwrap();
+    let updated = s
+        .core
+        .cache()
+        .cached_latest(&SecretName::parse("fast").unwrap())
+        .unwrap()
+        .props
+        .updated
+        .unwrap();
     s.vault.put("fast", b"two");
     s.vault.set_updated("fast", updated);
     let r = s.refresher.cycle().await;
@@ -139,8 +157,15 @@ async fn deleted_and_disabled_secrets_are_revoked_and_wiped() {
     assert_eq!(read(&s.core, "off").await.unwrap_err(), libc::EACCES);
     assert_eq!(read(&s.core, "stays").await.unwrap(), b"v");
     assert_eq!(r.removed_names, 1);
-    assert!(!s.core.current_listing().iter().any(|x| x.name.as_str() == "gone"));
-    assert!(!s.kernel.inodes.lock().unwrap().is_empty(), "kernel pages dropped");
+    assert!(!s
+        .core
+        .current_listing()
+        .iter()
+        .any(|x| x.name.as_str() == "gone"));
+    assert!(
+        !s.kernel.inodes.lock().unwrap().is_empty(),
+        "kernel pages dropped"
+    );
 }
 
 #[tokio::test]
@@ -155,7 +180,11 @@ async fn an_outage_keeps_serving_until_max_stale() {
     let r = s.refresher.cycle().await;
     assert!(r.error.is_some());
     assert!(r.revoked.is_empty());
-    assert_eq!(read(&s.core, "k").await.unwrap(), b"v", "stale value served");
+    assert_eq!(
+        read(&s.core, "k").await.unwrap(),
+        b"v",
+        "stale value served"
+    );
     tokio::time::sleep(Duration::from_millis(350)).await;
     let r = s.refresher.cycle().await;
     assert_eq!(r.revoked, vec!["k".to_string()]);
@@ -184,7 +213,12 @@ async fn new_secrets_appear_in_the_listing() {
     s.vault.put("b", b"2");
     let r = s.refresher.cycle().await;
     assert_eq!(r.added_names, 1);
-    let names: Vec<_> = s.core.current_listing().iter().map(|x| x.name.to_string()).collect();
+    let names: Vec<_> = s
+        .core
+        .current_listing()
+        .iter()
+        .map(|x| x.name.to_string())
+        .collect();
     assert_eq!(names, vec!["a", "b"]);
 }
 

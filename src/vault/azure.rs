@@ -135,12 +135,19 @@ impl Vault for AzureVault {
             .await
             .map_err(|e| map_error(e, "get"))?;
         let body = response.into_body();
-        let bundle: Bundle = serde_json::from_slice(&body)
-            .map_err(|e| VaultError::BadResponse(format!("secret body is not a SecretBundle: {}", e.classify_str())))?;
+        let bundle: Bundle = serde_json::from_slice(&body).map_err(|e| {
+            VaultError::BadResponse(format!(
+                "secret body is not a SecretBundle: {}",
+                e.classify_str()
+            ))
+        })?;
         let id = bundle.id.unwrap_or_default();
         // Key Vault matches names case-insensitively; file names are exact, so
         // `DB-PASSWORD` must not open `db-password`.
-        let served_name = id.split("/secrets/").nth(1).and_then(|r| r.split('/').next());
+        let served_name = id
+            .split("/secrets/")
+            .nth(1)
+            .and_then(|r| r.split('/').next());
         if served_name != Some(name.as_str()) {
             return Err(VaultError::NotFound);
         }
@@ -268,7 +275,9 @@ fn map_error(err: azure_core::Error, operation: &'static str) -> VaultError {
                 429 => VaultError::Throttled {
                     retry_after: retry_after(raw_response.as_deref()),
                 },
-                408 | 500..=599 => VaultError::Unavailable(format!("HTTP {status} {code} {message}")),
+                408 | 500..=599 => {
+                    VaultError::Unavailable(format!("HTTP {status} {code} {message}"))
+                }
                 _ => VaultError::BadResponse(format!("HTTP {status} {code}: {message}")),
             }
         }
@@ -290,14 +299,18 @@ fn map_error(err: azure_core::Error, operation: &'static str) -> VaultError {
 fn retry_after(raw: Option<&azure_core::http::RawResponse>) -> Option<Duration> {
     let headers = raw?.headers();
     for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
-        if let Some(v) = headers.get_optional_str(&azure_core::http::headers::HeaderName::from_static(name)) {
+        if let Some(v) =
+            headers.get_optional_str(&azure_core::http::headers::HeaderName::from_static(name))
+        {
             if let Ok(ms) = v.trim().parse::<u64>() {
                 return Some(Duration::from_millis(ms));
             }
         }
     }
     headers
-        .get_optional_str(&azure_core::http::headers::HeaderName::from_static("retry-after"))
+        .get_optional_str(&azure_core::http::headers::HeaderName::from_static(
+            "retry-after",
+        ))
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
 }

@@ -8,6 +8,7 @@
 
 pub mod azure;
 pub mod memory;
+pub mod metered;
 
 use std::time::Duration;
 
@@ -22,8 +23,11 @@ pub trait Vault: Send + Sync + 'static {
     fn url(&self) -> &str;
 
     /// Fetches a secret's latest version, or a given version.
-    async fn get(&self, name: &SecretName, version: Option<&VersionId>)
-        -> Result<Secret, VaultError>;
+    async fn get(
+        &self,
+        name: &SecretName,
+        version: Option<&VersionId>,
+    ) -> Result<Secret, VaultError>;
 
     /// Lists every secret in the vault, following all pages. `pacer` is
     /// called before each page request: it counts the calls and may delay
@@ -66,7 +70,10 @@ pub enum VaultError {
     #[error("the secret is disabled in the vault (SecretDisabled); enable it to read it")]
     Disabled,
     #[error("the identity is not allowed to {operation} secrets (403 Forbidden: {detail}); grant it the \"Key Vault Secrets User\" role or a get/list access policy")]
-    Forbidden { operation: &'static str, detail: String },
+    Forbidden {
+        operation: &'static str,
+        detail: String,
+    },
     #[error("could not authenticate: {0}")]
     Auth(String),
     #[error("the vault is throttling requests (429){}", retry_hint(.retry_after))]

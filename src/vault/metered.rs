@@ -1,0 +1,94 @@
+//! A [`Vault`] decorator that counts and times every upstream call for the
+//! metrics: one GET is one call; each list page is one call.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use super::{ListPacer, Vault, VaultError};
+use crate::metrics::{status_label, MountMetrics};
+use crate::secret::{Secret, SecretName, SecretSummary, VersionId};
+
+pub struct MeteredVault {
+    inner: Arc<dyn Vault>,
+    metrics: Arc<MountMetrics>,
+}
+
+impl MeteredVault {
+    pub fn new(inner: Arc<dyn Vault>, metrics: Arc<MountMetrics>) -> MeteredVault {
+        MeteredVault { inner, metrics }
+    }
+}
+
+/// Wraps the caller's pacer: times each page from its request to the next.
+struct PageTimer<'a> {
+    inner: &'a dyn ListPacer,
+    metrics: &'a MountMetrics,
+    pages: AtomicU32,
+    started: Mutex<Option<Instant>>,
+}
+
+#[async_trait]
+impl ListPacer for PageTimer<'_> {
+    async fn before_page(&self) {
+        self.inner.before_page().await;
+        let now = Instant::now();
+        let previous = self
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(now);
+        if let Some(t) = previous {
+            self.metrics.upstream("list", "200", Some(now - t));
+        }
+        self.pages.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl Vault for MeteredVault {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+
+    async fn get(
+        &self,
+        name: &SecretName,
+        version: Option<&VersionId>,
+    ) -> Result<Secret, VaultError> {
+        let start = Instant::now();
+        let r = self.inner.get(name, version).await;
+        self.metrics.upstream(
+            "get",
+            status_label(&r.as_ref().map(|_| ())),
+            Some(start.elapsed()),
+        );
+        r
+    }
+
+    async fn list(&self, pacer: &dyn ListPacer) -> Result<Vec<SecretSummary>, VaultError> {
+        let timer = PageTimer {
+            inner: pacer,
+            metrics: &self.metrics,
+            pages: AtomicU32::new(0),
+            started: Mutex::new(None),
+        };
+        let r = self.inner.list(&timer).await;
+        // The last page requested ends here, with the listing's outcome.
+        let last = timer
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = last {
+            self.metrics.upstream(
+                "list",
+                status_label(&r.as_ref().map(|_| ())),
+                Some(t.elapsed()),
+            );
+        }
+        r
+    }
+}
