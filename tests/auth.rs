@@ -9,7 +9,10 @@ use common::*;
 
 fn base_env(emu: &Emulator) -> Vec<(String, String)> {
     vec![
-        ("AZURE_AUTHORITY_HOST".into(), emu.info().authority_host.clone()),
+        (
+            "AZURE_AUTHORITY_HOST".into(),
+            emu.info().authority_host.clone(),
+        ),
         ("AZURE_TENANT_ID".into(), emu.info().tenant_id.clone()),
     ]
 }
@@ -26,7 +29,10 @@ fn workload_identity() {
 fn managed_identity() {
     let emu = emulator_with(&[("a", "mi")]);
     let mut env = base_env(&emu);
-    env.push(("IDENTITY_ENDPOINT".into(), emu.info().identity_endpoint.clone()));
+    env.push((
+        "IDENTITY_ENDPOINT".into(),
+        emu.info().identity_endpoint.clone(),
+    ));
     env.push(("IDENTITY_HEADER".into(), emu.info().identity_header.clone()));
     let m = Mount::with_env(&emu, &env, &["--auth", "managed-identity"]);
     assert_eq!(m.read("a").unwrap(), b"mi");
@@ -40,7 +46,10 @@ fn azure_cli() {
     let token = emu.mint_token(&emu.info().client_id, Duration::from_secs(3600));
     fake_az(bin.path(), &token, unix_now() + 3600);
     let mut env = base_env(&emu);
-    env.push(("PATH".into(), format!("{}:/usr/bin:/bin", bin.path().display())));
+    env.push((
+        "PATH".into(),
+        format!("{}:/usr/bin:/bin", bin.path().display()),
+    ));
     let m = Mount::with_env(&emu, &env, &["--auth", "azure-cli"]);
     assert_eq!(m.read("a").unwrap(), b"cli");
 }
@@ -50,7 +59,10 @@ fn client_secret() {
     let emu = emulator_with(&[("a", "sp")]);
     let mut env = base_env(&emu);
     env.push(("AZURE_CLIENT_ID".into(), emu.info().client_id.clone()));
-    env.push(("AZURE_CLIENT_SECRET".into(), emu.info().client_secret.clone()));
+    env.push((
+        "AZURE_CLIENT_SECRET".into(),
+        emu.info().client_secret.clone(),
+    ));
     let m = Mount::with_env(&emu, &env, &["--auth", "client-secret"]);
     assert_eq!(m.read("a").unwrap(), b"sp");
     assert!(emu.counts().get("token_client_secret") >= 1);
@@ -66,14 +78,20 @@ fn auto_prefers_client_secret_then_workload_identity_then_managed_identity_then_
     drop(m);
     // Client secret wins over workload identity.
     let mut env = wi_env(&emu);
-    env.push(("AZURE_CLIENT_SECRET".into(), emu.info().client_secret.clone()));
+    env.push((
+        "AZURE_CLIENT_SECRET".into(),
+        emu.info().client_secret.clone(),
+    ));
     let m = Mount::with_env(&emu, &env, &[]);
     assert_eq!(m.read("a").unwrap(), b"auto");
     assert!(m.log().contains("client-secret"), "{}", m.log());
     drop(m);
     // Managed identity when its endpoint is present.
     let mut env = base_env(&emu);
-    env.push(("IDENTITY_ENDPOINT".into(), emu.info().identity_endpoint.clone()));
+    env.push((
+        "IDENTITY_ENDPOINT".into(),
+        emu.info().identity_endpoint.clone(),
+    ));
     env.push(("IDENTITY_HEADER".into(), emu.info().identity_header.clone()));
     let m = Mount::with_env(&emu, &env, &[]);
     assert!(m.log().contains("managed-identity"), "{}", m.log());
@@ -83,7 +101,10 @@ fn auto_prefers_client_secret_then_workload_identity_then_managed_identity_then_
     let token = emu.mint_token(&emu.info().client_id, Duration::from_secs(3600));
     fake_az(bin.path(), &token, unix_now() + 3600);
     let mut env = base_env(&emu);
-    env.push(("PATH".into(), format!("{}:/usr/bin:/bin", bin.path().display())));
+    env.push((
+        "PATH".into(),
+        format!("{}:/usr/bin:/bin", bin.path().display()),
+    ));
     let m = Mount::with_env(&emu, &env, &[]);
     assert_eq!(m.read("a").unwrap(), b"auto");
     assert!(m.log().contains("azure-cli"), "{}", m.log());
@@ -124,7 +145,9 @@ fn a_rotated_federated_token_file_is_picked_up() {
 fn check_reports_identity_and_secret_count_but_no_values() {
     let emu = emulator_with(&[("one", "VALUE-ONE"), ("two", "VALUE-TWO")]);
     let mut cmd = akvfs(&wi_env(&emu));
-    cmd.arg("check").arg(&emu.info().vault_url).args(conn_args(&emu));
+    cmd.arg("check")
+        .arg(&emu.info().vault_url)
+        .args(conn_args(&emu));
     let out = run(cmd);
     assert!(out.status.success(), "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains(&emu.info().client_id), "{}", out.stdout);

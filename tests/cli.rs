@@ -10,7 +10,11 @@ use common::*;
 fn assert_clean_failure(out: &Finished, code: i32, must_contain: &[&str]) {
     assert_eq!(out.status.code(), Some(code), "stderr: {}", out.stderr);
     let line = out.error_line();
-    assert!(line.starts_with("akvfs: error: "), "last line: {line:?}\n{}", out.stderr);
+    assert!(
+        line.starts_with("akvfs: error: "),
+        "last line: {line:?}\n{}",
+        out.stderr
+    );
     for s in must_contain {
         assert!(line.contains(s), "{line:?} should mention {s:?}");
     }
@@ -44,10 +48,19 @@ fn bad_flags_are_usage_errors() {
 fn bad_vault_names_and_urls_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    for bad in ["my_vault", "x", "http://kv.vault.azure.net", "https://kv.vault.azure.net/secrets/a"] {
+    for bad in [
+        "my_vault",
+        "x",
+        "http://kv.vault.azure.net",
+        "https://kv.vault.azure.net/secrets/a",
+    ] {
         let out = run(mount_cmd(&[], &[bad, d]));
         assert_clean_failure(&out, 2, &[]);
-        assert!(out.error_line().contains(bad) || out.error_line().contains("https"), "{}", out.error_line());
+        assert!(
+            out.error_line().contains(bad) || out.error_line().contains("https"),
+            "{}",
+            out.error_line()
+        );
     }
 }
 
@@ -99,7 +112,13 @@ fn a_ca_file_that_is_not_pem_is_refused() {
     std::fs::create_dir(&mnt).unwrap();
     let out = run(mount_cmd(
         &[],
-        &["myvault", mnt.to_str().unwrap(), "--foreground", "--ca-file", ca.to_str().unwrap()],
+        &[
+            "myvault",
+            mnt.to_str().unwrap(),
+            "--foreground",
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ],
     ));
     assert_clean_failure(&out, 1, &["--ca-file"]);
 }
@@ -118,9 +137,21 @@ fn missing_environment_for_the_chosen_auth_is_named() {
         ("azure-cli", &["az login"]),
     ];
     for (mode, names) in cases {
-        let mut args = vec![url.as_str(), d, "--foreground", "--auth", mode, "--fetch-timeout", "1s"];
+        let mut args = vec![
+            url.as_str(),
+            d,
+            "--foreground",
+            "--auth",
+            mode,
+            "--fetch-timeout",
+            "1s",
+        ];
         let ca = emu.info().ca_file.clone();
-        args.extend(["--ca-file", ca.as_str(), "--disable-challenge-resource-verification"]);
+        args.extend([
+            "--ca-file",
+            ca.as_str(),
+            "--disable-challenge-resource-verification",
+        ]);
         let out = run(mount_cmd(&[], &args));
         assert_clean_failure(&out, 1, names);
     }
@@ -136,7 +167,11 @@ fn an_identity_that_cannot_authenticate_is_reported() {
             *v = "00000000-0000-0000-0000-00000000dead".into();
         }
     }
-    let mut args = vec![emu.info().vault_url.clone(), dir.path().to_str().unwrap().to_string(), "--foreground".into()];
+    let mut args = vec![
+        emu.info().vault_url.clone(),
+        dir.path().to_str().unwrap().to_string(),
+        "--foreground".into(),
+    ];
     args.extend(conn_args(&emu));
     let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     let out = run(mount_cmd(&env, &args));
@@ -152,7 +187,11 @@ fn bad_mountpoints_are_named() {
     let missing = dir.path().join("missing");
     let base: Vec<String> = conn_args(&emu);
     for (target, hint) in [(&missing, "does not exist"), (&file, "not a directory")] {
-        let mut args = vec![emu.info().vault_url.clone(), target.to_str().unwrap().to_string(), "--foreground".into()];
+        let mut args = vec![
+            emu.info().vault_url.clone(),
+            target.to_str().unwrap().to_string(),
+            "--foreground".into(),
+        ];
         args.extend(base.clone());
         let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
         let out = run(mount_cmd(&wi_env(&emu), &args));
@@ -160,7 +199,11 @@ fn bad_mountpoints_are_named() {
     }
     // A mount already served by a live akvfs.
     let m = Mount::new(&emu, &[]);
-    let mut args = vec![emu.info().vault_url.clone(), m.path.to_str().unwrap().to_string(), "--foreground".into()];
+    let mut args = vec![
+        emu.info().vault_url.clone(),
+        m.path.to_str().unwrap().to_string(),
+        "--foreground".into(),
+    ];
     args.extend(base);
     let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     let out = run(mount_cmd(&wi_env(&emu), &args));
@@ -187,7 +230,16 @@ fn help_groups_flags_and_states_defaults() {
         c
     });
     assert!(out.status.success());
-    for s in ["Authentication:", "Connection:", "Mount:", "Cache:", "Security:", "[default: auto]", "[default: 0400]", "[default: 64MiB]"] {
+    for s in [
+        "Authentication:",
+        "Connection:",
+        "Mount:",
+        "Cache:",
+        "Security:",
+        "[default: auto]",
+        "[default: 0400]",
+        "[default: 64MiB]",
+    ] {
         assert!(out.stdout.contains(s), "help lacks {s:?}:\n{}", out.stdout);
     }
 }

@@ -23,12 +23,18 @@ fn errno_of(r: std::io::Result<impl Sized>) -> i32 {
 fn lists_60_secrets_with_exact_bytes_and_sizes() {
     let mut secrets: BTreeMap<String, String> = BTreeMap::new();
     for i in 0..57 {
-        secrets.insert(format!("secret-{i:02}"), format!("value {i}: {}", "x".repeat(i * 7)));
+        secrets.insert(
+            format!("secret-{i:02}"),
+            format!("value {i}: {}", "x".repeat(i * 7)),
+        );
     }
     secrets.insert("trailing-newline".into(), "line\n".into());
     secrets.insert("unicode".into(), "päss wörd ✓ 🔑".into());
     secrets.insert("largest".into(), "L".repeat(25 * 1024));
-    let seed: Vec<(&str, &str)> = secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let seed: Vec<(&str, &str)> = secrets
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let emu = emulator_with(&seed);
     let m = Mount::new(&emu, &[]);
 
@@ -55,13 +61,28 @@ fn lists_60_secrets_with_exact_bytes_and_sizes() {
     // Each value was fetched once, and the listing needed pages.
     let counts = emu.counts();
     assert_eq!(counts.get("get_secret"), secrets.len() as u64);
-    assert!(counts.get("list_secrets") >= 3, "60 secrets span 3 pages of 25");
+    assert!(
+        counts.get("list_secrets") >= 3,
+        "60 secrets span 3 pages of 25"
+    );
 }
 
 #[test]
 fn directory_and_owner_attributes() {
     let emu = emulator_with(&[("a", "1")]);
-    let m = Mount::new(&emu, &["--uid", "1234", "--gid", "2345", "--file-mode", "0440", "--dir-mode", "0550"]);
+    let m = Mount::new(
+        &emu,
+        &[
+            "--uid",
+            "1234",
+            "--gid",
+            "2345",
+            "--file-mode",
+            "0440",
+            "--dir-mode",
+            "0550",
+        ],
+    );
     let root = std::fs::metadata(&m.path).unwrap();
     assert!(root.is_dir());
     assert_eq!(root.mode() & 0o7777, 0o550);
@@ -77,7 +98,12 @@ fn directory_and_owner_attributes() {
 #[test]
 fn extended_attributes_carry_metadata() {
     let emu = emulator_with(&[]);
-    let version = emu.set_secret_full("tagged", "v", Some("text/plain"), &[("env", "prod"), ("owner", "team-a")]);
+    let version = emu.set_secret_full(
+        "tagged",
+        "v",
+        Some("text/plain"),
+        &[("env", "prod"), ("owner", "team-a")],
+    );
     let m = Mount::new(&emu, &[]);
     let path = m.file("tagged");
     let mut names: Vec<String> = xattr::list(&path)
@@ -94,7 +120,10 @@ fn extended_attributes_carry_metadata() {
         "user.akv.tag.env",
         "user.akv.tag.owner",
     ] {
-        assert!(names.contains(&want.to_string()), "{want} missing from {names:?}");
+        assert!(
+            names.contains(&want.to_string()),
+            "{want} missing from {names:?}"
+        );
     }
     let get = |n: &str| String::from_utf8(xattr::get(&path, n).unwrap().unwrap()).unwrap();
     assert_eq!(get("user.akv.version"), version);
@@ -115,13 +144,28 @@ fn every_write_is_refused_with_erofs() {
     let m = Mount::new(&emu, &[]);
     let erofs = libc::EROFS;
     assert_eq!(errno_of(std::fs::write(m.file("new"), b"x")), erofs);
-    assert_eq!(errno_of(std::fs::OpenOptions::new().write(true).open(m.file("a"))), erofs);
+    assert_eq!(
+        errno_of(std::fs::OpenOptions::new().write(true).open(m.file("a"))),
+        erofs
+    );
     assert_eq!(errno_of(std::fs::remove_file(m.file("a"))), erofs);
     assert_eq!(errno_of(std::fs::rename(m.file("a"), m.file("b"))), erofs);
     assert_eq!(errno_of(std::fs::create_dir(m.file("d"))), erofs);
-    assert_eq!(errno_of(std::fs::hard_link(m.file("a"), m.file("c"))), erofs);
-    assert_eq!(errno_of(std::os::unix::fs::symlink("a", m.file("s"))), erofs);
-    assert_eq!(errno_of(std::fs::set_permissions(m.file("a"), std::fs::Permissions::from_mode(0o777))), erofs);
+    assert_eq!(
+        errno_of(std::fs::hard_link(m.file("a"), m.file("c"))),
+        erofs
+    );
+    assert_eq!(
+        errno_of(std::os::unix::fs::symlink("a", m.file("s"))),
+        erofs
+    );
+    assert_eq!(
+        errno_of(std::fs::set_permissions(
+            m.file("a"),
+            std::fs::Permissions::from_mode(0o777)
+        )),
+        erofs
+    );
     assert_eq!(errno_of(xattr::set(m.file("a"), "user.x", b"y")), erofs);
     assert_eq!(m.read("a").unwrap(), b"1", "nothing changed");
 }
@@ -130,7 +174,13 @@ fn every_write_is_refused_with_erofs() {
 fn unknown_names_are_enoent_and_lookups_are_case_exact() {
     let emu = emulator_with(&[("db-password", "pw")]);
     let m = Mount::new(&emu, &[]);
-    for name in ["missing", "DB-PASSWORD", "Db-Password", ".hidden", "db-password.txt"] {
+    for name in [
+        "missing",
+        "DB-PASSWORD",
+        "Db-Password",
+        ".hidden",
+        "db-password.txt",
+    ] {
         let err = m.read(name).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound, "{name}");
     }
@@ -147,7 +197,10 @@ fn forbidden_and_disabled_secrets_are_eacces() {
     assert_eq!(errno_of(m.read("off")), libc::EACCES);
     assert_eq!(m.read("open").unwrap(), b"1");
     let log = m.log();
-    assert!(log.contains("locked") && log.contains("403"), "cause is logged:\n{log}");
+    assert!(
+        log.contains("locked") && log.contains("403"),
+        "cause is logged:\n{log}"
+    );
     assert!(log.contains("disabled"), "cause is logged:\n{log}");
 }
 
@@ -159,8 +212,15 @@ fn an_unreachable_vault_with_nothing_cached_is_eio_within_the_fetch_timeout() {
     emu.inject_fault(Fault::status(503));
     let start = std::time::Instant::now();
     assert_eq!(errno_of(m.read("cold")), libc::EIO);
-    assert!(start.elapsed() < Duration::from_secs(20), "failed instead of hanging");
-    assert_eq!(m.read("cached").unwrap(), b"c", "cached values keep serving");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "failed instead of hanging"
+    );
+    assert_eq!(
+        m.read("cached").unwrap(),
+        b"c",
+        "cached values keep serving"
+    );
     emu.clear_faults();
     assert_eq!(m.read("cold").unwrap(), b"d");
 }
@@ -206,7 +266,12 @@ fn mode_bits_are_enforced_for_other_users() {
     // With --allow-other, the mode bits decide: 0400 root-owned refuses nobody...
     let p2 = dir.path().join("shared");
     std::fs::create_dir(&p2).unwrap();
-    let m2 = Mount::start_at(&emu, &wi_env(&emu), &["--allow-other", "--dir-mode", "0555"], &p2);
+    let m2 = Mount::start_at(
+        &emu,
+        &wi_env(&emu),
+        &["--allow-other", "--dir-mode", "0555"],
+        &p2,
+    );
     let out = run_as_nobody(&m2.file("s"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
@@ -255,7 +320,11 @@ fn a_stale_mount_from_a_killed_daemon_is_recovered() {
     let mut first = Mount::start_at(&emu, &wi_env(&emu), &[], &path);
     first.stop_with(libc::SIGKILL);
     let err = std::fs::read_dir(&path).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "the killed daemon left a stale mount");
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::ENOTCONN),
+        "the killed daemon left a stale mount"
+    );
     let second = Mount::start_at(&emu, &wi_env(&emu), &[], &path);
     assert_eq!(second.read("a").unwrap(), b"1");
     assert!(second.log().contains("stale mount"));
@@ -266,7 +335,10 @@ fn background_mode_returns_once_serving_and_unmount_stops_it() {
     let emu = emulator_with(&[("a", "1")]);
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = akvfs(&wi_env(&emu));
-    cmd.arg("mount").arg(&emu.info().vault_url).arg(dir.path()).args(conn_args(&emu));
+    cmd.arg("mount")
+        .arg(&emu.info().vault_url)
+        .arg(dir.path())
+        .args(conn_args(&emu));
     let out = run(cmd);
     assert!(out.status.success(), "{}", out.stderr);
     assert!(is_mounted(dir.path()), "serving when the command returns");
@@ -277,13 +349,19 @@ fn background_mode_returns_once_serving_and_unmount_stops_it() {
         c
     });
     assert!(out.status.success(), "{}", out.stderr);
-    assert!(wait_until(Duration::from_secs(10), || !is_mounted(dir.path())));
+    assert!(wait_until(Duration::from_secs(10), || !is_mounted(
+        dir.path()
+    )));
 }
 
 #[test]
 fn trace_logs_of_a_whole_session_hold_no_secret_value() {
-    let values: Vec<(String, String)> = (0..5).map(|i| (format!("s{i}"), marker("VALUE"))).collect();
-    let seed: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let values: Vec<(String, String)> =
+        (0..5).map(|i| (format!("s{i}"), marker("VALUE"))).collect();
+    let seed: Vec<(&str, &str)> = values
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let emu = emulator_with(&seed);
     let mut env = wi_env(&emu);
     // Every crate at trace: akvfs, the Azure SDK, fuser.
@@ -302,6 +380,9 @@ fn trace_logs_of_a_whole_session_hold_no_secret_value() {
     for (_, v) in &values {
         assert!(!log.contains(v.as_str()), "a secret value reached the log");
         // Nor any long fragment of it.
-        assert!(!log.contains(&v[6..22]), "a fragment of a secret value reached the log");
+        assert!(
+            !log.contains(&v[6..22]),
+            "a fragment of a secret value reached the log"
+        );
     }
 }

@@ -28,7 +28,10 @@ fn a_rotated_secret_shows_up_without_restart_and_an_open_file_keeps_its_version(
     f.read_exact(&mut first).unwrap();
 
     emu.set_secret("db", "new");
-    assert!(wait_until(WAIT, || read_str(&m, "db") == "new"), "rotation became visible");
+    assert!(
+        wait_until(WAIT, || read_str(&m, "db") == "new"),
+        "rotation became visible"
+    );
     assert_eq!(std::fs::metadata(m.file("db")).unwrap().len(), 3);
 
     // The open file still reads the rest of the old version, at its size.
@@ -58,8 +61,15 @@ fn new_and_deleted_secrets_appear_and_disappear() {
         v.sort();
         v
     };
-    assert!(wait_until(WAIT, || names() == ["arrives", "stays"]), "{:?}", names());
-    assert_eq!(m.read("goes").unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    assert!(
+        wait_until(WAIT, || names() == ["arrives", "stays"]),
+        "{:?}",
+        names()
+    );
+    assert_eq!(
+        m.read("goes").unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
     assert_eq!(read_str(&m, "arrives"), "3");
 }
 
@@ -73,8 +83,14 @@ fn revocation_fails_closed() {
     emu.set_enabled("disabled", false);
     emu.deny_secret(&emu.info().client_id, "denied");
     let eacces = |n: &str| m.read(n).err().and_then(|e| e.raw_os_error()) == Some(libc::EACCES);
-    assert!(wait_until(WAIT, || eacces("disabled")), "disabled secret no longer served");
-    assert!(wait_until(WAIT, || eacces("denied")), "revoked permission no longer served");
+    assert!(
+        wait_until(WAIT, || eacces("disabled")),
+        "disabled secret no longer served"
+    );
+    assert!(
+        wait_until(WAIT, || eacces("denied")),
+        "revoked permission no longer served"
+    );
     assert_eq!(read_str(&m, "fine"), "3");
     assert!(m.log().contains("removing the cached value"));
 }
@@ -82,7 +98,10 @@ fn revocation_fails_closed() {
 #[test]
 fn an_outage_serves_cached_bytes_and_recovers_without_a_storm() {
     let secrets: Vec<(String, String)> = (0..20).map(|i| (format!("s{i}"), marker("v"))).collect();
-    let seed: Vec<(&str, &str)> = secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let seed: Vec<(&str, &str)> = secrets
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let emu = emulator_with(&seed);
     let m = Mount::new(&emu, &["--refresh-interval", "1s", "--fetch-timeout", "2s"]);
     for (k, v) in &secrets {
@@ -100,7 +119,10 @@ fn an_outage_serves_cached_bytes_and_recovers_without_a_storm() {
     assert!(during <= 8, "{during} calls in a 5 s outage");
     emu.clear_faults();
     emu.set_secret("s0", "after-outage");
-    assert!(wait_until(WAIT, || read_str(&m, "s0") == "after-outage"), "recovered");
+    assert!(
+        wait_until(WAIT, || read_str(&m, "s0") == "after-outage"),
+        "recovered"
+    );
 }
 
 #[test]
@@ -113,18 +135,31 @@ fn retry_after_is_honoured() {
     std::thread::sleep(Duration::from_secs(4));
     // The throttled call, and nothing more while the vault asked us to wait.
     let c = emu.counts();
-    assert_eq!((c.get("faulted"), c.get("list_secrets")), (1, 0), "{:?}", c.nonzero());
+    assert_eq!(
+        (c.get("faulted"), c.get("list_secrets")),
+        (1, 0),
+        "{:?}",
+        c.nonzero()
+    );
 }
 
 #[test]
 fn hot_unchanged_secrets_cost_list_pages_only() {
-    let secrets: Vec<(String, String)> = (0..100).map(|i| (format!("hot-{i:03}"), format!("v{i}"))).collect();
-    let seed: Vec<(&str, &str)> = secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let secrets: Vec<(String, String)> = (0..100)
+        .map(|i| (format!("hot-{i:03}"), format!("v{i}")))
+        .collect();
+    let seed: Vec<(&str, &str)> = secrets
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let emu = emulator_with(&seed);
     // Secrets read in the second they were written cost one extra GET each
     // (a same-second rotation could hide behind an equal `updated`); a large
     // budget lets that settle in one cycle.
-    let m = Mount::new(&emu, &["--refresh-interval", "1s", "--max-requests-per-10s", "1000"]);
+    let m = Mount::new(
+        &emu,
+        &["--refresh-interval", "1s", "--max-requests-per-10s", "1000"],
+    );
     for (k, _) in &secrets {
         m.read(k).unwrap();
     }
@@ -135,20 +170,35 @@ fn hot_unchanged_secrets_cost_list_pages_only() {
     let c = emu.counts();
     let lists = c.get("list_secrets");
     assert_eq!(c.get("get_secret"), 0, "no GET for unchanged secrets");
-    assert!(lists >= 4 && lists % 4 == 0, "whole listings of 4 pages: {lists}");
+    assert!(
+        lists >= 4 && lists % 4 == 0,
+        "whole listings of 4 pages: {lists}"
+    );
 }
 
 #[test]
 fn the_request_budget_bounds_the_refresher() {
-    let secrets: Vec<(String, String)> = (0..250).map(|i| (format!("b{i:03}"), "v".to_string())).collect();
-    let seed: Vec<(&str, &str)> = secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let secrets: Vec<(String, String)> = (0..250)
+        .map(|i| (format!("b{i:03}"), "v".to_string()))
+        .collect();
+    let seed: Vec<(&str, &str)> = secrets
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let emu = emulator_with(&seed);
-    let _m = Mount::new(&emu, &["--refresh-interval", "1s", "--max-requests-per-10s", "5"]);
+    let _m = Mount::new(
+        &emu,
+        &["--refresh-interval", "1s", "--max-requests-per-10s", "5"],
+    );
     emu.reset_counts();
     std::thread::sleep(Duration::from_secs(10));
     // 10 pages per listing, but never more than 5 calls in a 10 s window
     // (+5 for a window that straddles the start of the measurement).
-    assert!(emu.counts().vault_requests() <= 10, "{:?}", emu.counts().nonzero());
+    assert!(
+        emu.counts().vault_requests() <= 10,
+        "{:?}",
+        emu.counts().nonzero()
+    );
 }
 
 #[test]

@@ -65,17 +65,31 @@ impl Emulator {
 
     /// Sets a new version; returns its version id.
     pub fn set_secret(&self, name: &str, value: &str) -> String {
-        self.inner.set_secret(name, value).expect("emulator accepts the secret")
+        self.inner
+            .set_secret(name, value)
+            .expect("emulator accepts the secret")
     }
 
-    pub fn set_secret_full(&self, name: &str, value: &str, content_type: Option<&str>, tags: &[(&str, &str)]) -> String {
+    pub fn set_secret_full(
+        &self,
+        name: &str,
+        value: &str,
+        content_type: Option<&str>,
+        tags: &[(&str, &str)],
+    ) -> String {
         let spec = akvfs_emulator::SecretSpec {
             value: value.to_string(),
             content_type: content_type.map(str::to_string),
-            tags: Some(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            tags: Some(
+                tags.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             ..Default::default()
         };
-        self.inner.set_secret_with(name, spec).expect("emulator accepts the secret")
+        self.inner
+            .set_secret_with(name, spec)
+            .expect("emulator accepts the secret")
     }
 
     /// `updated` of the latest version.
@@ -84,15 +98,21 @@ impl Emulator {
     }
 
     pub fn set_enabled(&self, name: &str, enabled: bool) {
-        self.inner.set_enabled(name, None, enabled).expect("emulator knows the secret")
+        self.inner
+            .set_enabled(name, None, enabled)
+            .expect("emulator knows the secret")
     }
 
     pub fn delete_secret(&self, name: &str) {
-        self.inner.delete_secret(name).expect("emulator knows the secret")
+        self.inner
+            .delete_secret(name)
+            .expect("emulator knows the secret")
     }
 
     pub fn deny_secret(&self, client_id: &str, name: &str) {
-        self.inner.deny_secret(client_id, name, true).expect("identity exists")
+        self.inner
+            .deny_secret(client_id, name, true)
+            .expect("identity exists")
     }
 
     pub fn counts(&self) -> akvfs_emulator::Counts {
@@ -147,7 +167,10 @@ pub fn wi_env(emu: &Emulator) -> Vec<(String, String)> {
         ("AZURE_AUTHORITY_HOST".into(), i.authority_host.clone()),
         ("AZURE_TENANT_ID".into(), i.tenant_id.clone()),
         ("AZURE_CLIENT_ID".into(), i.client_id.clone()),
-        ("AZURE_FEDERATED_TOKEN_FILE".into(), i.federated_token_file.clone()),
+        (
+            "AZURE_FEDERATED_TOKEN_FILE".into(),
+            i.federated_token_file.clone(),
+        ),
     ]
 }
 
@@ -164,7 +187,11 @@ pub fn conn_args(emu: &Emulator) -> Vec<String> {
 pub fn akvfs(env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(akvfs_bin());
     for (k, _) in std::env::vars() {
-        if k.starts_with("AZURE_") || k.starts_with("IDENTITY_") || k == "AKVFS_LOG" || k == "RUST_LOG" {
+        if k.starts_with("AZURE_")
+            || k.starts_with("IDENTITY_")
+            || k == "AKVFS_LOG"
+            || k == "RUST_LOG"
+        {
             cmd.env_remove(k);
         }
     }
@@ -184,7 +211,11 @@ pub struct Finished {
 impl Finished {
     /// The last non-empty stderr line.
     pub fn error_line(&self) -> &str {
-        self.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")
+        self.stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
     }
 }
 
@@ -208,9 +239,8 @@ pub struct Mount {
 pub fn is_mounted(path: &Path) -> bool {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let target = path.to_string_lossy();
-    text.lines().any(|l| {
-        l.split(' ').nth(4) == Some(&*target) && l.contains(" - fuse.akvfs ")
-    })
+    text.lines()
+        .any(|l| l.split(' ').nth(4) == Some(&*target) && l.contains(" - fuse.akvfs "))
 }
 
 /// Waits until `cond` holds or `limit` passes.
@@ -241,7 +271,12 @@ impl Mount {
     }
 
     /// Starts akvfs on an existing directory and waits until it serves.
-    pub fn start_at(emu: &Emulator, env: &[(String, String)], extra: &[&str], path: &Path) -> Mount {
+    pub fn start_at(
+        emu: &Emulator,
+        env: &[(String, String)],
+        extra: &[&str],
+        path: &Path,
+    ) -> Mount {
         let mut cmd = akvfs(env);
         cmd.arg("mount")
             .arg(&emu.info().vault_url)
@@ -279,7 +314,10 @@ impl Mount {
         });
         if !ok || !is_mounted(&m.path) {
             let status = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            panic!("akvfs did not mount (exit: {status:?}); stderr:\n{}", m.log());
+            panic!(
+                "akvfs did not mount (exit: {status:?}); stderr:\n{}",
+                m.log()
+            );
         }
         m
     }
@@ -353,6 +391,9 @@ pub fn marker(tag: &str) -> String {
 
 fn fastrand_u64() -> u64 {
     let mut b = [0u8; 8];
-    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut b).unwrap();
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
     u64::from_le_bytes(b)
 }
