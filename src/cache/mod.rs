@@ -142,14 +142,19 @@ impl SecretCache {
 
     /// The latest cached version of `name`, promoted in the LRU. Never waits.
     pub fn cached_latest(&self, name: &SecretName) -> Option<Arc<CachedSecret>> {
-        let mut st = lock(&self.state);
-        let version = st.latest.get(name)?.clone();
-        let key = SecretKey {
-            name: name.clone(),
-            version,
+        let hit = {
+            let mut st = lock(&self.state);
+            match st.latest.get(name).cloned() {
+                Some(version) => st
+                    .values
+                    .get(&SecretKey {
+                        name: name.clone(),
+                        version,
+                    })
+                    .cloned(),
+                None => None,
+            }
         };
-        let hit = st.values.get(&key).cloned();
-        drop(st);
         self.count_lookup(hit.is_some());
         hit
     }

@@ -189,14 +189,17 @@ impl Vault for AzureVault {
             .map_err(|e| map_error(e, "list"))?
             .into_pages();
         let mut out = Vec::new();
-        loop {
+        let mut more = true;
+        while more {
             // The pager requests a page only when polled, so pacing here
-            // paces the calls.
+            // paces the calls; it is polled again only if a nextLink says
+            // there is another page.
             pacer.before_page().await;
             let Some(page) = stream.try_next().await.map_err(|e| map_error(e, "list"))? else {
                 break;
             };
             let page = page.into_model().map_err(|e| map_error(e, "list"))?;
+            more = page.next_link.as_deref().is_some_and(|l| !l.is_empty());
             for item in page.value {
                 let Some(id) = item.id else { continue };
                 let Some(name) = id.rsplit('/').next().and_then(SecretName::parse) else {
