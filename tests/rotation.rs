@@ -80,6 +80,8 @@ fn revocation_fails_closed() {
     for n in ["disabled", "denied", "fine"] {
         m.read(n).unwrap();
     }
+    // A descriptor opened before the revocation.
+    let held = std::fs::File::open(m.file("denied")).unwrap();
     emu.set_enabled("disabled", false);
     emu.deny_secret(&emu.info().client_id, "denied");
     let eacces = |n: &str| m.read(n).err().and_then(|e| e.raw_os_error()) == Some(libc::EACCES);
@@ -93,6 +95,10 @@ fn revocation_fails_closed() {
     );
     assert_eq!(read_str(&m, "fine"), "3");
     assert!(m.log().contains("removing the cached value"));
+    // Its cached pages were dropped: it cannot read the revoked value either.
+    let mut buf = [0u8; 8];
+    let r = std::os::unix::fs::FileExt::read_at(&held, &mut buf, 0);
+    assert_eq!(r.err().and_then(|e| e.raw_os_error()), Some(libc::EACCES));
 }
 
 #[test]
