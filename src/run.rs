@@ -471,15 +471,7 @@ pub fn run_config(
     let registry = Arc::new(Registry::default());
     let metrics_stop = start_metrics(&rt, metrics_listen.or(file.metrics_listen), &registry)?;
     let mut mounts: Vec<MountHandle> = Vec::new();
-    let mut failed = Vec::new();
-    apply(
-        &rt,
-        &registry,
-        &mut mounts,
-        file.mounts,
-        file.metrics_secret_names,
-        &mut failed,
-    );
+    let failed = apply(&rt, &registry, &mut mounts, file);
     if mounts.is_empty() {
         let _ = metrics_stop.send(true);
         return Err(Failure(format!(
@@ -496,15 +488,7 @@ pub fn run_config(
                 sd_notify(&[sd_notify::NotifyState::Reloading]);
                 match load_config_file(path) {
                     Ok(file) => {
-                        let mut failed = Vec::new();
-                        apply(
-                            &rt,
-                            &registry,
-                            &mut mounts,
-                            file.mounts,
-                            file.metrics_secret_names,
-                            &mut failed,
-                        );
+                        apply(&rt, &registry, &mut mounts, file);
                     }
                     Err(e) => tracing::error!("{e}; keeping the running configuration"),
                 }
@@ -533,16 +517,16 @@ pub fn run_config(
     }
 }
 
-/// Brings `mounts` to `wanted`: stops what is gone or changed, starts what is
-/// new or changed, leaves the rest alone.
+/// Brings `mounts` to the file's: stops what is gone or changed, starts what
+/// is new or changed, leaves the rest alone. Returns why mounts failed.
 fn apply(
     rt: &Runtime,
     registry: &Arc<Registry>,
     mounts: &mut Vec<MountHandle>,
-    wanted: Vec<MountConfig>,
-    secret_names: bool,
-    failed: &mut Vec<String>,
-) {
+    file: crate::config::ConfigFile,
+) -> Vec<String> {
+    let (wanted, secret_names) = (file.mounts, file.metrics_secret_names);
+    let mut failed = Vec::new();
     let same = |a: &MountConfig, b: &MountConfig| format!("{a:?}") == format!("{b:?}");
     let (keep, drop_list): (Vec<_>, Vec<_>) = std::mem::take(mounts)
         .into_iter()
@@ -578,6 +562,7 @@ fn apply(
             }
         }
     }
+    failed
 }
 
 pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Failure> {
