@@ -7,6 +7,21 @@ use akvfs::cli::{Cli, Command};
 use akvfs::run::{self, Failure};
 
 fn main() {
+    // A bug must still end in one line, with no backtrace and nothing from
+    // memory beyond the panic's own message and location.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("akvfs: internal error{at}: {msg} (please report this)");
+    }));
     let cli = match Cli::try_parse_from(helper_args(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => usage(e),
