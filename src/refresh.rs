@@ -69,6 +69,15 @@ pub struct CycleReport {
     pub error: Option<String>,
     /// A pause the vault asked for (429 Retry-After).
     pub retry_after: Option<Duration>,
+    /// Names and inodes the kernel is told to forget at the end of the cycle.
+    pub forget_names: Vec<String>,
+    pub forget_inodes: Vec<u64>,
+}
+
+impl CycleReport {
+    fn forget_name(&mut self, name: &SecretName) {
+        self.forget_names.push(name.to_string());
+    }
 }
 
 /// A sliding 10-second window of upstream calls.
@@ -190,8 +199,14 @@ impl Refresher {
         }
     }
 
-    /// One refresh cycle.
+    /// One refresh cycle, then the kernel invalidations it decided on.
     pub async fn cycle(&self) -> CycleReport {
+        let report = self.check().await;
+        self.flush_kernel(&report).await;
+        report
+    }
+
+    async fn check(&self) -> CycleReport {
         let mut report = CycleReport::default();
         self.evict_idle(&mut report);
         let listing = match self.list(&mut report).await {
@@ -259,7 +274,7 @@ impl Refresher {
         match self.core.cache().fetch_latest(&name).await {
             Ok(new) if new.props.version != entry.props.version => {
                 self.core.cache().drop_old_versions(&name);
-                self.kernel.forget_name(name.as_str());
+                report.forget_name(&name);
                 report.changed.push(name.to_string());
             }
             Ok(same) => same.mark_verified(Instant::now()),
@@ -271,12 +286,8 @@ impl Refresher {
     /// Fails closed: forget the value, wipe it, and make the kernel ask again.
     fn revoke(&self, name: &SecretName, why: VaultError, report: &mut CycleReport) {
         tracing::warn!(secret = %name, vault = %self.core.cache().vault().url(), "{why}; removing the cached value");
-        self.core.cache().remove(name);
         self.core.cache().remember_refusal(name, why);
-        for ino in self.core.inodes_of(name) {
-            self.kernel.forget_inode(ino);
-        }
-        self.kernel.forget_name(name.as_str());
+        self.drop_secret(name, report);
         report.revoked.push(name.to_string());
     }
 
@@ -293,15 +304,38 @@ impl Refresher {
         }
     }
 
+    /// Wipes every cached version of `name` and has the kernel drop its
+    /// pages and name binding.
+    fn drop_secret(&self, name: &SecretName, report: &mut CycleReport) {
+        self.core.cache().remove(name);
+        report.forget_inodes.extend(self.core.inodes_of(name));
+        report.forget_name(name);
+    }
+
+    /// Sends the cycle's invalidations. Writing to /dev/fuse can wait on
+    /// kernel locks held by requests in flight, so it runs off the async
+    /// workers.
+    async fn flush_kernel(&self, report: &CycleReport) {
+        if report.forget_names.is_empty() && report.forget_inodes.is_empty() {
+            return;
+        }
+        let kernel = Arc::clone(&self.kernel);
+        let (names, inodes) = (report.forget_names.clone(), report.forget_inodes.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            for ino in inodes {
+                kernel.forget_inode(ino);
+            }
+            for name in names {
+                kernel.forget_name(&name);
+            }
+        })
+        .await;
+    }
+
     fn evict_idle(&self, report: &mut CycleReport) {
         for entry in self.core.cache().latest_entries() {
             if entry.accessed_at().elapsed() >= self.cfg.idle_timeout {
-                let name = &entry.props.name;
-                self.core.cache().remove(name);
-                for ino in self.core.inodes_of(name) {
-                    self.kernel.forget_inode(ino);
-                }
-                self.kernel.forget_name(name.as_str());
+                self.drop_secret(&entry.props.name, report);
                 report.evicted_idle += 1;
             }
         }
@@ -314,11 +348,7 @@ impl Refresher {
             if entry.verified_at().elapsed() >= self.cfg.max_stale {
                 let name = entry.props.name.clone();
                 tracing::warn!(secret = %name, "not confirmed by the vault for longer than --max-stale; removing it");
-                self.core.cache().remove(&name);
-                for ino in self.core.inodes_of(&name) {
-                    self.kernel.forget_inode(ino);
-                }
-                self.kernel.forget_name(name.as_str());
+                self.drop_secret(&name, report);
                 report.revoked.push(name.to_string());
             }
         }
@@ -333,7 +363,7 @@ impl Refresher {
             .collect();
         let new: HashSet<SecretName> = listing.iter().map(|s| s.name.clone()).collect();
         for gone in old.difference(&new) {
-            self.kernel.forget_name(gone.as_str());
+            report.forget_name(gone);
             report.removed_names += 1;
         }
         report.added_names = new.difference(&old).count() as u32;
