@@ -256,7 +256,10 @@ fn map_error(err: azure_core::Error, operation: &'static str) -> VaultError {
                 .and_then(|v| v.pointer("/error/message"))
                 .and_then(|m| m.as_str())
                 .unwrap_or("")
-                .to_string();
+                // RBAC denials span several lines; logs and errors are one line.
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             let inner_code = inner
                 .as_ref()
                 .and_then(|v| v.pointer("/error/innererror/code"))
