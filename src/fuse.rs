@@ -67,15 +67,39 @@ impl AkvFs {
     }
 }
 
-/// Logs why a request failed and returns the errno to reply with.
+/// Logs why a request failed and returns the errno to reply with. A program
+/// retrying a failing read in a loop gets one warning per file and errno
+/// every 30 seconds; the repeats go to debug.
 fn fail(op: &str, what: &dyn std::fmt::Display, err: &FsError) -> Errno {
     let errno = err.errno();
-    if err.log_level_is_quiet() {
+    if err.log_level_is_quiet() || !first_in_a_while(&format!("{what}/{errno}")) {
         tracing::debug!(op, target_name = %what, errno, "{}", one_line(err));
     } else {
         tracing::warn!(op, target_name = %what, errno, "{}", one_line(err));
     }
     Errno::from_i32(errno)
+}
+
+fn first_in_a_while(key: &str) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+    static SEEN: OnceLock<Mutex<HashMap<String, Instant>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    if seen.len() > 10_000 {
+        seen.retain(|_, t| now.duration_since(*t) < Duration::from_secs(30));
+    }
+    match seen.get(key) {
+        Some(t) if now.duration_since(*t) < Duration::from_secs(30) => false,
+        _ => {
+            seen.insert(key.to_string(), now);
+            true
+        }
+    }
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
