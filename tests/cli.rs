@@ -243,3 +243,29 @@ fn help_groups_flags_and_states_defaults() {
         assert!(out.stdout.contains(s), "help lacks {s:?}:\n{}", out.stdout);
     }
 }
+
+#[test]
+fn memory_that_cannot_be_locked_is_refused_with_advice() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // An unprivileged user with the usual small locked-memory limit.
+    let mut cmd = mount_cmd(
+        &[],
+        &["myvault", dir.path().to_str().unwrap(), "--foreground"],
+    );
+    cmd.uid(65534).gid(65534);
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 8 << 20,
+                rlim_max: 8 << 20,
+            };
+            libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
+            Ok(())
+        });
+    }
+    let out = run(cmd);
+    assert_clean_failure(&out, 1, &["cannot lock memory", "--no-mlock"]);
+}

@@ -386,3 +386,24 @@ fn trace_logs_of_a_whole_session_hold_no_secret_value() {
         );
     }
 }
+
+#[test]
+fn the_daemon_locks_its_memory_and_cannot_dump_core() {
+    let emu = emulator_with(&[("a", "1")]);
+    let m = Mount::new(&emu, &[]);
+    m.read("a").unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", m.pid())).unwrap();
+    let locked: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(locked > 0, "memory is locked");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", m.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+    assert_eq!(core.split_whitespace().nth(5), Some("0"), "{core}");
+}
