@@ -36,6 +36,23 @@ pub struct Cli {
         help_heading = "Logging"
     )]
     pub log_level: String,
+
+    /// Log line format: text for people, json for log collectors (one object per line).
+    #[arg(
+        long,
+        global = true,
+        env = "AKVFS_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        help_heading = "Logging"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]

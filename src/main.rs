@@ -26,7 +26,7 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => usage(e),
     };
-    init_logging(&cli.log_level);
+    init_logging(&cli.log_level, cli.log_format);
     let result = match cli.command {
         Command::Mount(args) => match args.to_config() {
             Ok(cfg) => run::mount(cfg, args.metrics_listen),
@@ -130,7 +130,7 @@ fn usage_error(msg: &str) -> ! {
 
 /// Logs go to stderr. A bare level applies to akvfs; the SDK and FUSE
 /// libraries log at warn unless the filter names them.
-fn init_logging(level: &str) {
+fn init_logging(level: &str, format: akvfs::cli::LogFormat) {
     let spec = if level.contains('=') || level.contains(',') {
         level.to_string()
     } else {
@@ -142,10 +142,14 @@ fn init_logging(level: &str) {
         eprintln!("akvfs: error: --log-level {level:?} is not a valid filter: {e}");
         std::process::exit(2);
     });
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        akvfs::cli::LogFormat::Json => builder.json().init(),
+        akvfs::cli::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
