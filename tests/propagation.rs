@@ -68,8 +68,16 @@ impl Consumer {
     /// ("rslave" or "rprivate").
     fn start(dir: &Path, bind: Option<(&Path, &str)>) -> Consumer {
         let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--propagation", "slave", "sh", "-c", CONSUMER, "consumer"])
-            .arg(dir);
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "slave",
+            "sh",
+            "-c",
+            CONSUMER,
+            "consumer",
+        ])
+        .arg(dir);
         if let Some((source, propagation)) = bind {
             cmd.arg(source).arg(propagation);
         }
@@ -90,11 +98,22 @@ impl Consumer {
                 }
             }
         });
-        let mut c = Consumer { child, stdin, lines };
-        assert_eq!(c.next_line(), "started", "the consumer could not set up its namespace");
+        let mut c = Consumer {
+            child,
+            stdin,
+            lines,
+        };
+        assert_eq!(
+            c.next_line(),
+            "started",
+            "the consumer could not set up its namespace"
+        );
         let own = std::fs::read_link("/proc/self/ns/mnt").unwrap();
         let theirs = std::fs::read_link(format!("/proc/{}/ns/mnt", c.child.id())).unwrap();
-        assert_ne!(own, theirs, "the consumer must run in its own mount namespace");
+        assert_ne!(
+            own, theirs,
+            "the consumer must run in its own mount namespace"
+        );
         c
     }
 
@@ -149,17 +168,36 @@ impl SharedDir {
         let tmp = tempfile::tempdir().expect("tempdir");
         let path = tmp.path().join("host");
         std::fs::create_dir(&path).unwrap();
-        let bind = Command::new("mount").arg("--bind").arg(&path).arg(&path).status();
-        assert!(bind.is_ok_and(|s| s.success()), "mount --bind {0} {0} failed", path.display());
-        let shared = Command::new("mount").arg("--make-shared").arg(&path).status();
-        assert!(shared.is_ok_and(|s| s.success()), "mount --make-shared {} failed", path.display());
+        let bind = Command::new("mount")
+            .arg("--bind")
+            .arg(&path)
+            .arg(&path)
+            .status();
+        assert!(
+            bind.is_ok_and(|s| s.success()),
+            "mount --bind {0} {0} failed",
+            path.display()
+        );
+        let shared = Command::new("mount")
+            .arg("--make-shared")
+            .arg(&path)
+            .status();
+        assert!(
+            shared.is_ok_and(|s| s.success()),
+            "mount --make-shared {} failed",
+            path.display()
+        );
         SharedDir { path, _tmp: tmp }
     }
 }
 
 impl Drop for SharedDir {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-R").arg("-l").arg(&self.path).status();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
     }
 }
 
@@ -198,17 +236,28 @@ fn slave_consumer_follows_mount_rotation_and_daemon_restart() {
         wait_until(LIMIT, || consumer.fstype() == "fuse.akvfs"),
         "the mount did not propagate into the consumer's namespace"
     );
-    assert!(consumer.wait_for_value("db-password", &v1), "last answer: {}", consumer.read("db-password"));
+    assert!(
+        consumer.wait_for_value("db-password", &v1),
+        "last answer: {}",
+        consumer.read("db-password")
+    );
 
     // A rotation reaches the consumer through the same mount.
     let v2 = marker("v2");
     emu.set_secret("db-password", &v2);
-    assert!(consumer.wait_for_value("db-password", &v2), "last answer: {}", consumer.read("db-password"));
+    assert!(
+        consumer.wait_for_value("db-password", &v2),
+        "last answer: {}",
+        consumer.read("db-password")
+    );
 
     // The daemon dies without unmounting (SIGKILL, OOM): the mount stays, and
     // anything the kernel has not cached fails.
     daemon.stop_with(libc::SIGKILL);
-    assert!(is_mounted(&vault_dir), "a killed daemon leaves its mount behind");
+    assert!(
+        is_mounted(&vault_dir),
+        "a killed daemon leaves its mount behind"
+    );
     let uncached = consumer.read("api-key");
     assert!(
         uncached.starts_with("err ") && uncached.contains("not connected"),
@@ -232,7 +281,11 @@ fn slave_consumer_follows_mount_rotation_and_daemon_restart() {
         consumer.read("db-password")
     );
     assert_eq!(consumer.fstype(), "fuse.akvfs");
-    assert_eq!(consumer.pid(), consumer_pid, "the consumer was not restarted");
+    assert_eq!(
+        consumer.pid(),
+        consumer_pid,
+        "the consumer was not restarted"
+    );
     assert!(consumer.child.try_wait().unwrap().is_none());
 
     // A clean stop unmounts, and the consumer sees the directory again.
@@ -267,7 +320,11 @@ fn private_consumer_started_before_the_mount_sees_an_empty_directory() {
     let _daemon = Mount::start_at(&emu, &wi_env(&emu), &refresh_args(), &vault_dir);
     // Once the slave consumer sees the value, the mount has propagated
     // wherever it is going to.
-    assert!(slave.wait_for_value("db-password", &v1), "last answer: {}", slave.read("db-password"));
+    assert!(
+        slave.wait_for_value("db-password", &v1),
+        "last answer: {}",
+        slave.read("db-password")
+    );
     let answer = private.read("db-password");
     assert!(
         answer.starts_with("err ") && answer.contains("No such file"),
@@ -313,6 +370,10 @@ fn consumer_that_binds_the_mountpoint_itself_is_pinned_to_the_old_mount() {
     // pinned consumer still holds the dead mount: the old cached value, or
     // "Transport endpoint is not connected", never v2.
     let answer = pinned.read("db-password");
-    assert_ne!(answer, format!("ok {v2}"), "the pinned consumer unexpectedly followed the restart");
+    assert_ne!(
+        answer,
+        format!("ok {v2}"),
+        "the pinned consumer unexpectedly followed the restart"
+    );
     assert_eq!(pinned.fstype(), "fuse.akvfs");
 }
