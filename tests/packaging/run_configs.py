@@ -282,16 +282,27 @@ class Notify:
         return any(word in m.split("\n") for m in self.poll())
 
 
-def traced_child(proc):
+def traced_child(proc, binary):
     """The akvfs process under strace (strace forks it; the limits and
-    setpriv exec in place). Signals go to it: strace would not pass them on."""
+    setpriv exec in place). Signals go to it: strace would not pass them on.
+    strace also forks short-lived probes at startup, so the child is found
+    by its executable."""
+    want = os.path.realpath(binary)
+
     def child():
         try:
             with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
-                pids = f.read().split()
-            return int(pids[0]) if pids else None
+                pids = [int(p) for p in f.read().split()]
         except OSError:
             return None
+        for pid in pids:
+            try:
+                if os.path.realpath(f"/proc/{pid}/exe") == want:
+                    return pid
+            except OSError:
+                continue
+        return None
+
     wait_until(lambda: child() is not None or proc.poll() is not None)
     return child()
 
@@ -306,7 +317,7 @@ def run_daemon(name, argv, env, unit, paths, value, scratch, port, reload=True):
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     pid = None
     try:
-        pid = traced_child(proc)
+        pid = traced_child(proc, argv[0])
         ready = wait_until(lambda: notify.saw("READY=1") or proc.poll() is not None)
         if not check(ready and proc.poll() is None, f"{name}: READY=1 sent to NOTIFY_SOCKET under the unit's limits"):
             log.seek(0)
@@ -337,6 +348,10 @@ def run_daemon(name, argv, env, unit, paths, value, scratch, port, reload=True):
                 except OSError:
                     ok = False
                 check(ok, f"{name}: {p} still serves after the reload")
+        if not check(proc.poll() is None, f"{name}: still running before SIGTERM"):
+            log.seek(0)
+            print(log.read(), file=sys.stderr)
+            return
         os.kill(pid, signal.SIGTERM)
         try:
             code = proc.wait(timeout=LIMIT)
@@ -351,7 +366,10 @@ def run_daemon(name, argv, env, unit, paths, value, scratch, port, reload=True):
     finally:
         if proc.poll() is None:
             if pid:
-                os.kill(pid, signal.SIGKILL)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             proc.kill()
             proc.wait()
         for p in paths:
