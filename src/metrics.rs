@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -76,7 +76,9 @@ pub struct MountMetrics {
     upstream: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
     secret_lookups: Mutex<BTreeMap<String, u64>>,
-    cache: OnceLock<Arc<SecretCache>>,
+    cache: Mutex<Option<Arc<SecretCache>>>,
+    /// Why the mount is not serving, for /readyz.
+    down_reason: Mutex<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -108,7 +110,8 @@ impl MountMetrics {
             upstream: Mutex::new(BTreeMap::new()),
             latency: Mutex::new(BTreeMap::new()),
             secret_lookups: Mutex::new(BTreeMap::new()),
-            cache: OnceLock::new(),
+            cache: Mutex::new(None),
+            down_reason: Mutex::new("not mounted".into()),
         })
     }
 
@@ -117,8 +120,13 @@ impl MountMetrics {
         MountMetrics::new("", "", Duration::from_secs(3600), false)
     }
 
+    /// Attaches the mount's cache; a restarted mount attaches its new one.
     pub fn attach_cache(&self, cache: &Arc<SecretCache>) {
-        let _ = self.cache.set(Arc::clone(cache));
+        *lock(&self.cache) = Some(Arc::clone(cache));
+    }
+
+    pub fn set_down_reason(&self, why: &str) {
+        *lock(&self.down_reason) = why.to_string();
     }
 
     pub fn upstream(&self, operation: &'static str, status: &'static str, took: Option<Duration>) {
@@ -192,7 +200,7 @@ impl Registry {
         let mut not_ready = Vec::new();
         for m in &mounts {
             if !m.up.load(Ordering::Relaxed) {
-                not_ready.push(format!("{}: not mounted", m.mountpoint));
+                not_ready.push(format!("{}: {}", m.mountpoint, lock(&m.down_reason)));
             } else if !m.token_ok.load(Ordering::Relaxed) {
                 not_ready.push(format!("{}: no token yet", m.mountpoint));
             }
@@ -250,7 +258,11 @@ impl Registry {
             simple(&|m| m.read_bytes.load(Ordering::Relaxed).to_string()),
         );
         let cache_stat = |m: &MountMetrics, f: &dyn Fn(&SecretCache) -> u64| {
-            m.cache.get().map(|c| f(c)).unwrap_or(0).to_string()
+            lock(&m.cache)
+                .as_ref()
+                .map(|c| f(c))
+                .unwrap_or(0)
+                .to_string()
         };
         family(
             "akvfs_cache_hits_total",

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fuser::{MountOption, SessionACL};
 use tokio::runtime::Runtime;
@@ -165,15 +165,9 @@ impl MountHandle {
         rt: &Runtime,
         cfg: MountConfig,
         mountpoint: PathBuf,
-        secret_names_in_metrics: bool,
+        metrics: Arc<MountMetrics>,
     ) -> Result<MountHandle, Failure> {
         let vault_url = cfg.vault.url.clone();
-        let metrics = MountMetrics::new(
-            &mountpoint.display().to_string(),
-            &vault_url,
-            cfg.refresh.interval * 2,
-            secret_names_in_metrics,
-        );
         let conn = connect(&cfg.vault, &cfg.auth, &metrics)?;
         let listing = match rt.block_on(first_listing(&conn.vault, cfg.cache.fetch_timeout)) {
             Ok(l) => Some(l),
@@ -396,7 +390,8 @@ fn serve_one(
     let rt = runtime()?;
     let registry = Arc::new(Registry::default());
     let metrics_stop = start_metrics(&rt, metrics_listen, &registry)?;
-    let handle = MountHandle::start(&rt, cfg, mountpoint, false)?;
+    let metrics = metrics_for(&cfg, false);
+    let handle = MountHandle::start(&rt, cfg, mountpoint, metrics)?;
     registry.add(Arc::clone(&handle.metrics));
     sd_notify(&[sd_notify::NotifyState::Ready]);
     // Closing the pipe is what lets the waiting parent exit.
@@ -457,10 +452,170 @@ async fn wait_for_signal(gone: impl Fn() -> bool, hup: bool) -> Wake {
     }
 }
 
+fn metrics_for(cfg: &MountConfig, secret_names: bool) -> Arc<MountMetrics> {
+    MountMetrics::new(
+        &cfg.mountpoint.display().to_string(),
+        &cfg.vault.url,
+        cfg.refresh.interval * 2,
+        secret_names,
+    )
+}
+
+/// One configured mount of `akvfs run`: serving, or waiting to try again.
+struct Slot {
+    config: MountConfig,
+    metrics: Arc<MountMetrics>,
+    state: SlotState,
+}
+
+enum SlotState {
+    Running(MountHandle),
+    Waiting { next_try: Instant, attempt: u32 },
+}
+
+/// Keeps every configured mount serving: starts them, retries the ones that
+/// fail (vault unreachable, role assignment not yet effective, unmounted from
+/// outside) with backoff from 1 s to 1 min, and applies reloads.
+struct Supervisor {
+    slots: Vec<Slot>,
+    registry: Arc<Registry>,
+}
+
+impl Supervisor {
+    fn same(a: &MountConfig, b: &MountConfig) -> bool {
+        format!("{a:?}") == format!("{b:?}")
+    }
+
+    /// Brings the slots to the file's mounts: stops what is gone or changed,
+    /// adds what is new or changed, leaves the rest alone, then starts what
+    /// is due.
+    fn apply(&mut self, rt: &Runtime, file: crate::config::ConfigFile) {
+        let (wanted, secret_names) = (file.mounts, file.metrics_secret_names);
+        let (keep, removed): (Vec<_>, Vec<_>) = std::mem::take(&mut self.slots)
+            .into_iter()
+            .partition(|s| wanted.iter().any(|w| Self::same(w, &s.config)));
+        for slot in removed {
+            tracing::info!(mountpoint = %slot.config.mountpoint.display(), "removing mount");
+            self.registry.remove(&slot.metrics.mountpoint);
+            if let SlotState::Running(h) = slot.state {
+                h.stop(rt);
+            }
+        }
+        self.slots = keep;
+        for cfg in wanted {
+            if self.slots.iter().any(|s| Self::same(&s.config, &cfg)) {
+                continue;
+            }
+            let metrics = metrics_for(&cfg, secret_names);
+            metrics.set_down_reason("starting");
+            self.registry.add(Arc::clone(&metrics));
+            self.slots.push(Slot {
+                config: cfg,
+                metrics,
+                state: SlotState::Waiting {
+                    next_try: Instant::now(),
+                    attempt: 0,
+                },
+            });
+        }
+        self.tend(rt);
+    }
+
+    /// Whether a mount went away or a retry is due.
+    fn needs_attention(&self) -> bool {
+        self.slots.iter().any(|s| match &s.state {
+            SlotState::Running(h) => h.is_gone(),
+            SlotState::Waiting { next_try, .. } => *next_try <= Instant::now(),
+        })
+    }
+
+    /// Restarts mounts that went away and starts those that are due.
+    fn tend(&mut self, rt: &Runtime) {
+        for slot in &mut self.slots {
+            let placeholder = SlotState::Waiting {
+                next_try: Instant::now(),
+                attempt: 0,
+            };
+            slot.state = match std::mem::replace(&mut slot.state, placeholder) {
+                SlotState::Running(h) if h.is_gone() => {
+                    tracing::warn!(
+                        mountpoint = %slot.config.mountpoint.display(),
+                        "the mount was unmounted from outside; mounting it again (remove it from the config and reload to stop it)"
+                    );
+                    h.stop(rt);
+                    slot.metrics.set_down_reason("unmounted from outside");
+                    SlotState::Waiting {
+                        next_try: Instant::now() + Duration::from_secs(1),
+                        attempt: 1,
+                    }
+                }
+                SlotState::Waiting { next_try, attempt } if next_try <= Instant::now() => {
+                    match Self::start(rt, &slot.config, &slot.metrics) {
+                        Ok(h) => SlotState::Running(h),
+                        Err(Failure(e)) => {
+                            let wait = Duration::from_secs(1u64 << attempt.min(6))
+                                .min(Duration::from_secs(60));
+                            tracing::error!(
+                                mountpoint = %slot.config.mountpoint.display(),
+                                "{e}; trying again in {} s",
+                                wait.as_secs()
+                            );
+                            slot.metrics.set_down_reason(&e);
+                            SlotState::Waiting {
+                                next_try: Instant::now() + wait,
+                                attempt: attempt + 1,
+                            }
+                        }
+                    }
+                }
+                other => other,
+            };
+        }
+    }
+
+    fn start(
+        rt: &Runtime,
+        cfg: &MountConfig,
+        metrics: &Arc<MountMetrics>,
+    ) -> Result<MountHandle, Failure> {
+        // A service creates its own mount directories (the DaemonSet's host
+        // path, a VM's /mnt/...); `akvfs mount` leaves that to the user.
+        if !cfg.mountpoint.exists() {
+            std::fs::create_dir_all(&cfg.mountpoint).map_err(|e| {
+                Failure(format!(
+                    "cannot create the mount directory {}: {e}",
+                    cfg.mountpoint.display()
+                ))
+            })?;
+        }
+        let mountpoint = prepare_mountpoint(&cfg.mountpoint)?;
+        MountHandle::start(rt, cfg.clone(), mountpoint, Arc::clone(metrics))
+    }
+
+    fn stop_all(&mut self, rt: &Runtime) {
+        for slot in self.slots.drain(..) {
+            self.registry.remove(&slot.metrics.mountpoint);
+            if let SlotState::Running(h) = slot.state {
+                h.stop(rt);
+            }
+        }
+    }
+
+    fn status(&self) -> String {
+        let running = self
+            .slots
+            .iter()
+            .filter(|s| matches!(s.state, SlotState::Running(_)))
+            .count();
+        format!("{running} of {} mounts serving", self.slots.len())
+    }
+}
+
 /// `akvfs run --config FILE`: every mount in the file, in the foreground.
-/// SIGHUP re-reads the file: new mounts start, removed ones stop, changed ones
-/// restart; the others are not touched. A bad file on reload is logged and
-/// ignored, and the running mounts keep serving.
+/// Mounts that cannot start are retried with backoff and reported by
+/// `/readyz` and `akvfs_mount_up`. SIGHUP re-reads the file: new mounts
+/// start, removed ones stop, changed ones restart; the others are not
+/// touched. A bad file on reload is logged and ignored.
 pub fn run_config(
     path: &Path,
     metrics_listen: Option<std::net::SocketAddr>,
@@ -470,46 +625,36 @@ pub fn run_config(
     let rt = runtime()?;
     let registry = Arc::new(Registry::default());
     let metrics_stop = start_metrics(&rt, metrics_listen.or(file.metrics_listen), &registry)?;
-    let mut mounts: Vec<MountHandle> = Vec::new();
-    let failed = apply(&rt, &registry, &mut mounts, file);
-    if mounts.is_empty() {
-        let _ = metrics_stop.send(true);
-        return Err(Failure(format!(
-            "no mount could start: {}",
-            failed.join("; ")
-        )));
-    }
-    sd_notify(&[sd_notify::NotifyState::Ready]);
+    let mut sup = Supervisor {
+        slots: Vec::new(),
+        registry,
+    };
+    sup.apply(&rt, file);
+    tracing::info!("{}", sup.status());
+    sd_notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&sup.status()),
+    ]);
     loop {
-        let wake = rt.block_on(wait_for_signal(|| mounts.iter().any(|m| m.is_gone()), true));
+        let wake = rt.block_on(wait_for_signal(|| sup.needs_attention(), true));
         match wake {
             Wake::Hup => {
                 tracing::info!(config = %path.display(), "received SIGHUP; reloading");
                 sd_notify(&[sd_notify::NotifyState::Reloading]);
                 match load_config_file(path) {
-                    Ok(file) => {
-                        apply(&rt, &registry, &mut mounts, file);
-                    }
+                    Ok(file) => sup.apply(&rt, file),
                     Err(e) => tracing::error!("{e}; keeping the running configuration"),
                 }
-                sd_notify(&[sd_notify::NotifyState::Ready]);
+                sd_notify(&[
+                    sd_notify::NotifyState::Ready,
+                    sd_notify::NotifyState::Status(&sup.status()),
+                ]);
             }
-            Wake::Gone => {
-                let (gone, alive): (Vec<_>, Vec<_>) = mounts.into_iter().partition(|m| m.is_gone());
-                mounts = alive;
-                for m in gone {
-                    tracing::warn!(mountpoint = %m.mountpoint.display(), "the mount was unmounted from outside; it stays down until the next reload");
-                    registry.remove(&m.metrics.mountpoint);
-                    m.stop(&rt);
-                }
-            }
+            Wake::Gone => sup.tend(&rt),
             Wake::Term | Wake::Int => {
                 tracing::info!("{}; unmounting everything", wake.describe());
                 sd_notify(&[sd_notify::NotifyState::Stopping]);
-                for m in mounts {
-                    registry.remove(&m.metrics.mountpoint);
-                    m.stop(&rt);
-                }
+                sup.stop_all(&rt);
                 let _ = metrics_stop.send(true);
                 return Ok(());
             }
@@ -517,54 +662,7 @@ pub fn run_config(
     }
 }
 
-/// Brings `mounts` to the file's: stops what is gone or changed, starts what
-/// is new or changed, leaves the rest alone. Returns why mounts failed.
-fn apply(
-    rt: &Runtime,
-    registry: &Arc<Registry>,
-    mounts: &mut Vec<MountHandle>,
-    file: crate::config::ConfigFile,
-) -> Vec<String> {
-    let (wanted, secret_names) = (file.mounts, file.metrics_secret_names);
-    let mut failed = Vec::new();
-    let same = |a: &MountConfig, b: &MountConfig| format!("{a:?}") == format!("{b:?}");
-    let (keep, drop_list): (Vec<_>, Vec<_>) = std::mem::take(mounts)
-        .into_iter()
-        .partition(|m| wanted.iter().any(|w| same(w, &m.config)));
-    for m in drop_list {
-        tracing::info!(mountpoint = %m.mountpoint.display(), "removing mount");
-        registry.remove(&m.metrics.mountpoint);
-        m.stop(rt);
-    }
-    *mounts = keep;
-    for cfg in wanted {
-        if mounts.iter().any(|m| same(&m.config, &cfg)) {
-            continue;
-        }
-        // A service creates its own mount directories (the DaemonSet's host
-        // path, a VM's /mnt/...); `akvfs mount` leaves that to the user.
-        if !cfg.mountpoint.exists() {
-            if let Err(e) = std::fs::create_dir_all(&cfg.mountpoint) {
-                tracing::warn!(mountpoint = %cfg.mountpoint.display(), "cannot create the mount directory: {e}");
-            }
-        }
-        let started = prepare_mountpoint(&cfg.mountpoint)
-            .map_err(Failure)
-            .and_then(|mp| MountHandle::start(rt, cfg.clone(), mp, secret_names));
-        match started {
-            Ok(h) => {
-                registry.add(Arc::clone(&h.metrics));
-                mounts.push(h);
-            }
-            Err(Failure(e)) => {
-                tracing::error!(mountpoint = %cfg.mountpoint.display(), "{e}");
-                failed.push(e);
-            }
-        }
-    }
-    failed
-}
-
+/// `akvfs check`: identity, token, and list access. Prints names, never values.
 pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Failure> {
     let rt = runtime()?;
     let conn = connect(&vault, &auth, &MountMetrics::detached())?;

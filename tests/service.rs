@@ -325,3 +325,58 @@ fn the_mount_helper_syntax_of_fstab_works() {
         out.stderr
     );
 }
+
+#[test]
+fn a_mount_that_cannot_start_is_reported_and_retried_until_it_serves() {
+    let emu = emulator_with(&[("a", "1")]);
+    let dir = tempfile::tempdir().unwrap();
+    let (good, late) = (dir.path().join("good"), dir.path().join("late"));
+    // `late` uses an identity the directory does not know yet, as when a
+    // role assignment or federated credential has not propagated.
+    let late_client = "11111111-2222-3333-4444-555555555555";
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}{}",
+            mount_block(&emu, &good, ""),
+            mount_block(
+                &emu,
+                &late,
+                &format!("client_id = \"{late_client}\"\nfetch_timeout = \"1s\"")
+            )
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let _svc = Service::start(
+        &emu,
+        &config,
+        &["--metrics-listen", &format!("127.0.0.1:{port}")],
+    );
+    assert!(
+        wait_until(WAIT, || is_mounted(&good)),
+        "the good mount serves"
+    );
+    assert!(!is_mounted(&late));
+    let (status, body) = http_get(port, "/readyz");
+    assert_eq!(status, 503);
+    assert!(body.contains(&late.display().to_string()), "{body}");
+    let (_, metrics) = http_get(port, "/metrics");
+    let late_label = format!("mountpoint=\"{}\"", late.display());
+    assert_eq!(
+        sample(&metrics, "akvfs_mount_up", &[&late_label]),
+        0.0,
+        "{metrics}"
+    );
+
+    let mut identity = akvfs_emulator::Identity::new(late_client);
+    identity.federated_subjects = vec![EmulatorConfig::default().federated_subject];
+    emu.inner().add_identity(identity).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || is_mounted(&late)),
+        "retried until it serves"
+    );
+    assert_eq!(std::fs::read(late.join("a")).unwrap(), b"1");
+    assert!(wait_until(WAIT, || http_get(port, "/readyz").0 == 200));
+}
