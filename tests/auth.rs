@@ -7,16 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn base_env(emu: &Emulator) -> Vec<(String, String)> {
-    vec![
-        (
-            "AZURE_AUTHORITY_HOST".into(),
-            emu.info().authority_host.clone(),
-        ),
-        ("AZURE_TENANT_ID".into(), emu.info().tenant_id.clone()),
-    ]
-}
-
 #[test]
 fn workload_identity() {
     let emu = emulator_with(&[("a", "wi")]);
@@ -28,12 +18,7 @@ fn workload_identity() {
 #[test]
 fn managed_identity() {
     let emu = emulator_with(&[("a", "mi")]);
-    let mut env = base_env(&emu);
-    env.push((
-        "IDENTITY_ENDPOINT".into(),
-        emu.info().identity_endpoint.clone(),
-    ));
-    env.push(("IDENTITY_HEADER".into(), emu.info().identity_header.clone()));
+    let env = mi_env(&emu);
     let m = Mount::with_env(&emu, &env, &["--auth", "managed-identity"]);
     assert_eq!(m.read("a").unwrap(), b"mi");
     assert!(emu.counts().get("token_managed_identity") >= 1);
@@ -43,13 +28,7 @@ fn managed_identity() {
 fn azure_cli() {
     let emu = emulator_with(&[("a", "cli")]);
     let bin = tempfile::tempdir().unwrap();
-    let token = emu.mint_token(&emu.info().client_id, Duration::from_secs(3600));
-    fake_az(bin.path(), &token, unix_now() + 3600);
-    let mut env = base_env(&emu);
-    env.push((
-        "PATH".into(),
-        format!("{}:/usr/bin:/bin", bin.path().display()),
-    ));
+    let env = cli_env(&emu, bin.path());
     let m = Mount::with_env(&emu, &env, &["--auth", "azure-cli"]);
     assert_eq!(m.read("a").unwrap(), b"cli");
 }
@@ -57,12 +36,7 @@ fn azure_cli() {
 #[test]
 fn client_secret() {
     let emu = emulator_with(&[("a", "sp")]);
-    let mut env = base_env(&emu);
-    env.push(("AZURE_CLIENT_ID".into(), emu.info().client_id.clone()));
-    env.push((
-        "AZURE_CLIENT_SECRET".into(),
-        emu.info().client_secret.clone(),
-    ));
+    let env = sp_env(&emu);
     let m = Mount::with_env(&emu, &env, &["--auth", "client-secret"]);
     assert_eq!(m.read("a").unwrap(), b"sp");
     assert!(emu.counts().get("token_client_secret") >= 1);
@@ -87,24 +61,13 @@ fn auto_prefers_client_secret_then_workload_identity_then_managed_identity_then_
     assert!(m.log().contains("client-secret"), "{}", m.log());
     drop(m);
     // Managed identity when its endpoint is present.
-    let mut env = base_env(&emu);
-    env.push((
-        "IDENTITY_ENDPOINT".into(),
-        emu.info().identity_endpoint.clone(),
-    ));
-    env.push(("IDENTITY_HEADER".into(), emu.info().identity_header.clone()));
+    let env = mi_env(&emu);
     let m = Mount::with_env(&emu, &env, &[]);
     assert!(m.log().contains("managed-identity"), "{}", m.log());
     drop(m);
     // Otherwise the Azure CLI.
     let bin = tempfile::tempdir().unwrap();
-    let token = emu.mint_token(&emu.info().client_id, Duration::from_secs(3600));
-    fake_az(bin.path(), &token, unix_now() + 3600);
-    let mut env = base_env(&emu);
-    env.push((
-        "PATH".into(),
-        format!("{}:/usr/bin:/bin", bin.path().display()),
-    ));
+    let env = cli_env(&emu, bin.path());
     let m = Mount::with_env(&emu, &env, &[]);
     assert_eq!(m.read("a").unwrap(), b"auto");
     assert!(m.log().contains("azure-cli"), "{}", m.log());

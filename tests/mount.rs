@@ -358,11 +358,7 @@ fn background_mode_returns_once_serving_and_unmount_stops_it() {
 fn trace_logs_of_a_whole_session_hold_no_secret_value() {
     let values: Vec<(String, String)> =
         (0..5).map(|i| (format!("s{i}"), marker("VALUE"))).collect();
-    let seed: Vec<(&str, &str)> = values
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let emu = emulator_with(&seed);
+    let emu = emulator_with_owned(&values);
     let mut env = wi_env(&emu);
     // Every crate at trace: akvfs, the Azure SDK, fuser.
     env.push(("AKVFS_LOG".into(), "trace,akvfs=trace".into()));

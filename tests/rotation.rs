@@ -104,11 +104,7 @@ fn revocation_fails_closed() {
 #[test]
 fn an_outage_serves_cached_bytes_and_recovers_without_a_storm() {
     let secrets: Vec<(String, String)> = (0..20).map(|i| (format!("s{i}"), marker("v"))).collect();
-    let seed: Vec<(&str, &str)> = secrets
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let emu = emulator_with(&seed);
+    let emu = emulator_with_owned(&secrets);
     let m = Mount::new(&emu, &["--refresh-interval", "1s", "--fetch-timeout", "2s"]);
     for (k, v) in &secrets {
         assert_eq!(read_str(&m, k), *v);
@@ -154,11 +150,7 @@ fn hot_unchanged_secrets_cost_list_pages_only() {
     let secrets: Vec<(String, String)> = (0..100)
         .map(|i| (format!("hot-{i:03}"), format!("v{i}")))
         .collect();
-    let seed: Vec<(&str, &str)> = secrets
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let emu = emulator_with(&seed);
+    let emu = emulator_with_owned(&secrets);
     // Secrets read in the second they were written cost one extra GET each
     // (a same-second rotation could hide behind an equal `updated`); a large
     // budget lets that settle in one cycle.
@@ -187,11 +179,7 @@ fn the_request_budget_bounds_the_refresher() {
     let secrets: Vec<(String, String)> = (0..250)
         .map(|i| (format!("b{i:03}"), "v".to_string()))
         .collect();
-    let seed: Vec<(&str, &str)> = secrets
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let emu = emulator_with(&seed);
+    let emu = emulator_with_owned(&secrets);
     let _m = Mount::new(
         &emu,
         &["--refresh-interval", "1s", "--max-requests-per-10s", "5"],

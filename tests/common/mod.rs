@@ -160,6 +160,58 @@ pub fn emulator_cfg(secrets: &[(&str, &str)], tweak: impl FnOnce(&mut EmulatorCo
     emu
 }
 
+/// Starts an emulator seeded with owned (name, value) pairs.
+pub fn emulator_with_owned(secrets: &[(String, String)]) -> Emulator {
+    let seed: Vec<(&str, &str)> = secrets
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    emulator_with(&seed)
+}
+
+/// Authority and tenant only: the base of every non-workload-identity mode.
+pub fn base_env(emu: &Emulator) -> Vec<(String, String)> {
+    vec![
+        (
+            "AZURE_AUTHORITY_HOST".into(),
+            emu.info().authority_host.clone(),
+        ),
+        ("AZURE_TENANT_ID".into(), emu.info().tenant_id.clone()),
+    ]
+}
+
+/// Environment for App Service-style managed identity against `emu`.
+pub fn mi_env(emu: &Emulator) -> Vec<(String, String)> {
+    let mut env = base_env(emu);
+    env.push((
+        "IDENTITY_ENDPOINT".into(),
+        emu.info().identity_endpoint.clone(),
+    ));
+    env.push(("IDENTITY_HEADER".into(), emu.info().identity_header.clone()));
+    env
+}
+
+/// Environment for a service principal with a client secret against `emu`.
+pub fn sp_env(emu: &Emulator) -> Vec<(String, String)> {
+    let mut env = base_env(emu);
+    env.push(("AZURE_CLIENT_ID".into(), emu.info().client_id.clone()));
+    env.push((
+        "AZURE_CLIENT_SECRET".into(),
+        emu.info().client_secret.clone(),
+    ));
+    env
+}
+
+/// Environment whose PATH finds a fake `az` (written into `bin`) that
+/// returns a token the emulator accepts.
+pub fn cli_env(emu: &Emulator, bin: &Path) -> Vec<(String, String)> {
+    let token = emu.mint_token(&emu.info().client_id, Duration::from_secs(3600));
+    fake_az(bin, &token, unix_now() + 3600);
+    let mut env = base_env(emu);
+    env.push(("PATH".into(), format!("{}:/usr/bin:/bin", bin.display())));
+    env
+}
+
 /// Environment for workload identity against `emu`.
 pub fn wi_env(emu: &Emulator) -> Vec<(String, String)> {
     let i = emu.info();
