@@ -181,7 +181,7 @@ pub struct MountArgs {
     #[arg(long, value_name = "DURATION", help_heading = "Cache")]
     pub fetch_timeout: Option<String>,
 
-    /// How often cached secrets are checked for new versions (±10% jitter; at least 1s).
+    /// How often cached secrets are checked for new versions (jittered 0-10% shorter; at least 1s).
     /// A rotation becomes visible within about one interval. [default: 30s]
     #[arg(long, value_name = "DURATION", help_heading = "Refresh")]
     pub refresh_interval: Option<String>,

@@ -1,6 +1,6 @@
 //! Background change detection.
 //!
-//! Every refresh interval (with ±10% jitter) the refresher lists the vault,
+//! Every refresh interval (jittered by up to 10%) the refresher lists the vault,
 //! 25 secrets per call, and compares each cached secret's `updated`,
 //! `enabled` and `contentType` with the list. It GETs only what changed,
 //! then tells the kernel to drop the name's binding so the next open sees the
@@ -165,7 +165,10 @@ impl Refresher {
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut pause_until: Option<tokio::time::Instant> = None;
         loop {
-            let jitter = 0.9 + fastrand::f64() * 0.2;
+            // Jitter only shortens the wait (90% to 100% of the interval):
+            // it still spreads a fleet's calls over time, and no change
+            // waits longer than one interval to be seen.
+            let jitter = 0.9 + fastrand::f64() * 0.1;
             let mut next = tokio::time::Instant::now() + self.cfg.interval.mul_f64(jitter);
             if let Some(p) = pause_until.take() {
                 next = next.max(p);

@@ -117,7 +117,7 @@ fn an_outage_serves_cached_bytes_and_recovers_without_a_storm() {
     }
     let c = emu.counts();
     let during = c.get("faulted") + c.vault_requests();
-    // About one failed list call per interval (1s ±10%), not a retry per secret.
+    // About one failed list call per interval (1s, jittered up to 10% shorter), not a retry per secret.
     assert!(during <= 8, "{during} calls in a 5 s outage");
     emu.clear_faults();
     emu.set_secret("s0", "after-outage");
