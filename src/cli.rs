@@ -202,7 +202,7 @@ pub struct MountArgs {
     pub max_requests_per_10s: Option<u32>,
 
     /// Route every open and read through the daemon (no kernel page cache across opens),
-    /// so each open sees the daemon's current value and can be logged. Several times
+    /// so each open sees the daemon's current value and can be logged. 13 to 18 times
     /// slower than the default for open+read+close; see docs/BENCHMARKS.md.
     #[arg(long, help_heading = "Refresh")]
     pub strict_open: bool,

@@ -7,6 +7,7 @@ use akvfs::cli::{Cli, Command};
 use akvfs::run::{self, Failure};
 
 fn main() {
+    reset_process_state();
     // A bug must still end in one line, with no backtrace and nothing from
     // memory beyond the panic's own message and location.
     std::panic::set_hook(Box::new(|info| {
@@ -48,6 +49,19 @@ fn main() {
     if let Err(Failure(msg)) = result {
         eprintln!("akvfs: error: {msg}");
         std::process::exit(1);
+    }
+}
+
+/// A daemon must answer SIGTERM whatever its parent blocked, and keep its
+/// locked memory small: glibc reserves a 64 MiB arena per thread, which
+/// counts against the locked-memory limit even with MCL_ONFAULT.
+fn reset_process_state() {
+    // SAFETY: sigprocmask with a valid, empty set; mallopt takes plain ints.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 
