@@ -140,6 +140,9 @@ pub struct FsCore {
     /// Serializes listing fetches so concurrent readdirs make one listing.
     list_lock: tokio::sync::Mutex<()>,
     dir_handles: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    /// The entries built for the current listing, shared by every opendir
+    /// until the listing is replaced.
+    dir_entries: Mutex<Option<(Arc<Vec<SecretSummary>>, Arc<Vec<DirEntry>>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -180,6 +183,7 @@ impl FsCore {
             listing: Mutex::new(Listing::default()),
             list_lock: tokio::sync::Mutex::new(()),
             dir_handles: Mutex::new(HashMap::new()),
+            dir_entries: Mutex::new(None),
         })
     }
 
@@ -420,43 +424,57 @@ impl FsCore {
             return Err(FsError::NotDir);
         }
         let names = self.listing().await?;
-        let entries = {
-            let mut inodes = lock(&self.inodes);
-            let mut entries = Vec::with_capacity(names.len() + 2);
-            entries.push(DirEntry {
-                ino: ROOT_INO,
-                kind: Kind::Directory,
-                name: ".".into(),
-            });
-            entries.push(DirEntry {
-                ino: ROOT_INO,
-                kind: Kind::Directory,
-                name: "..".into(),
-            });
-            for s in names.iter() {
-                let id = match inodes.listing_ids.get(&s.name) {
-                    Some(&id) => id,
-                    None => {
-                        let id = inodes.alloc();
-                        inodes.listing_ids.insert(s.name.clone(), id);
-                        id
-                    }
-                };
-                entries.push(DirEntry {
-                    ino: id,
-                    kind: Kind::File,
-                    name: s.name.to_string(),
-                });
+        let cached = lock(&self.dir_entries)
+            .as_ref()
+            .filter(|(n, _)| Arc::ptr_eq(n, &names))
+            .map(|(_, e)| Arc::clone(e));
+        let entries = match cached {
+            Some(e) => e,
+            None => {
+                let e = Arc::new(self.dir_entries_for(&names));
+                *lock(&self.dir_entries) = Some((Arc::clone(&names), Arc::clone(&e)));
+                e
             }
-            entries
         };
         let mut handles = lock(&self.dir_handles);
         let fh = (0..u64::MAX)
             .map(|_| fastrand::u64(1..))
             .find(|fh| !handles.contains_key(fh))
             .unwrap_or(1);
-        handles.insert(fh, Arc::new(entries));
+        handles.insert(fh, entries);
         Ok(fh)
+    }
+
+    /// The directory entries for a listing, with a stable d_ino per name.
+    fn dir_entries_for(&self, names: &[SecretSummary]) -> Vec<DirEntry> {
+        let mut inodes = lock(&self.inodes);
+        let mut entries = Vec::with_capacity(names.len() + 2);
+        entries.push(DirEntry {
+            ino: ROOT_INO,
+            kind: Kind::Directory,
+            name: ".".into(),
+        });
+        entries.push(DirEntry {
+            ino: ROOT_INO,
+            kind: Kind::Directory,
+            name: "..".into(),
+        });
+        for s in names.iter() {
+            let id = match inodes.listing_ids.get(&s.name) {
+                Some(&id) => id,
+                None => {
+                    let id = inodes.alloc();
+                    inodes.listing_ids.insert(s.name.clone(), id);
+                    id
+                }
+            };
+            entries.push(DirEntry {
+                ino: id,
+                kind: Kind::File,
+                name: s.name.to_string(),
+            });
+        }
+        entries
     }
 
     /// Entries of an open directory stream from `offset` on. Each entry's

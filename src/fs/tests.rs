@@ -176,3 +176,27 @@ async fn xattrs_carry_metadata() {
         libc::ENODATA
     );
 }
+
+#[tokio::test]
+async fn directory_entries_are_built_once_per_listing() {
+    let (vault, fs) = setup();
+    vault.put("a", b"1");
+    let first = fs.opendir(ROOT_INO).await.unwrap();
+    let second = fs.opendir(ROOT_INO).await.unwrap();
+    assert!(Arc::ptr_eq(
+        &fs.readdir(first, 0).unwrap(),
+        &fs.readdir(second, 0).unwrap()
+    ));
+    vault.put("b", b"2");
+    fs.reload_listing().await.unwrap();
+    let third = fs.opendir(ROOT_INO).await.unwrap();
+    let names: Vec<_> = fs
+        .readdir(third, 0)
+        .unwrap()
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(names, vec![".", "..", "a", "b"]);
+    // The stream opened before the change keeps its snapshot.
+    assert_eq!(fs.readdir(first, 0).unwrap().len(), 3);
+}
