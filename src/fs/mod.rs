@@ -252,24 +252,20 @@ impl FsCore {
     fn bind(&self, secret: &CachedSecret) -> Entry {
         let key = secret.key();
         let mut inodes = lock(&self.inodes);
-        let ino = match inodes.by_key.get(&key) {
-            Some(&ino) => ino,
+        let ino = match inodes.by_key.get(&key).copied() {
+            Some(ino) => ino,
             None => {
                 let ino = inodes.alloc();
                 inodes.by_key.insert(key.clone(), ino);
-                inodes.by_ino.insert(
-                    ino,
-                    Node {
-                        key,
-                        props: Arc::new(secret.props.clone()),
-                        size: secret.value.len() as u64,
-                        lookups: 0,
-                    },
-                );
                 ino
             }
         };
-        let node = inodes.by_ino.get_mut(&ino).expect("inode was just bound");
+        let node = inodes.by_ino.entry(ino).or_insert_with(|| Node {
+            key,
+            props: Arc::new(secret.props.clone()),
+            size: secret.value.len() as u64,
+            lookups: 0,
+        });
         node.lookups += 1;
         let attr = self.file_attr(ino, node);
         Entry {
