@@ -79,6 +79,8 @@ pub struct MountMetrics {
     cache: Mutex<Option<Arc<SecretCache>>>,
     /// Why the mount is not serving, for /readyz.
     down_reason: Mutex<String>,
+    /// A /healthz check of the mountpoint has not returned yet.
+    probing: Arc<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -112,6 +114,7 @@ impl MountMetrics {
             secret_lookups: Mutex::new(BTreeMap::new()),
             cache: Mutex::new(None),
             down_reason: Mutex::new("not mounted".into()),
+            probing: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -209,6 +212,53 @@ impl Registry {
             (true, format!("ready: {} mounts serving", mounts.len()))
         } else {
             (false, not_ready.join("; "))
+        }
+    }
+
+    /// Alive unless a mount is dead: its directory answers "Transport
+    /// endpoint is not connected" (the FUSE session ended but the mount was
+    /// not detached), or does not answer within `limit` (the daemon is
+    /// stuck). A dead mount keeps serving whatever the kernel has cached and
+    /// nothing refreshes or revokes it, so a liveness probe built on this
+    /// restarts the process, and the restart detaches the mount.
+    pub async fn liveness(&self, limit: Duration) -> (bool, String) {
+        let mut dead = Vec::new();
+        for m in self.mounts() {
+            if m.mountpoint.is_empty() {
+                continue;
+            }
+            if m.probing.swap(true, Ordering::AcqRel) {
+                dead.push(format!(
+                    "{}: the previous check of the mountpoint has not returned; the daemon is stuck",
+                    m.mountpoint
+                ));
+                continue;
+            }
+            let path = std::path::PathBuf::from(&m.mountpoint);
+            let probing = Arc::clone(&m.probing);
+            let check = tokio::task::spawn_blocking(move || {
+                let dead = crate::mounts::is_dead(&path);
+                probing.store(false, Ordering::Release);
+                dead
+            });
+            match tokio::time::timeout(limit, check).await {
+                Ok(Ok(false)) => {}
+                Ok(Ok(true)) => dead.push(format!(
+                    "{}: dead mount (Transport endpoint is not connected); restart akvfs to detach and mount it again",
+                    m.mountpoint
+                )),
+                Ok(Err(e)) => dead.push(format!("{}: the check failed: {e}", m.mountpoint)),
+                Err(_) => dead.push(format!(
+                    "{}: the mountpoint did not answer within {} s; the daemon is stuck",
+                    m.mountpoint,
+                    limit.as_secs()
+                )),
+            }
+        }
+        if dead.is_empty() {
+            (true, "ok".into())
+        } else {
+            (false, dead.join("; "))
         }
     }
 
@@ -437,7 +487,10 @@ async fn answer(mut conn: tokio::net::TcpStream, registry: &Registry) -> std::io
     let path = path.split('?').next().unwrap_or("");
     let (status, ctype, body) = match (method, path) {
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", registry.render()),
-        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+        ("GET", "/healthz") => match registry.liveness(Duration::from_secs(2)).await {
+            (true, why) => ("200 OK", "text/plain", format!("{why}\n")),
+            (false, why) => ("503 Service Unavailable", "text/plain", format!("{why}\n")),
+        },
         ("GET", "/readyz") => match registry.readiness() {
             (true, why) => ("200 OK", "text/plain", format!("{why}\n")),
             (false, why) => ("503 Service Unavailable", "text/plain", format!("{why}\n")),
