@@ -474,7 +474,9 @@ fn open_log_sink() -> Result<LogSink, String> {
         }
     }
     if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
-        if sock.connect(SYSLOG_SOCKET).is_ok() {
+        // A stuck syslog daemon drops lines instead of blocking the writers
+        // (FUSE request threads log too).
+        if sock.connect(SYSLOG_SOCKET).is_ok() && sock.set_nonblocking(true).is_ok() {
             let (read, write) =
                 nix::unistd::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
             let pid = std::process::id();
@@ -943,6 +945,8 @@ pub fn run_config_with(
     tracing::info!("{}", sup.status());
     let mut told_ready = false;
     let mut last_status = String::new();
+    // Only systemd waits for READY=1; elsewhere /readyz reports the state.
+    let give_up_after = ready_timeout.filter(|_| under_systemd());
     let stop = |sup: &mut Supervisor, why: &str| {
         tracing::info!("{why}; unmounting everything");
         sd_notify(&[sd_notify::NotifyState::Stopping]);
@@ -967,7 +971,7 @@ pub fn run_config_with(
                     ))]);
                     last_status = why.clone();
                 }
-                if let Some(limit) = ready_timeout.filter(|_| under_systemd()) {
+                if let Some(limit) = give_up_after {
                     if started.elapsed() >= limit {
                         let msg = format!(
                             "not every mount could start within the ready timeout ({} s): {why}",
@@ -983,7 +987,7 @@ pub fn run_config_with(
             sup.needs_attention()
                 || (!told_ready
                     && (registry.readiness().0
-                        || ready_timeout.is_some_and(|t| started.elapsed() >= t)))
+                        || give_up_after.is_some_and(|t| started.elapsed() >= t)))
         }));
         match wake {
             Wake::Hup => {
