@@ -131,6 +131,10 @@ fn check_live(path: &Path, opts: Prepare) -> Result<PathBuf, String> {
         // systemd's automount point (x-systemd.automount in fstab): the
         // mount it triggers lands here, and listing it would wait for us.
         Some(m) if m.fs_type == "autofs" => return Ok(abs),
+        // A bind mount of a directory (a container's volume, a kubelet
+        // hostPath) is a directory like any other: only its contents could
+        // be hidden, and the emptiness check below covers them.
+        Some(m) if m.root != "/" => {}
         Some(m) => {
             return Err(format!(
                 "{} is already a mount point ({} of {}); akvfs does not mount over another filesystem: unmount it or choose another directory",
@@ -159,6 +163,9 @@ fn check_live(path: &Path, opts: Prepare) -> Result<PathBuf, String> {
 pub struct MountEntry {
     pub fs_type: String,
     pub source: String,
+    /// The directory of the source filesystem that is mounted here: `/` for
+    /// a whole filesystem, a subdirectory for a bind mount of one.
+    pub root: String,
 }
 
 /// The topmost mount at exactly `path`, if any.
@@ -171,6 +178,7 @@ pub fn mounted_at(path: &Path) -> Result<Option<MountEntry>, String> {
         let Some((left, right)) = line.split_once(" - ") else {
             continue;
         };
+        let root = left.split(' ').nth(3).map(unescape).unwrap_or_default();
         let mount_point = left.split(' ').nth(4).map(unescape).unwrap_or_default();
         if mount_point != target {
             continue;
@@ -178,7 +186,11 @@ pub fn mounted_at(path: &Path) -> Result<Option<MountEntry>, String> {
         let mut r = right.split(' ');
         let fs_type = r.next().unwrap_or_default().to_string();
         let source = r.next().map(unescape).unwrap_or_default();
-        found = Some(MountEntry { fs_type, source });
+        found = Some(MountEntry {
+            fs_type,
+            source,
+            root,
+        });
     }
     Ok(found)
 }

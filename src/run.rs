@@ -836,7 +836,7 @@ impl Supervisor {
                 SlotState::Running(h) if h.is_gone() => {
                     tracing::warn!(
                         mountpoint = %slot.config.mountpoint.display(),
-                        "the mount was unmounted from outside; mounting it again (remove it from the config and reload to stop it)"
+                        "the mount was unmounted, or its FUSE connection aborted, from outside; mounting it again (remove it from the config and reload to stop it)"
                     );
                     h.stop(rt);
                     slot.metrics.set_down_reason("unmounted from outside");

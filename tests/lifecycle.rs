@@ -262,6 +262,23 @@ fn akvfs_mount_refuses_a_foreign_mount_and_a_non_empty_directory_unless_told() {
     drop(m);
     assert_eq!(std::fs::read(full.join("keep.txt")).unwrap(), b"x");
 
+    // A bind mount of a directory (a container volume, a hostPath) is a
+    // directory like any other.
+    let (source, bound) = (dir.path().join("source"), dir.path().join("bound"));
+    std::fs::create_dir(&source).unwrap();
+    std::fs::create_dir(&bound).unwrap();
+    assert!(Command::new("mount")
+        .arg("--bind")
+        .arg(&source)
+        .arg(&bound)
+        .status()
+        .unwrap()
+        .success());
+    let m = Mount::start_at(&emu, &wi_env(&emu), &[], &bound);
+    assert_eq!(m.read("a").unwrap(), b"1");
+    drop(m);
+    let _ = Command::new("umount").arg(&bound).status();
+
     let foreign = dir.path().join("foreign");
     std::fs::create_dir(&foreign).unwrap();
     assert!(Command::new("mount")
@@ -630,5 +647,34 @@ fn a_background_mount_says_where_it_logs_and_logs_there() {
         std::fs::metadata(&file).unwrap().mode() & 0o777,
         0o600,
         "the log file is private to its user"
+    );
+}
+
+#[test]
+fn a_403_says_whether_the_firewall_a_role_assignment_or_an_access_policy_refused() {
+    use akvfs::vault::VaultError;
+    let text = |detail: &str| {
+        VaultError::Forbidden {
+            operation: "list",
+            detail: detail.to_string(),
+        }
+        .to_string()
+    };
+    let firewall = text("ForbiddenByFirewall: Client address is not authorized");
+    assert!(
+        firewall.contains("firewall") && !firewall.contains("role"),
+        "{firewall}"
+    );
+    let rbac = text("ForbiddenByRbac: Caller is not authorized");
+    assert!(
+        rbac.contains("role assignment") && rbac.contains("Key Vault Secrets User"),
+        "{rbac}"
+    );
+    let policy = text("ForbiddenByPolicy: The user, group or application");
+    assert!(policy.contains("access policies"), "{policy}");
+    let other = text("Forbidden");
+    assert!(
+        other.contains("firewall") && other.contains("role"),
+        "{other}"
     );
 }
