@@ -392,6 +392,15 @@ def restart_after_a_crash(akvfs, env, template, info, state, value):
     base = os.path.join(scratch, "mnt", "akvfs")
     mnt = os.path.join(base, "emu")
     os.makedirs(mnt)
+    try:
+        _restart_after_a_crash(name, akvfs, env, tpl, info, value, base, mnt)
+    finally:
+        while is_mounted(mnt):
+            if subprocess.run(["umount", "-l", mnt]).returncode != 0:
+                break
+
+
+def _restart_after_a_crash(name, akvfs, env, tpl, info, value, base, mnt):
     argv = [akvfs, "mount", info["vault_url"], mnt, "--foreground",
             "--ca-file", info["ca_file"], "--disable-challenge-resource-verification", "--auth", "managed-identity"]
     first = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -434,9 +443,6 @@ def restart_after_a_crash(akvfs, env, template, info, state, value):
         if second.poll() is None:
             second.kill()
             second.wait()
-        while is_mounted(mnt):
-            if subprocess.run(["umount", "-l", mnt]).returncode != 0:
-                break
 
 
 def main():
