@@ -614,17 +614,23 @@ fn a_background_mount_says_where_it_logs_and_logs_there() {
         .arg(&mnt)
         .args(conn_args(&emu));
     let out = run(cmd);
+    // Unmounting ends the background daemon, also when an assertion fails.
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            if is_mounted(self.0) {
+                let _ = Command::new("umount").arg(self.0).status();
+            }
+        }
+    }
+    let _unmount = Unmount(&mnt);
     assert!(out.status.success(), "{}", out.stderr);
     let journald = Path::new("/run/systemd/journal/stdout").exists();
     let syslog = Path::new("/dev/log").exists();
     let file = state.join("akvfs/akvfs.log");
     let said = out.stderr.clone();
-    let unmount = || {
-        let _ = Command::new("umount").arg(&mnt).status();
-    };
     if journald || syslog {
         assert!(said.contains("logs: "), "{said}");
-        unmount();
         return;
     }
     assert!(
@@ -639,7 +645,6 @@ fn a_background_mount_says_where_it_logs_and_logs_there() {
         text.contains("serving") && text.contains("ForbiddenByRbac") && text.contains("WARN")
     });
     let text = std::fs::read_to_string(&file).unwrap_or_default();
-    unmount();
     assert!(found, "the warning reached the log file:\n{text}");
     assert!(!text.contains('\u{1b}'), "no terminal colours in the file");
     assert!(!text.contains(&hidden), "no secret value in the log");
