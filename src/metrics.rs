@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,11 @@ pub struct MountMetrics {
     down_reason: Mutex<String>,
     /// A /healthz check of the mountpoint has not returned yet.
     probing: Arc<AtomicBool>,
+    /// The mount started with a listing (its identity may list, unlike a
+    /// get-only access policy), so a refused listing means it lost access.
+    pub lists: AtomicBool,
+    /// The last listing's answer: 0 none yet, 1 ok, 2 refused (403).
+    list_state: AtomicU8,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -115,6 +120,8 @@ impl MountMetrics {
             cache: Mutex::new(None),
             down_reason: Mutex::new("not mounted".into()),
             probing: Arc::new(AtomicBool::new(false)),
+            lists: AtomicBool::new(false),
+            list_state: AtomicU8::new(0),
         })
     }
 
@@ -133,6 +140,13 @@ impl MountMetrics {
     }
 
     pub fn upstream(&self, operation: &'static str, status: &'static str, took: Option<Duration>) {
+        if operation == "list" {
+            match status {
+                "200" => self.list_state.store(1, Ordering::Relaxed),
+                "403" => self.list_state.store(2, Ordering::Relaxed),
+                _ => {}
+            }
+        }
         *lock(&self.upstream).entry((operation, status)).or_default() += 1;
         if let Some(t) = took {
             lock(&self.latency)
@@ -194,7 +208,8 @@ impl Registry {
         lock(&self.mounts).clone()
     }
 
-    /// Ready when every mount is serving and has obtained a token.
+    /// Ready when every mount is serving, has obtained a token, and (if it
+    /// could list when it started) was not refused its last listing.
     pub fn readiness(&self) -> (bool, String) {
         let mounts = self.mounts();
         if mounts.is_empty() {
@@ -206,6 +221,11 @@ impl Registry {
                 not_ready.push(format!("{}: {}", m.mountpoint, lock(&m.down_reason)));
             } else if !m.token_ok.load(Ordering::Relaxed) {
                 not_ready.push(format!("{}: no token yet", m.mountpoint));
+            } else if m.lists.load(Ordering::Relaxed) && m.list_state.load(Ordering::Relaxed) == 2 {
+                not_ready.push(format!(
+                    "{}: the vault refused the last listing (403): the identity lost its permission, or the vault's firewall now refuses this address; the log says which",
+                    m.mountpoint
+                ));
             }
         }
         if not_ready.is_empty() {

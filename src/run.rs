@@ -223,6 +223,7 @@ impl PreparedMount {
         let core =
             FsCore::with_metrics(cache, cfg.owner, FsTimings::default(), Arc::clone(&metrics));
         let count = listing.as_ref().map(|l| l.len() as i64).unwrap_or(-1);
+        metrics.lists.store(listing.is_some(), Ordering::Relaxed);
         if let Some(l) = listing {
             core.set_listing(l);
             metrics.refresh_cycle(true);

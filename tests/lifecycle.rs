@@ -48,8 +48,13 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
 }
 
 fn mount_block(emu: &Emulator, path: &Path, extra: &str) -> String {
+    let refresh = if extra.contains("refresh_interval") {
+        ""
+    } else {
+        "refresh_interval = \"5m\"\n"
+    };
     format!(
-        "[[mount]]\nvault = \"{}\"\npath = \"{}\"\nca_file = \"{}\"\ndisable_challenge_resource_verification = true\nrefresh_interval = \"5m\"\n{extra}\n",
+        "[[mount]]\nvault = \"{}\"\npath = \"{}\"\nca_file = \"{}\"\ndisable_challenge_resource_verification = true\n{refresh}{extra}\n",
         emu.info().vault_url,
         path.display(),
         emu.info().ca_file
@@ -681,5 +686,49 @@ fn a_403_says_whether_the_firewall_a_role_assignment_or_an_access_policy_refused
     assert!(
         other.contains("firewall") && other.contains("role"),
         "{other}"
+    );
+}
+
+#[test]
+fn readiness_turns_false_when_a_serving_mount_loses_access_and_true_when_it_is_back() {
+    let emu = emulator_with(&[("a", "1")]);
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        mount_block(&emu, &one, "refresh_interval = \"1s\""),
+    )
+    .unwrap();
+    let port = free_port();
+    let svc = Service::start(
+        &wi_env(&emu),
+        &config,
+        &["--metrics-listen", &format!("127.0.0.1:{port}")],
+    );
+    assert!(
+        wait_until(WAIT, || http_get(port, "/readyz").0 == 200),
+        "{}",
+        svc.log()
+    );
+    let client = emu.info().client_id.clone();
+    emu.inner()
+        .set_permissions(&client, Permissions::none())
+        .unwrap();
+    assert!(
+        wait_until(WAIT, || {
+            let (status, body) = http_get(port, "/readyz");
+            status == 503 && body.contains("refused the last listing")
+        }),
+        "{}",
+        http_get(port, "/readyz").1
+    );
+    emu.inner()
+        .set_permissions(&client, Permissions::all())
+        .unwrap();
+    assert!(
+        wait_until(WAIT, || http_get(port, "/readyz").0 == 200),
+        "{}",
+        http_get(port, "/readyz").1
     );
 }
