@@ -310,9 +310,13 @@ impl Refresher {
             checks.retain(|n, _| tracked.contains_key(n));
             for (name, entry) in tracked {
                 let fetched = entry.as_ref().map(|e| e.fetched_at());
-                let c = checks
-                    .entry(name.clone())
-                    .or_insert_with(|| Check::new(fetched.unwrap_or(now), self.cfg.max_unverified));
+                // A name first seen without a cached value has no known
+                // last GET: it is due at once.
+                let c = checks.entry(name.clone()).or_insert_with(|| {
+                    let at = fetched
+                        .unwrap_or_else(|| now.checked_sub(self.cfg.max_unverified).unwrap_or(now));
+                    Check::new(at, self.cfg.max_unverified)
+                });
                 // A GET made for any other reason (a cold fetch, a rotation)
                 // proved readability too.
                 if let Some(f) = fetched {
