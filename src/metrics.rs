@@ -2,7 +2,8 @@
 //! `/metrics`, `/healthz` and `/readyz` endpoints.
 //!
 //! Labels carry the mountpoint and the vault host; secret names appear only in
-//! `akvfs_secret_lookups_total`, and only when asked for. No label or value
+//! `akvfs_secret_lookups_total` and `akvfs_secret_expiry_timestamp_seconds`,
+//! and only when asked for. No label or value
 //! ever carries secret bytes.
 
 use std::collections::BTreeMap;
