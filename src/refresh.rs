@@ -253,7 +253,7 @@ impl Refresher {
                         continue;
                     }
                     report.gets += 1;
-                    self.refetch(entry, &mut report).await;
+                    let _ = self.refetch(entry, &mut report).await;
                 }
                 Some(_) => entry.mark_verified(Instant::now()),
             }
@@ -300,7 +300,8 @@ impl Refresher {
     /// Re-reads, with one GET each, the tracked secrets whose readability
     /// has not been proven for their drawn share of `max_unverified`, most
     /// overdue first, within the budget. A 403 (or 404, or disabled) revokes
-    /// the secret; a new version is picked up like a rotation.
+    /// the secret; a new version is picked up like a rotation. The first
+    /// transient failure ends the checks of this cycle.
     async fn recheck_due(&self, report: &mut CycleReport) {
         let now = Instant::now();
         let tracked = self.tracked();
@@ -338,16 +339,21 @@ impl Refresher {
             }
             report.gets += 1;
             report.rechecks += 1;
-            match entry {
+            let answered = match entry {
                 Some(entry) => self.refetch(&entry, report).await,
                 None => self.recheck_evicted(&name, report).await,
+            };
+            if !answered {
+                // The vault (or its GETs) is failing: one probe per cycle,
+                // not a call per secret into an outage.
+                break;
             }
         }
     }
 
     /// Proves an evicted name is still readable without caching its value
     /// again (which could evict a value in use).
-    async fn recheck_evicted(&self, name: &SecretName, report: &mut CycleReport) {
+    async fn recheck_evicted(&self, name: &SecretName, report: &mut CycleReport) -> bool {
         let bound = self.core.bound_names().remove(name).unwrap_or_default();
         match self.core.cache().vault().get(name, None).await {
             Ok(secret) => {
@@ -358,8 +364,12 @@ impl Refresher {
                 // `secret` drops here; its bytes are wiped.
             }
             Err(e) if e.is_revocation() => self.revoke(name, e, report),
-            Err(e) => report.error = Some(format!("checking {name}: {e}")),
+            Err(e) => {
+                report.error = Some(format!("checking {name}: {e}"));
+                return false;
+            }
         }
+        true
     }
 
     fn checked(&self, name: &SecretName) {
@@ -415,7 +425,10 @@ impl Refresher {
         r.unwrap_or(Err(VaultError::Timeout(limit)))
     }
 
-    async fn refetch(&self, entry: &Arc<CachedSecret>, report: &mut CycleReport) {
+    /// GETs the latest version of a cached secret. Returns whether the vault
+    /// gave an answer (a value or a revocation) rather than a transient
+    /// failure.
+    async fn refetch(&self, entry: &Arc<CachedSecret>, report: &mut CycleReport) -> bool {
         let name = entry.props.name.clone();
         match self.core.cache().fetch_latest(&name).await {
             Ok(new) if new.props.version != entry.props.version => {
@@ -429,8 +442,12 @@ impl Refresher {
                 same.mark_verified(Instant::now());
             }
             Err(e) if e.is_revocation() => self.revoke(&name, e, report),
-            Err(e) => report.error = Some(format!("refreshing {name}: {e}")),
+            Err(e) => {
+                report.error = Some(format!("refreshing {name}: {e}"));
+                return false;
+            }
         }
+        true
     }
 
     /// Fails closed: forget the value, wipe it, and make the kernel ask again.
@@ -453,10 +470,10 @@ impl Refresher {
                 continue;
             }
             report.gets += 1;
-            match entry {
+            let _ = match entry {
                 Some(entry) => self.refetch(&entry, report).await,
                 None => self.recheck_evicted(&name, report).await,
-            }
+            };
         }
     }
 

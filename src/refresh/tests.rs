@@ -518,3 +518,24 @@ fn expired_secrets_are_served_warned_about_once_and_exported() {
         "akvfs_secret_expiry_timestamp_seconds{mountpoint=\"/m\",vault=\"v\",secret=\"fresh\"} 4000000000"
     ));
 }
+
+#[tokio::test]
+async fn readability_checks_do_not_storm_a_failing_vault() {
+    let s = setup(always_recheck());
+    for i in 0..20 {
+        let n = format!("s{i}");
+        s.vault.put(&n, b"v");
+        long_ago(&s.vault, &n);
+        read(&s.core, &n).await.unwrap();
+    }
+    past_max_unverified().await;
+    s.vault
+        .fail_gets_with(Some(VaultError::Unavailable("503".into())));
+    let gets = s.vault.gets.load(Ordering::SeqCst);
+    let r = s.refresher.cycle().await;
+    assert_eq!(r.rechecks, 1, "one probe, then wait for the next cycle");
+    assert!(r.revoked.is_empty());
+    // One fetch, with its own few retries inside the fetch timeout.
+    let made = s.vault.gets.load(Ordering::SeqCst) - gets;
+    assert!(made <= 5, "{made} GETs, not one per secret");
+}
