@@ -641,3 +641,42 @@ fn rust_sdk_retries_imds_throttling_and_server_errors() {
     assert_eq!(emu.counts().get("faulted"), 2);
     assert_eq!(imds_tokens(&emu), 1);
 }
+
+/// The README's VM line: `myvault /mnt/kv fuse.akvfs
+/// allow_other,auth=managed-identity,_netdev 0 0`, through the mount helper,
+/// with the emulator's vault URL and CA in place of the real vault's.
+#[test]
+fn the_fstab_line_mounts_through_imds() {
+    let ns = NetNs::new();
+    let emu = emulator_in(&ns, &[("a", "fstab")], |_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let helper = dir.path().join("mount.fuse.akvfs");
+    std::os::unix::fs::symlink(akvfs_bin(), &helper).unwrap();
+    let mnt = dir.path().join("kv");
+    std::fs::create_dir(&mnt).unwrap();
+    let opts = format!(
+        "allow_other,auth=managed-identity,_netdev,ca_file={},disable_challenge_resource_verification",
+        emu.info().ca_file
+    );
+    let mut cmd = Command::new("/usr/bin/nsenter");
+    cmd.arg(format!("--net={}", ns.path().display()))
+        .arg("--")
+        .arg(&helper)
+        .arg(&emu.info().vault_url)
+        .arg(&mnt)
+        .arg("-o")
+        .arg(&opts);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AZURE_") || k.starts_with("IDENTITY_") || k.starts_with("IMDS_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(is_mounted(&mnt));
+    let read = std::fs::read(mnt.join("a"));
+    let status = Command::new("umount").arg(&mnt).status().unwrap();
+    assert_eq!(read.unwrap(), b"fstab");
+    assert!(status.success());
+    assert!(imds_tokens(&emu) >= 1);
+}
