@@ -10,6 +10,11 @@
 //! for up to 10 minutes, so after the kubelet rotates the projected token the
 //! SDK can keep presenting the old one. We re-read the file whenever a new
 //! access token is needed, which costs one small file read per token.
+//!
+//! Managed identity is the SDK's `ManagedIdentityCredential` (App Service, or
+//! on a VM the instance metadata service, wrapped in [`ImdsCredential`] so its
+//! errors say what to check), except on Azure Arc-enabled servers, which the
+//! SDK does not support: [`ArcCredential`] speaks that protocol.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -606,5 +611,58 @@ impl TokenCredential for ImdsCredential {
             );
             azure_core::Error::with_error(azure_core::error::ErrorKind::Credential, e, message)
         })
+    }
+}
+
+#[cfg(test)]
+mod arc_tests {
+    use super::*;
+
+    fn arc(dir: &Path) -> ArcCredential {
+        ArcCredential {
+            endpoint: "http://127.0.0.1:40342/metadata/identity/oauth2/token".into(),
+            tokens_dir: dir.to_path_buf(),
+            http: reqwest::Client::new(),
+            cache: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn only_small_key_files_in_the_agent_directory_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).unwrap();
+        let good = tokens.join("a.key");
+        std::fs::write(&good, "k3y\n").unwrap();
+        let c = arc(&tokens);
+        let key = c
+            .read_key(&format!("Basic realm={}", good.display()))
+            .unwrap();
+        assert_eq!(key.as_str(), "k3y");
+
+        let outside = dir.path().join("b.key");
+        std::fs::write(&outside, "x").unwrap();
+        let not_key = tokens.join("c.txt");
+        std::fs::write(&not_key, "x").unwrap();
+        let big = tokens.join("d.key");
+        std::fs::write(&big, vec![b'x'; 4097]).unwrap();
+        let nested = tokens.join("sub");
+        std::fs::create_dir(&nested).unwrap();
+        std::fs::write(nested.join("e.key"), "x").unwrap();
+        let traversal = format!("{}/../b.key", tokens.display());
+        for realm in [
+            outside.display().to_string(),
+            not_key.display().to_string(),
+            big.display().to_string(),
+            nested.join("e.key").display().to_string(),
+            traversal,
+        ] {
+            let err = c
+                .read_key(&format!("Basic realm={realm}"))
+                .expect_err(&realm)
+                .to_string();
+            assert!(err.contains("refusing"), "{realm}: {err}");
+        }
+        assert!(c.read_key("Basic").is_err(), "no realm");
     }
 }
