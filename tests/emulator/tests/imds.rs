@@ -125,7 +125,8 @@ async fn bad_requests_get_imds_errors() {
     let emu = emulator(None).await;
     let url = imds(&emu);
     let ok = [("api-version", "2018-02-01"), ("resource", VAULT)];
-    let cases: Vec<(Vec<(&str, &str)>, Vec<(&str, &str)>, u16, &str)> = vec![
+    type Pairs<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(Pairs, Pairs, u16, &str)> = vec![
         (
             ok.to_vec(),
             vec![],
