@@ -10,6 +10,11 @@
 //! for up to 10 minutes, so after the kubelet rotates the projected token the
 //! SDK can keep presenting the old one. We re-read the file whenever a new
 //! access token is needed, which costs one small file read per token.
+//!
+//! Managed identity is the SDK's `ManagedIdentityCredential` (App Service, or
+//! on a VM the instance metadata service, wrapped in [`ImdsCredential`] so its
+//! errors say what to check), except on Azure Arc-enabled servers, which the
+//! SDK does not support: [`ArcCredential`] speaks that protocol.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,11 +100,21 @@ fn choose_auto(cfg: &AuthConfig) -> (AuthMode, String) {
     )
 }
 
+/// Where sysfs is mounted; `AKVFS_SYSFS_ROOT` replaces `/sys` so the DMI
+/// check can be pointed at a prepared tree (tests, containers that bind the
+/// host's DMI files elsewhere).
+pub const ENV_SYSFS_ROOT: &str = "AKVFS_SYSFS_ROOT";
+
+/// The chassis asset tag every Azure VM reports.
+pub const AZURE_CHASSIS_ASSET_TAG: &str = "7783-7084-3265-9085-8269-3286-77";
+
 /// Azure VMs carry a fixed chassis asset tag; reading it needs no network,
 /// unlike probing the instance metadata service.
 fn is_azure_vm() -> bool {
-    std::fs::read_to_string("/sys/class/dmi/id/chassis_asset_tag")
-        .map(|t| t.trim() == "7783-7084-3265-9085-8269-3286-77")
+    let root = env(ENV_SYSFS_ROOT).unwrap_or_else(|| "/sys".to_string());
+    let path = Path::new(&root).join("class/dmi/id/chassis_asset_tag");
+    std::fs::read_to_string(path)
+        .map(|t| t.trim() == AZURE_CHASSIS_ASSET_TAG)
         .unwrap_or(false)
 }
 
@@ -163,12 +178,21 @@ fn build_credential(
             Ok(c)
         }
         AuthMode::ManagedIdentity => {
+            if let Some(arc) = ArcCredential::from_env(cfg.client_id.as_deref())? {
+                return Ok(Arc::new(arc));
+            }
             let options = ManagedIdentityCredentialOptions {
                 user_assigned_id: cfg.client_id.clone().map(UserAssignedId::ClientId),
                 client_options: client_options(transport),
             };
             let c = ManagedIdentityCredential::new(Some(options))
                 .map_err(|e| sdk_err("the managed-identity credential", e))?;
+            if env(ENV_IDENTITY_ENDPOINT).is_none() {
+                return Ok(Arc::new(ImdsCredential {
+                    inner: c,
+                    client_id: cfg.client_id.clone(),
+                }));
+            }
             Ok(c)
         }
         AuthMode::AzureCli => {
@@ -303,4 +327,342 @@ fn decode_claims(jwt: &str) -> Option<TokenClaims> {
         .decode(payload.trim_end_matches('='))
         .ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// Azure Arc's identity variables: `IDENTITY_ENDPOINT` with `IMDS_ENDPOINT`
+/// (and no `IDENTITY_HEADER`, which would mean App Service).
+pub const ENV_IMDS_ENDPOINT: &str = "IMDS_ENDPOINT";
+const ENV_IDENTITY_HEADER: &str = "IDENTITY_HEADER";
+/// The directory the Arc agent writes its challenge key files to;
+/// `AKVFS_ARC_TOKENS_DIR` replaces it (test setups).
+pub const ARC_TOKENS_DIR: &str = "/var/opt/azcmagent/tokens";
+pub const ENV_ARC_TOKENS_DIR: &str = "AKVFS_ARC_TOKENS_DIR";
+const ARC_API_VERSION: &str = "2020-06-01";
+/// The Arc agent's key files are small; anything bigger is not one.
+const ARC_MAX_KEY_BYTES: u64 = 4096;
+
+/// Managed identity on an Azure Arc-enabled server, which the SDK's
+/// `ManagedIdentityCredential` does not support. The agent answers a first
+/// request with 401 and `WWW-Authenticate: Basic realm=<key file>`; the key
+/// file is readable only by root and the `himds` group, so presenting its
+/// content proves the caller is privileged on this machine. The file must lie
+/// in the agent's token directory, end in `.key` and be at most 4 KiB, so a
+/// rogue local listener cannot make akvfs send it the content of other files.
+/// Tokens are cached until 5 minutes before expiry, as the SDK does.
+pub struct ArcCredential {
+    endpoint: String,
+    tokens_dir: PathBuf,
+    http: reqwest::Client,
+    /// The last token and the resource it is for.
+    cache: tokio::sync::Mutex<Option<(String, azure_core::credentials::AccessToken)>>,
+}
+
+impl std::fmt::Debug for ArcCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArcCredential")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn arc_error(msg: String) -> azure_core::Error {
+    azure_core::Error::with_message(azure_core::error::ErrorKind::Credential, msg)
+}
+
+impl ArcCredential {
+    /// The Arc credential if the environment is an Arc machine's.
+    pub fn from_env(client_id: Option<&str>) -> Result<Option<ArcCredential>, String> {
+        let (Some(endpoint), Some(_)) = (env(ENV_IDENTITY_ENDPOINT), env(ENV_IMDS_ENDPOINT)) else {
+            return Ok(None);
+        };
+        if env(ENV_IDENTITY_HEADER).is_some() {
+            return Ok(None);
+        }
+        if let Some(id) = client_id {
+            return Err(format!(
+                "Azure Arc managed identity is system-assigned only, but a user-assigned client id ({id}) was given; remove --client-id/AZURE_CLIENT_ID/client_id"
+            ));
+        }
+        let tokens_dir =
+            PathBuf::from(env(ENV_ARC_TOKENS_DIR).unwrap_or_else(|| ARC_TOKENS_DIR.to_string()));
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("cannot set up the Azure Arc identity client: {e}"))?;
+        Ok(Some(ArcCredential {
+            endpoint,
+            tokens_dir,
+            http,
+            cache: tokio::sync::Mutex::new(None),
+        }))
+    }
+
+    async fn request(
+        &self,
+        resource: &str,
+        key: Option<&str>,
+    ) -> azure_core::Result<reqwest::Response> {
+        let mut url = azure_core::http::Url::parse(&self.endpoint).map_err(|e| {
+            arc_error(format!(
+                "{ENV_IDENTITY_ENDPOINT} ({}) is not a URL: {e}",
+                self.endpoint
+            ))
+        })?;
+        url.query_pairs_mut()
+            .append_pair("api-version", ARC_API_VERSION)
+            .append_pair("resource", resource);
+        let mut req = self.http.get(url.as_str()).header("Metadata", "true");
+        if let Some(key) = key {
+            req = req.header("Authorization", format!("Basic {key}"));
+        }
+        req.send().await.map_err(|e| {
+            arc_error(format!(
+                "cannot reach the Azure Arc identity endpoint {}: {e}; check that the himds service runs (azcmagent show)",
+                self.endpoint
+            ))
+        })
+    }
+
+    /// Reads the challenge key file after checking where it is.
+    fn read_key(&self, challenge: &str) -> azure_core::Result<zeroize::Zeroizing<String>> {
+        let realm = challenge
+            .split_once("realm=")
+            .map(|(_, r)| r.trim().trim_matches('"'))
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| {
+                arc_error(format!(
+                    "the Azure Arc identity endpoint {} sent no key file in its challenge",
+                    self.endpoint
+                ))
+            })?;
+        let path = Path::new(realm);
+        let inside = path.parent().is_some_and(|p| p == self.tokens_dir);
+        let is_key = path.extension().is_some_and(|e| e == "key");
+        if !inside || !is_key {
+            return Err(arc_error(format!(
+                "the Azure Arc identity endpoint {} named the key file {realm}, which is not a .key file in {}; refusing to read it",
+                self.endpoint,
+                self.tokens_dir.display()
+            )));
+        }
+        let size = std::fs::metadata(path)
+            .map_err(|e| arc_error(format!("cannot read the Azure Arc key file {realm}: {e}; akvfs must run as root or in the himds group")))?
+            .len();
+        if size > ARC_MAX_KEY_BYTES {
+            return Err(arc_error(format!(
+                "the Azure Arc key file {realm} is {size} bytes, more than a key; refusing to send it"
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            arc_error(format!(
+                "cannot read the Azure Arc key file {realm}: {e}; akvfs must run as root or in the himds group"
+            ))
+        })?;
+        Ok(zeroize::Zeroizing::new(text.trim().to_string()))
+    }
+
+    async fn fetch(
+        &self,
+        resource: &str,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        let first = self.request(resource, None).await?;
+        let resp = if first.status() == reqwest::StatusCode::UNAUTHORIZED {
+            let challenge = first
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let key = self.read_key(&challenge)?;
+            self.request(resource, Some(&key)).await?
+        } else {
+            first
+        };
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| {
+            arc_error(format!(
+                "cannot read the answer of the Azure Arc identity endpoint {}: {e}",
+                self.endpoint
+            ))
+        })?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            let text: String = text.chars().take(300).collect();
+            return Err(arc_error(format!(
+                "the Azure Arc identity endpoint {} answered {status}: {}",
+                self.endpoint,
+                text.trim()
+            )));
+        }
+        #[derive(serde::Deserialize)]
+        struct ArcToken {
+            access_token: zeroize::Zeroizing<String>,
+            expires_on: serde_json::Value,
+        }
+        let token: ArcToken = serde_json::from_slice(&body).map_err(|e| {
+            arc_error(format!(
+                "the Azure Arc identity endpoint {} sent an unreadable token answer: {e}",
+                self.endpoint
+            ))
+        })?;
+        let expires_on = match &token.expires_on {
+            serde_json::Value::String(s) => s.parse::<i64>().ok(),
+            serde_json::Value::Number(n) => n.as_i64(),
+            _ => None,
+        }
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .ok_or_else(|| {
+            arc_error(format!(
+                "the Azure Arc identity endpoint {} sent a token without a valid expires_on",
+                self.endpoint
+            ))
+        })?;
+        Ok(azure_core::credentials::AccessToken::new(
+            Secret::new(token.access_token.as_str().to_string()),
+            expires_on,
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for ArcCredential {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        let [scope] = scopes else {
+            return Err(arc_error(
+                "Azure Arc managed identity needs exactly one scope".to_string(),
+            ));
+        };
+        let resource = scope.strip_suffix("/.default").unwrap_or(scope);
+        let mut cached = self.cache.lock().await;
+        if let Some((r, t)) = cached.as_ref() {
+            if r == resource
+                && t.expires_on > time::OffsetDateTime::now_utc() + time::Duration::seconds(300)
+            {
+                return Ok(t.clone());
+            }
+        }
+        let token = self.fetch(resource).await?;
+        *cached = Some((resource.to_string(), token.clone()));
+        Ok(token)
+    }
+}
+
+/// How long a token request to the instance metadata service may take before
+/// akvfs logs that it is waiting for it (a vault call waiting on it then fails
+/// at `--fetch-timeout` as a timeout; the log line names the real cause).
+const IMDS_SLOW_WARNING: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The SDK's managed identity credential on a VM, where tokens come from the
+/// instance metadata service at 169.254.169.254. Adds what to check to its
+/// errors and logs when the service is slow to answer.
+pub struct ImdsCredential {
+    inner: Arc<ManagedIdentityCredential>,
+    client_id: Option<String>,
+}
+
+impl std::fmt::Debug for ImdsCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ImdsCredential")
+    }
+}
+
+impl ImdsCredential {
+    fn which(&self) -> String {
+        match &self.client_id {
+            Some(id) => format!("the user-assigned identity with client id {id}"),
+            None => "the system-assigned identity".to_string(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for ImdsCredential {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        let call = self.inner.get_token(scopes, options);
+        tokio::pin!(call);
+        let result = tokio::select! {
+            r = &mut call => r,
+            _ = tokio::time::sleep(IMDS_SLOW_WARNING) => {
+                tracing::warn!(
+                    "the instance metadata service (169.254.169.254) has not answered a token request for {} within {}s; vault calls wait for it; check that this is an Azure VM or scale set and that no firewall or proxy intercepts 169.254.169.254",
+                    self.which(),
+                    IMDS_SLOW_WARNING.as_secs()
+                );
+                call.await
+            }
+        };
+        result.map_err(|e| {
+            let hint = match self.client_id {
+                Some(_) => "check that the VM has this user-assigned identity (az vm identity assign --identities) and that --client-id is its client id",
+                None => "check that the VM has a system-assigned identity (az vm identity assign), or give --client-id for a user-assigned one",
+            };
+            let message = format!(
+                "no token for {} from the instance metadata service (169.254.169.254): {e}; {hint}",
+                self.which(),
+            );
+            azure_core::Error::with_error(azure_core::error::ErrorKind::Credential, e, message)
+        })
+    }
+}
+
+#[cfg(test)]
+mod arc_tests {
+    use super::*;
+
+    fn arc(dir: &Path) -> ArcCredential {
+        ArcCredential {
+            endpoint: "http://127.0.0.1:40342/metadata/identity/oauth2/token".into(),
+            tokens_dir: dir.to_path_buf(),
+            http: reqwest::Client::new(),
+            cache: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn only_small_key_files_in_the_agent_directory_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).unwrap();
+        let good = tokens.join("a.key");
+        std::fs::write(&good, "k3y\n").unwrap();
+        let c = arc(&tokens);
+        let key = c
+            .read_key(&format!("Basic realm={}", good.display()))
+            .unwrap();
+        assert_eq!(key.as_str(), "k3y");
+
+        let outside = dir.path().join("b.key");
+        std::fs::write(&outside, "x").unwrap();
+        let not_key = tokens.join("c.txt");
+        std::fs::write(&not_key, "x").unwrap();
+        let big = tokens.join("d.key");
+        std::fs::write(&big, vec![b'x'; 4097]).unwrap();
+        let nested = tokens.join("sub");
+        std::fs::create_dir(&nested).unwrap();
+        std::fs::write(nested.join("e.key"), "x").unwrap();
+        let traversal = format!("{}/../b.key", tokens.display());
+        for realm in [
+            outside.display().to_string(),
+            not_key.display().to_string(),
+            big.display().to_string(),
+            nested.join("e.key").display().to_string(),
+            traversal,
+        ] {
+            let err = c
+                .read_key(&format!("Basic realm={realm}"))
+                .expect_err(&realm)
+                .to_string();
+            assert!(err.contains("refusing"), "{realm}: {err}");
+        }
+        assert!(c.read_key("Basic").is_err(), "no realm");
+    }
 }

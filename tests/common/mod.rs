@@ -374,6 +374,47 @@ impl Mount {
         m
     }
 
+    /// Starts a prepared akvfs command (`mount --foreground` or `run`) that
+    /// serves `path`, and waits until it does.
+    pub fn from_command(mut cmd: Command, path: &Path, dir: Option<tempfile::TempDir>) -> Mount {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("akvfs starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let mut m = Mount {
+            child: Some(child),
+            path: path.to_path_buf(),
+            _dir: dir,
+            log,
+        };
+        let ok = wait_until(Duration::from_secs(30), || {
+            if let Some(Ok(Some(_))) = m.child.as_mut().map(|c| c.try_wait()) {
+                return true;
+            }
+            m.log().contains(" serving ") && is_mounted(&m.path)
+        });
+        if !ok || !is_mounted(&m.path) {
+            let status = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            panic!(
+                "akvfs did not mount (exit: {status:?}); stderr:\n{}",
+                m.log()
+            );
+        }
+        m
+    }
+
     pub fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }

@@ -55,6 +55,15 @@ pub struct EmulatorConfig {
     pub requests_per_10s: u32,
     /// Secrets and identities to start with.
     pub seed: Option<Seed>,
+    /// Where to serve the Azure Instance Metadata Service token endpoint over plain HTTP (on a
+    /// VM it is `169.254.169.254:80`). None: not served.
+    pub imds_listen: Option<SocketAddr>,
+    /// Where to serve the Azure Arc variant of the token endpoint over plain HTTP (the Arc
+    /// agent's is `127.0.0.1:40342`). None: not served.
+    pub arc_listen: Option<SocketAddr>,
+    /// Directory of the key files the Arc endpoint challenges with (the agent's is
+    /// `/var/opt/azcmagent/tokens`). None: `arc-tokens` in the state directory.
+    pub arc_key_dir: Option<PathBuf>,
 }
 
 impl Default for EmulatorConfig {
@@ -74,6 +83,9 @@ impl Default for EmulatorConfig {
             token_lifetime: Duration::from_secs(3600),
             requests_per_10s: 4000,
             seed: None,
+            imds_listen: None,
+            arc_listen: None,
+            arc_key_dir: None,
         }
     }
 }

@@ -41,6 +41,15 @@ pub struct ReadyInfo {
     pub address: SocketAddr,
     /// The state directory.
     pub state_dir: PathBuf,
+    /// Base URL of the IMDS listener, e.g. `http://169.254.169.254:80`, if it is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imds_endpoint: Option<String>,
+    /// Value for `IDENTITY_ENDPOINT` on an Azure Arc machine, if the Arc listener is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arc_identity_endpoint: Option<String>,
+    /// Value for `IMDS_ENDPOINT` on an Azure Arc machine, if the Arc listener is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arc_imds_endpoint: Option<String>,
 }
 
 impl ReadyInfo {
@@ -113,6 +122,36 @@ struct Prepared {
     info: ReadyInfo,
     ca_pem: String,
     temp_dir: Option<PathBuf>,
+    /// Plain HTTP listeners: IMDS and Azure Arc.
+    metadata: Vec<(tokio::net::TcpListener, crate::imds::Flavor)>,
+}
+
+/// Binds a plain HTTP listener; returns it with its base URL.
+async fn bind_http(addr: SocketAddr) -> Result<(tokio::net::TcpListener, String), EmulatorError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| EmulatorError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| EmulatorError::Bind { addr, source })?;
+    let base = format!("http://{}:{}", url_host(local.ip()), local.port());
+    Ok((listener, base))
+}
+
+/// Starts serving the plain HTTP listeners on the current runtime.
+fn spawn_metadata(
+    listeners: Vec<(tokio::net::TcpListener, crate::imds::Flavor)>,
+    shared: &Arc<Shared>,
+    stopped: &watch::Receiver<bool>,
+) {
+    for (listener, flavor) in listeners {
+        tokio::spawn(crate::imds::serve(
+            listener,
+            shared.clone(),
+            flavor,
+            stopped.clone(),
+        ));
+    }
 }
 
 fn url_host(ip: IpAddr) -> String {
@@ -186,6 +225,24 @@ async fn prepare(cfg: EmulatorConfig) -> Result<Prepared, EmulatorError> {
         .identity_header
         .clone()
         .unwrap_or_else(|| crate::util::random_hex(16));
+    let mut metadata = Vec::new();
+    let mut imds_endpoint = None;
+    if let Some(addr) = cfg.imds_listen {
+        let (listener, base) = bind_http(addr).await?;
+        metadata.push((listener, crate::imds::Flavor::Imds));
+        imds_endpoint = Some(base);
+    }
+    let mut arc_imds_endpoint = None;
+    if let Some(addr) = cfg.arc_listen {
+        let (listener, base) = bind_http(addr).await?;
+        let dir = cfg
+            .arc_key_dir
+            .clone()
+            .unwrap_or_else(|| state_dir.join("arc-tokens"));
+        let keys = Arc::new(crate::imds::ArcKeys::new(dir));
+        metadata.push((listener, crate::imds::Flavor::Arc(keys)));
+        arc_imds_endpoint = Some(base);
+    }
 
     let info = ReadyInfo {
         vault_url: vault_url.clone(),
@@ -200,6 +257,11 @@ async fn prepare(cfg: EmulatorConfig) -> Result<Prepared, EmulatorError> {
         admin_url: format!("{base}/_emulator"),
         address,
         state_dir,
+        arc_identity_endpoint: arc_imds_endpoint
+            .as_ref()
+            .map(|b| format!("{b}{}", crate::imds::PATH)),
+        imds_endpoint,
+        arc_imds_endpoint,
     };
     let settings = Settings {
         tenant_id: cfg.tenant_id.clone(),
@@ -234,6 +296,7 @@ async fn prepare(cfg: EmulatorConfig) -> Result<Prepared, EmulatorError> {
         info,
         ca_pem: pki.ca_pem,
         temp_dir,
+        metadata,
     })
 }
 
@@ -242,6 +305,7 @@ impl Emulator {
     pub async fn start(cfg: EmulatorConfig) -> Result<Emulator, EmulatorError> {
         let p = prepare(cfg).await?;
         let (stop, stopped) = watch::channel(false);
+        spawn_metadata(p.metadata, &p.shared, &stopped);
         let task = tokio::spawn(crate::server::serve(
             p.listener,
             p.acceptor,
@@ -294,6 +358,10 @@ impl Emulator {
                 let started = (p.shared.clone(), p.info, p.ca_pem, p.temp_dir);
                 if ready_tx.send(Ok(started)).is_err() {
                     return;
+                }
+                {
+                    let _guard = runtime.enter();
+                    spawn_metadata(p.metadata, &p.shared, &stopped);
                 }
                 runtime.block_on(crate::server::serve(
                     p.listener, p.acceptor, p.shared, stopped,

@@ -21,6 +21,7 @@
 //! - `vault`: the Key Vault secrets REST API (auth challenge, errors, paging).
 //! - `entra`: the token endpoint (client assertion, client secret) and discovery documents.
 //! - `msi`: the managed identity endpoint.
+//! - [`imds`]: the Instance Metadata Service (Azure VM) and Azure Arc token endpoints, plain HTTP.
 //! - `admin`: the `/_emulator/` admin API; `control`: the changes it shares with [`Emulator`].
 //! - `store`: secrets, versions and soft-deleted secrets.
 //! - `state`: the one mutex around all mutable state, token minting and verification.
@@ -36,6 +37,7 @@ mod emulator;
 mod entra;
 pub mod faults;
 mod http;
+pub mod imds;
 mod jwt;
 mod msi;
 mod server;

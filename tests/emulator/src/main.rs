@@ -64,6 +64,16 @@ struct Cli {
     /// JSON seed file with secrets and identities (see docs/EMULATOR.md).
     #[arg(long, value_name = "FILE", help_heading = "Behaviour")]
     seed: Option<PathBuf>,
+
+    /// Serve the Instance Metadata Service token endpoint over HTTP here (a VM's is 169.254.169.254:80).
+    #[arg(long, value_name = "ADDR", help_heading = "Metadata endpoints")]
+    imds_listen: Option<SocketAddr>,
+    /// Serve the Azure Arc token endpoint over HTTP here (the Arc agent's is 127.0.0.1:40342).
+    #[arg(long, value_name = "ADDR", help_heading = "Metadata endpoints")]
+    arc_listen: Option<SocketAddr>,
+    /// Directory for the Arc challenge key files (default: arc-tokens in the state directory).
+    #[arg(long, value_name = "DIR", help_heading = "Metadata endpoints")]
+    arc_key_dir: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -105,6 +115,9 @@ fn run(cli: Cli) -> Result<(), String> {
         token_lifetime: Duration::from_secs(cli.token_lifetime),
         requests_per_10s: cli.requests_per_10s,
         seed,
+        imds_listen: cli.imds_listen,
+        arc_listen: cli.arc_listen,
+        arc_key_dir: cli.arc_key_dir,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
