@@ -98,7 +98,9 @@ pub fn connect(
 pub fn hint(err: &VaultError, vault: &VaultConfig) -> String {
     let text = err.to_string();
     let lower = text.to_lowercase();
-    let extra = if lower.contains("az not found") {
+    let extra = if cli_sign_in_expired(&lower) {
+        " (the Azure CLI's sign-in has expired: run az login again)"
+    } else if lower.contains("az not found") {
         " (install the Azure CLI and run az login, or choose another --auth)"
     } else if lower.contains("az login") {
         " (run az login)"
@@ -120,6 +122,20 @@ pub fn hint(err: &VaultError, vault: &VaultConfig) -> String {
         ""
     };
     format!("{text}{extra}")
+}
+
+/// The Azure CLI's refresh token expired or was revoked (Entra ID errors
+/// AADSTS700082, AADSTS50173, AADSTS70043, or the CLI's own wording).
+fn cli_sign_in_expired(lower: &str) -> bool {
+    [
+        "aadsts700082",
+        "aadsts50173",
+        "aadsts70043",
+        "refresh token has expired",
+        "interactive authentication is needed",
+    ]
+    .iter()
+    .any(|m| lower.contains(m))
 }
 
 /// Lists the vault once, retrying transient errors within `budget`.
@@ -168,6 +184,7 @@ impl MountHandle {
         metrics: Arc<MountMetrics>,
     ) -> Result<MountHandle, Failure> {
         let vault_url = cfg.vault.url.clone();
+        crate::mounts::check_allow_other(cfg.owner.allow_other)?;
         let conn = connect(&cfg.vault, &cfg.auth, &metrics)?;
         let listing = match rt.block_on(first_listing(&conn.vault, cfg.cache.fetch_timeout)) {
             Ok(l) => Some(l),
@@ -187,7 +204,9 @@ impl MountHandle {
             }
         };
 
-        let cache = SecretCache::new(Arc::clone(&conn.vault), cfg.cache.clone());
+        let mut cache_cfg = cfg.cache.clone();
+        cache_cfg.max_bytes = crate::locked::fit_cache_budget(cache_cfg.max_bytes);
+        let cache = SecretCache::new(Arc::clone(&conn.vault), cache_cfg);
         let core =
             FsCore::with_metrics(cache, cfg.owner, FsTimings::default(), Arc::clone(&metrics));
         let count = listing.as_ref().map(|l| l.len() as i64).unwrap_or(-1);
@@ -225,6 +244,7 @@ impl MountHandle {
             mountpoint = %mountpoint.display(),
             secrets = count,
             pid = std::process::id(),
+            memory = crate::locked::mode().map(|m| m.name()).unwrap_or("off"),
             "serving"
         );
         Ok(MountHandle {
@@ -286,12 +306,15 @@ fn fuse_config(cfg: &MountConfig) -> fuser::Config {
 }
 
 /// Hardening applied once per process, before any secret is fetched.
-fn harden(mlock: bool) -> Result<(), Failure> {
+/// `budget` is the value-cache budget of all mounts together, which the
+/// locked region for secret values is sized for when it replaces mlockall.
+fn harden(mlock: bool, budget: u64) -> Result<(), Failure> {
     crate::harden::disable_core_dumps()?;
-    if mlock {
-        crate::harden::lock_memory()?;
+    let mode = crate::harden::lock_memory(mlock, budget)?;
+    if mode == crate::locked::MemoryMode::Off {
+        tracing::warn!("memory: {}", mode.describe());
     } else {
-        tracing::warn!("memory is not locked (--no-mlock): cached secrets may be written to swap");
+        tracing::info!("memory: {}", mode.describe());
     }
     Ok(())
 }
@@ -386,7 +409,7 @@ fn serve_one(
     metrics_listen: Option<std::net::SocketAddr>,
     ready_pipe: &mut Option<std::fs::File>,
 ) -> Result<(), Failure> {
-    harden(cfg.mlock)?;
+    harden(cfg.mlock, cfg.cache.max_bytes)?;
     let rt = runtime()?;
     let registry = Arc::new(Registry::default());
     let metrics_stop = start_metrics(&rt, metrics_listen, &registry)?;
@@ -621,7 +644,8 @@ pub fn run_config(
     metrics_listen: Option<std::net::SocketAddr>,
 ) -> Result<(), Failure> {
     let file = load_config_file(path).map_err(Failure)?;
-    harden(file.mlock)?;
+    let budget = file.mounts.iter().map(|m| m.cache.max_bytes).sum();
+    harden(file.mlock, budget)?;
     let rt = runtime()?;
     let registry = Arc::new(Registry::default());
     let metrics_stop = start_metrics(&rt, metrics_listen.or(file.metrics_listen), &registry)?;
@@ -672,10 +696,19 @@ pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Failure> {
         conn.identity.mode.as_str(),
         conn.identity.reason
     );
+    match crate::harden::planned_mode(true, crate::config::CacheConfig::default().max_bytes) {
+        Ok(mode) => println!("memory:   {}", mode.describe()),
+        Err(e) => println!("memory:   {e}"),
+    }
     rt.block_on(async {
         let (claims, expires) = whoami(&conn.identity.credential).await.map_err(|e| {
+            let again = if cli_sign_in_expired(&e.to_string().to_lowercase()) {
+                " (the Azure CLI's sign-in has expired: run az login again)"
+            } else {
+                ""
+            };
             Failure(format!(
-                "{} authentication failed: {e}",
+                "{} authentication failed: {e}{again}",
                 conn.identity.mode.as_str()
             ))
         })?;
