@@ -67,6 +67,12 @@ pub fn connect(
     let transport = build_transport(&TransportSettings {
         extra_roots_pem,
         connect_timeout: Some(Duration::from_secs(5)),
+        // Unless the whole process is locked, idle connections' buffers would
+        // keep the last value read in memory that may be swapped.
+        no_idle_connections: matches!(
+            crate::locked::mode(),
+            Some(crate::locked::MemoryMode::Secrets { .. })
+        ),
     })
     .map_err(|e| match &vault.ca_file {
         Some(p) => Failure(format!("--ca-file {}: {e}", p.display())),
