@@ -116,7 +116,7 @@ pub fn planned_mode(mlock: bool, budget: u64) -> Result<MemoryMode, String> {
 /// root, CAP_IPC_LOCK or a large limit allow it, otherwise a locked region
 /// for secret values sized within the limit, with `budget` bytes of cached
 /// values in mind. With `mlock` false (`--no-mlock`) nothing is locked.
-/// Never falls back to unlocked memory by itself.
+/// Never falls back to unlocked memory by itself. Logs the mode.
 pub fn lock_memory(mlock: bool, budget: u64) -> Result<MemoryMode, String> {
     let limit = memlock_limit();
     let mode = if !mlock {
@@ -135,6 +135,11 @@ pub fn lock_memory(mlock: bool, budget: u64) -> Result<MemoryMode, String> {
     // Freed heap blocks may hold copies of a value on their way in; under
     // mlockall they are locked anyway.
     crate::locked::set_wipe_on_free(mode != MemoryMode::All);
+    if mode == MemoryMode::Off {
+        tracing::warn!("memory: {}", mode.describe());
+    } else {
+        tracing::info!("memory: {}", mode.describe());
+    }
     if let MemoryMode::Secrets { bytes, .. } = mode {
         crate::locked::set_values_room(bytes as u64 / 2, budget);
         if (bytes as u64) / 2 < budget {

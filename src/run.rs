@@ -316,12 +316,7 @@ fn fuse_config(cfg: &MountConfig) -> fuser::Config {
 /// locked region for secret values is sized for when it replaces mlockall.
 fn harden(mlock: bool, budget: u64) -> Result<(), Failure> {
     crate::harden::disable_core_dumps()?;
-    let mode = crate::harden::lock_memory(mlock, budget)?;
-    if mode == crate::locked::MemoryMode::Off {
-        tracing::warn!("memory: {}", mode.describe());
-    } else {
-        tracing::info!("memory: {}", mode.describe());
-    }
+    crate::harden::lock_memory(mlock, budget)?;
     Ok(())
 }
 

@@ -101,9 +101,9 @@ impl Laptop {
         let ca = self.path("ca.pem");
         std::fs::copy(&emu.info().ca_file, &ca).unwrap();
         std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // No --auth: on a machine without other identities, auto picks the
+        // Azure CLI, as on a laptop.
         let args = vec![
-            "--auth".into(),
-            "azure-cli".into(),
             "--ca-file".into(),
             ca.display().to_string(),
             "--disable-challenge-resource-verification".into(),
@@ -315,6 +315,7 @@ fn a_normal_user_mounts_with_the_default_lock_limit_and_only_secrets_are_locked(
         .args(&args);
     let out = run(cmd);
     assert!(out.status.success(), "akvfs mount failed:\n{}", out.stderr);
+    eprintln!("first run as a normal user:\n{}", out.stderr);
     assert!(is_mounted(&kv), "not mounted:\n{}", out.stderr);
     assert!(
         out.stderr.contains("memory: secrets ("),
@@ -322,6 +323,11 @@ fn a_normal_user_mounts_with_the_default_lock_limit_and_only_secrets_are_locked(
         out.stderr
     );
     assert!(out.stderr.contains("memory=\"secrets\""), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("using azure-cli authentication"),
+        "{}",
+        out.stderr
+    );
     let pid = serving_pid(&out.stderr);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(
