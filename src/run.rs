@@ -13,7 +13,9 @@ use fuser::{MountOption, SessionACL};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
-use crate::auth::{build_identity, whoami, CountingCredential, Identity};
+use crate::auth::{
+    build_identity, cli_sign_in_expired, whoami, CountingCredential, Identity, CLI_SIGN_IN_EXPIRED,
+};
 use crate::cache::{backoff, SecretCache};
 use crate::config::{load_config_file, AuthConfig, MountConfig, VaultConfig};
 use crate::fs::{FsCore, FsTimings};
@@ -104,8 +106,10 @@ pub fn connect(
 pub fn hint(err: &VaultError, vault: &VaultConfig) -> String {
     let text = err.to_string();
     let lower = text.to_lowercase();
-    let extra = if cli_sign_in_expired(&lower) {
-        " (the Azure CLI's sign-in has expired: run az login again)"
+    let extra = if lower.contains("run az login again") {
+        ""
+    } else if cli_sign_in_expired(&lower) {
+        CLI_SIGN_IN_EXPIRED
     } else if lower.contains("az not found") {
         " (install the Azure CLI and run az login, or choose another --auth)"
     } else if lower.contains("az login") {
@@ -128,20 +132,6 @@ pub fn hint(err: &VaultError, vault: &VaultConfig) -> String {
         ""
     };
     format!("{text}{extra}")
-}
-
-/// The Azure CLI's refresh token expired or was revoked (Entra ID errors
-/// AADSTS700082, AADSTS50173, AADSTS70043, or the CLI's own wording).
-fn cli_sign_in_expired(lower: &str) -> bool {
-    [
-        "aadsts700082",
-        "aadsts50173",
-        "aadsts70043",
-        "refresh token has expired",
-        "interactive authentication is needed",
-    ]
-    .iter()
-    .any(|m| lower.contains(m))
 }
 
 /// Lists the vault once, retrying transient errors within `budget`.
@@ -704,7 +694,7 @@ pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Failure> {
     rt.block_on(async {
         let (claims, expires) = whoami(&conn.identity.credential).await.map_err(|e| {
             let again = if cli_sign_in_expired(&e.to_string().to_lowercase()) {
-                " (the Azure CLI's sign-in has expired: run az login again)"
+                CLI_SIGN_IN_EXPIRED
             } else {
                 ""
             };

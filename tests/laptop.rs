@@ -580,3 +580,68 @@ fn an_expired_cli_sign_in_says_to_run_az_login_again() {
         out.stderr
     );
 }
+
+#[test]
+fn a_normal_user_granted_cap_ipc_lock_keeps_mlockall() {
+    let laptop = Laptop::new();
+    let emu = emulator_with(&[("a", "capable")]);
+    let (env, args) = laptop.cli_setup(&emu);
+    let kv = laptop.user_dir("kv");
+    // The user, with CAP_IPC_LOCK as an ambient capability (as a unit's
+    // AmbientCapabilities= would give it) and the default 8 MiB limit.
+    let with_cap = |akvfs_args: &[&str]| -> Finished {
+        let mut cmd = Command::new("setpriv");
+        cmd.arg(format!("--reuid={}", laptop.uid))
+            .arg(format!("--regid={}", laptop.gid))
+            .args([
+                "--clear-groups",
+                "--inh-caps=+ipc_lock",
+                "--ambient-caps=+ipc_lock",
+                "--",
+            ])
+            .arg(akvfs_bin())
+            .args(akvfs_args)
+            .args(&args)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(laptop.dir.path());
+        // SAFETY: setrlimit is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: MEMLOCK_LIMIT,
+                    rlim_max: MEMLOCK_LIMIT,
+                };
+                libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
+                Ok(())
+            });
+        }
+        run(cmd)
+    };
+    let url = emu.info().vault_url.clone();
+    let out = with_cap(&["check", &url]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("memory:   all (mlockall)"),
+        "{}",
+        out.stdout
+    );
+
+    let out = with_cap(&["mount", &url, kv.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("memory: all (mlockall)"),
+        "{}",
+        out.stderr
+    );
+    let pid = serving_pid(&out.stderr);
+    assert_eq!(laptop.cat(&kv.join("a")).unwrap(), b"capable");
+    let maps = smaps(pid);
+    assert!(!maps.iter().any(|m| m.name == "[anon:akvfs-secrets]"));
+    assert!(maps.iter().any(|m| m.name == "[heap]" && m.is_locked()));
+    let mut cmd = laptop.akvfs(&[]);
+    cmd.arg("unmount").arg(&kv);
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(exited(pid));
+}

@@ -296,7 +296,14 @@ fn map_error(err: azure_core::Error, operation: &'static str) -> VaultError {
                 _ => VaultError::BadResponse(format!("HTTP {status} {code}: {message}")),
             }
         }
-        ErrorKind::Credential => VaultError::Auth(one_line(&err)),
+        ErrorKind::Credential => {
+            let text = one_line(&err);
+            if crate::auth::cli_sign_in_expired(&text.to_lowercase()) {
+                VaultError::Auth(format!("{text}{}", crate::auth::CLI_SIGN_IN_EXPIRED))
+            } else {
+                VaultError::Auth(text)
+            }
+        }
         ErrorKind::Connection | ErrorKind::Io => VaultError::Unavailable(one_line(&err)),
         _ => {
             let text = one_line(&err);
