@@ -324,6 +324,7 @@ pub fn mount(
     cfg: MountConfig,
     metrics_listen: Option<std::net::SocketAddr>,
 ) -> Result<(), Failure> {
+    crate::mounts::check_allow_other(cfg.owner.allow_other)?;
     let mountpoint = prepare_mountpoint(&cfg.mountpoint)?;
     if cfg.foreground {
         return serve_one(cfg, mountpoint, metrics_listen, &mut None);

@@ -488,7 +488,7 @@ fn a_stale_mount_is_recovered_without_root_and_allow_other_names_fuse_conf() {
             && line.contains("user_allow_other"),
         "{line}"
     );
-    assert_eq!(out.stderr.trim().lines().last(), Some(line));
+    assert_eq!(out.stderr.trim(), line, "one line, nothing else");
     assert!(!is_mounted(&dir));
 }
 
