@@ -536,21 +536,20 @@ fn root_keeps_mlockall_and_check_names_the_mode() {
     );
 }
 
+/// What the Azure CLI prints once its refresh token has expired.
+const EXPIRED_AZ: &str =
+    "#!/bin/sh\necho \"ERROR: AADSTS700082: The refresh token has expired due to inactivity. \
+         The token was issued on 2026-01-01T00:00:00Z and was inactive for 90.00:00:00.\" >&2\n\
+         echo \"Interactive authentication is needed. Please run:\" >&2\n\
+         echo \"az login --scope https://vault.azure.net/.default\" >&2\nexit 1\n";
+
 #[test]
 fn an_expired_cli_sign_in_says_to_run_az_login_again() {
     let laptop = Laptop::new();
     let emu = emulator_with(&[("a", "x")]);
     let (mut env, args) = laptop.cli_setup(&emu);
-    // What the Azure CLI prints once its refresh token has expired.
     let bin = laptop.user_dir("expired");
-    std::fs::write(
-        bin.join("az"),
-        "#!/bin/sh\necho \"ERROR: AADSTS700082: The refresh token has expired due to inactivity. \
-         The token was issued on 2026-01-01T00:00:00Z and was inactive for 90.00:00:00.\" >&2\n\
-         echo \"Interactive authentication is needed. Please run:\" >&2\n\
-         echo \"az login --scope https://vault.azure.net/.default\" >&2\nexit 1\n",
-    )
-    .unwrap();
+    std::fs::write(bin.join("az"), EXPIRED_AZ).unwrap();
     std::fs::set_permissions(bin.join("az"), std::fs::Permissions::from_mode(0o755)).unwrap();
     for (k, v) in env.iter_mut() {
         if k == "PATH" {
@@ -578,6 +577,27 @@ fn an_expired_cli_sign_in_says_to_run_az_login_again() {
         out.error_line().contains("run az login again"),
         "{}",
         out.stderr
+    );
+
+    // While serving: the sign-in expires under a running mount. The CLI
+    // hands out a token that it says expires in 2 s, so once that has passed
+    // the next request to the vault must ask `az` again.
+    let bin = laptop.user_dir("rotating");
+    let token = emu.mint_token(&emu.info().client_id, Duration::from_secs(3600));
+    let expires = unix_now() + 2;
+    fake_az(&bin, &token, expires);
+    let mut env = base_env(&emu);
+    env.push(("PATH".into(), format!("{}:/usr/bin:/bin", bin.display())));
+    let m = Mount::with_env(&emu, &env, &["--auth", "azure-cli"]);
+    std::fs::write(bin.join("az"), EXPIRED_AZ).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || unix_now() > expires));
+    assert!(m.read("a").is_err(), "a value never fetched cannot be read");
+    assert!(
+        wait_until(Duration::from_secs(20), || m
+            .log()
+            .contains("run az login again")),
+        "{}",
+        m.log()
     );
 }
 
