@@ -63,6 +63,24 @@ pub fn build_identity(cfg: &AuthConfig, transport: &Transport) -> Result<Identit
     })
 }
 
+/// The Azure CLI's refresh token expired or was revoked (Entra ID errors
+/// AADSTS700082, AADSTS50173, AADSTS70043, or the CLI's own wording), in an
+/// error text already lowercased.
+pub fn cli_sign_in_expired(lower: &str) -> bool {
+    [
+        "aadsts700082",
+        "aadsts50173",
+        "aadsts70043",
+        "refresh token has expired",
+        "interactive authentication is needed",
+    ]
+    .iter()
+    .any(|m| lower.contains(m))
+}
+
+/// What to append to an error for which [`cli_sign_in_expired`] holds.
+pub const CLI_SIGN_IN_EXPIRED: &str = " (the Azure CLI's sign-in has expired: run az login again)";
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }

@@ -17,6 +17,8 @@
 //! - [`error`]: the filesystem error type and its one mapping to errno.
 //! - [`fuse`]: the thin `fuser` adapter; the only code that touches replies.
 //! - [`secret`]: domain types, including the zeroizing value buffer.
+//! - [`harden`], [`locked`]: core dumps off, and memory locking: the whole
+//!   process, or a locked region for secret values.
 //!
 //! Dependencies point one way: `fuse -> fs -> cache -> vault <- vault::azure`.
 
@@ -28,6 +30,7 @@ pub mod error;
 pub mod fs;
 pub mod fuse;
 pub mod harden;
+pub mod locked;
 pub mod metrics;
 pub mod mounts;
 pub mod refresh;

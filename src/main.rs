@@ -6,6 +6,11 @@ use tracing_subscriber::EnvFilter;
 use akvfs::cli::{Cli, Command};
 use akvfs::run::{self, Failure};
 
+/// Wipes freed heap blocks once memory locking chose the secret region (see
+/// akvfs::locked).
+#[global_allocator]
+static ALLOC: akvfs::locked::WipeOnFree = akvfs::locked::WipeOnFree;
+
 fn main() {
     reset_process_state();
     // A bug must still end in one line, with no backtrace and nothing from

@@ -158,6 +158,21 @@ fn check_live(path: &Path, opts: Prepare) -> Result<PathBuf, String> {
     Ok(abs)
 }
 
+/// A normal user's `allow_other` mount needs `user_allow_other` in
+/// /etc/fuse.conf (fusermount3 refuses it otherwise); say so up front.
+pub fn check_allow_other(allow_other: bool) -> Result<(), String> {
+    if !allow_other || nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let conf = std::fs::read_to_string("/etc/fuse.conf").unwrap_or_default();
+    if conf.lines().any(|l| l.trim() == "user_allow_other") {
+        return Ok(());
+    }
+    Err("--allow-other needs the line user_allow_other in /etc/fuse.conf when mounting as a normal user; \
+         add it (as root), or mount without --allow-other"
+        .into())
+}
+
 /// One line of /proc/self/mountinfo that we care about.
 #[derive(Debug, Clone)]
 pub struct MountEntry {
@@ -240,11 +255,15 @@ pub fn unmount(path: &Path, lazy: bool) -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run fusermount3 to unmount {shown}: {e}; install fuse3"))?;
     if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "cannot unmount {shown}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        return Ok(());
     }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let err = err.trim();
+    Err(if err.contains("not found in") {
+        format!("{shown} is not a mount of this user (fusermount3: {err}); a mount made by root or another user is unmounted by them")
+    } else if err.contains("busy") {
+        format!("{shown} is busy: a process has a file open or its working directory there; close it, or use --lazy")
+    } else {
+        format!("cannot unmount {shown}: {err}")
+    })
 }

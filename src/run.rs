@@ -14,7 +14,9 @@ use fuser::{MountOption, SessionACL};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
-use crate::auth::{build_identity, whoami, CountingCredential, Identity};
+use crate::auth::{
+    build_identity, cli_sign_in_expired, whoami, CountingCredential, Identity, CLI_SIGN_IN_EXPIRED,
+};
 use crate::cache::{backoff, SecretCache};
 use crate::config::{load_config_file, AuthConfig, MountConfig, VaultConfig};
 use crate::fs::{FsCore, FsTimings};
@@ -69,6 +71,12 @@ pub fn connect(
     let transport = build_transport(&TransportSettings {
         extra_roots_pem,
         connect_timeout: Some(Duration::from_secs(5)),
+        // Unless the whole process is locked, idle connections' buffers would
+        // keep the last value read in memory that may be swapped.
+        no_idle_connections: matches!(
+            crate::locked::mode(),
+            Some(crate::locked::MemoryMode::Secrets { .. })
+        ),
     })
     .map_err(|e| match &vault.ca_file {
         Some(p) => Failure(format!("--ca-file {}: {e}", p.display())),
@@ -100,7 +108,11 @@ pub fn connect(
 pub fn hint(err: &VaultError, vault: &VaultConfig) -> String {
     let text = err.to_string();
     let lower = text.to_lowercase();
-    let extra = if lower.contains("az not found") {
+    let extra = if lower.contains("run az login again") {
+        ""
+    } else if cli_sign_in_expired(&lower) {
+        CLI_SIGN_IN_EXPIRED
+    } else if lower.contains("az not found") {
         " (install the Azure CLI and run az login, or choose another --auth)"
     } else if lower.contains("az login") {
         " (run az login)"
@@ -183,6 +195,7 @@ impl PreparedMount {
         metrics: Arc<MountMetrics>,
     ) -> Result<PreparedMount, Failure> {
         let vault_url = cfg.vault.url.clone();
+        crate::mounts::check_allow_other(cfg.owner.allow_other)?;
         let conn = connect(&cfg.vault, &cfg.auth, &metrics)?;
         let listing = match rt.block_on(first_listing(&conn.vault, cfg.cache.fetch_timeout)) {
             Ok(l) => Some(l),
@@ -219,7 +232,9 @@ impl PreparedMount {
             }
         };
 
-        let cache = SecretCache::new(Arc::clone(&conn.vault), cfg.cache.clone());
+        let mut cache_cfg = cfg.cache.clone();
+        cache_cfg.max_bytes = crate::locked::fit_cache_budget(cache_cfg.max_bytes);
+        let cache = SecretCache::new(Arc::clone(&conn.vault), cache_cfg);
         let core =
             FsCore::with_metrics(cache, cfg.owner, FsTimings::default(), Arc::clone(&metrics));
         let count = listing.as_ref().map(|l| l.len() as i64).unwrap_or(-1);
@@ -276,6 +291,7 @@ impl PreparedMount {
             mountpoint = %mountpoint.display(),
             secrets = count,
             pid = std::process::id(),
+            memory = crate::locked::mode().map(|m| m.name()).unwrap_or("off"),
             "serving"
         );
         Ok(MountHandle {
@@ -360,13 +376,11 @@ fn fuse_config(cfg: &MountConfig) -> fuser::Config {
 }
 
 /// Hardening applied once per process, before any secret is fetched.
-fn harden(mlock: bool) -> Result<(), Failure> {
+/// `budget` is the value-cache budget of all mounts together, which the
+/// locked region for secret values is sized for when it replaces mlockall.
+fn harden(mlock: bool, budget: u64) -> Result<(), Failure> {
     crate::harden::disable_core_dumps()?;
-    if mlock {
-        crate::harden::lock_memory()?;
-    } else {
-        tracing::warn!("memory is not locked (--no-mlock): cached secrets may be written to swap");
-    }
+    crate::harden::lock_memory(mlock, budget)?;
     Ok(())
 }
 
@@ -388,6 +402,7 @@ pub fn mount(
     cfg: MountConfig,
     metrics_listen: Option<std::net::SocketAddr>,
 ) -> Result<(), Failure> {
+    crate::mounts::check_allow_other(cfg.owner.allow_other)?;
     let mountpoint = prepare_mountpoint_with(
         &cfg.mountpoint,
         Prepare {
@@ -567,7 +582,7 @@ fn serve_one(
     metrics_listen: Option<std::net::SocketAddr>,
     ready_pipe: &mut Option<std::fs::File>,
 ) -> Result<(), Failure> {
-    harden(cfg.mlock)?;
+    harden(cfg.mlock, cfg.cache.max_bytes)?;
     let rt = runtime()?;
     // Before anything can take long, so no signal is missed or kills us.
     let mut signals = Signals::new(&rt);
@@ -931,7 +946,8 @@ pub fn run_config_with(
     ready_timeout: Option<Duration>,
 ) -> Result<(), Failure> {
     let file = load_config_file(path).map_err(Failure)?;
-    harden(file.mlock)?;
+    let budget = file.mounts.iter().map(|m| m.cache.max_bytes).sum();
+    harden(file.mlock, budget)?;
     let rt = runtime()?;
     // Before the first mount starts, so no signal is missed or kills us.
     let mut signals = Signals::new(&rt);
@@ -1025,10 +1041,19 @@ pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Failure> {
         conn.identity.mode.as_str(),
         conn.identity.reason
     );
+    match crate::harden::planned_mode(true, crate::config::CacheConfig::default().max_bytes) {
+        Ok(mode) => println!("memory:   {}", mode.describe()),
+        Err(e) => println!("memory:   {e}"),
+    }
     rt.block_on(async {
         let (claims, expires) = whoami(&conn.identity.credential).await.map_err(|e| {
+            let again = if cli_sign_in_expired(&e.to_string().to_lowercase()) {
+                CLI_SIGN_IN_EXPIRED
+            } else {
+                ""
+            };
             Failure(format!(
-                "{} authentication failed: {e}",
+                "{} authentication failed: {e}{again}",
                 conn.identity.mode.as_str()
             ))
         })?;

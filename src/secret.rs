@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use crate::locked::LockedBuf;
+
 /// A Key Vault secret name: 1 to 127 characters of `[0-9a-zA-Z-]`.
 ///
 /// File names in the mount are exactly these names; anything else (dot files,
@@ -70,36 +72,38 @@ impl fmt::Display for VersionId {
     }
 }
 
-/// A secret value. The bytes are wiped when the last owner drops them.
-pub struct SecretBytes(Zeroizing<Vec<u8>>);
+/// A secret value. The bytes live in locked memory (see [`crate::locked`])
+/// and are wiped when the last owner drops them.
+pub struct SecretBytes(LockedBuf);
 
 impl SecretBytes {
+    /// Moves `bytes` into locked memory; the given buffer is wiped on return.
     pub fn new(bytes: Zeroizing<Vec<u8>>) -> SecretBytes {
-        SecretBytes(bytes)
+        SecretBytes(LockedBuf::copy_from(&bytes))
     }
 
     pub fn expose(&self) -> &[u8] {
-        &self.0
+        self.0.as_slice()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.as_slice().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.as_slice().is_empty()
     }
 }
 
 impl From<&[u8]> for SecretBytes {
     fn from(b: &[u8]) -> Self {
-        SecretBytes(Zeroizing::new(b.to_vec()))
+        SecretBytes(LockedBuf::copy_from(b))
     }
 }
 
 impl fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretBytes([REDACTED; {} bytes])", self.0.len())
+        write!(f, "SecretBytes([REDACTED; {} bytes])", self.len())
     }
 }
 

@@ -250,7 +250,8 @@ fn memory_that_cannot_be_locked_is_refused_with_advice() {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    // An unprivileged user with the usual small locked-memory limit.
+    // An unprivileged user with a locked-memory limit too small even for
+    // the secret region (the usual 8 MiB is enough: tests/laptop.rs).
     let mut cmd = mount_cmd(
         &[],
         &["myvault", dir.path().to_str().unwrap(), "--foreground"],
@@ -259,13 +260,13 @@ fn memory_that_cannot_be_locked_is_refused_with_advice() {
     unsafe {
         cmd.pre_exec(|| {
             let lim = libc::rlimit {
-                rlim_cur: 8 << 20,
-                rlim_max: 8 << 20,
+                rlim_cur: 64 << 10,
+                rlim_max: 64 << 10,
             };
             libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
             Ok(())
         });
     }
     let out = run(cmd);
-    assert_clean_failure(&out, 1, &["cannot lock memory", "--no-mlock"]);
+    assert_clean_failure(&out, 1, &["cannot lock memory", "64 KiB", "--no-mlock"]);
 }

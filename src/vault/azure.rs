@@ -32,6 +32,12 @@ pub struct TransportSettings {
     pub extra_roots_pem: Option<Vec<u8>>,
     /// Connect timeout for every connection.
     pub connect_timeout: Option<Duration>,
+    /// Close each connection after its response instead of keeping it idle
+    /// for reuse. An idle connection keeps its TLS and HTTP read buffers,
+    /// which still hold the last response's plaintext (a secret value);
+    /// closing frees them, and freed memory is wiped when only the secret
+    /// region is locked (see `crate::locked`).
+    pub no_idle_connections: bool,
 }
 
 /// Builds the HTTP transport shared by the credential and the secret client,
@@ -48,6 +54,9 @@ pub fn build_transport(settings: &TransportSettings) -> Result<Transport, String
     }
     if let Some(t) = settings.connect_timeout {
         builder = builder.connect_timeout(t);
+    }
+    if settings.no_idle_connections {
+        builder = builder.pool_max_idle_per_host(0);
     }
     let client = builder
         .build()
@@ -292,7 +301,14 @@ fn map_error(err: azure_core::Error, operation: &'static str) -> VaultError {
                 _ => VaultError::BadResponse(format!("HTTP {status} {code}: {message}")),
             }
         }
-        ErrorKind::Credential => VaultError::Auth(one_line(&err)),
+        ErrorKind::Credential => {
+            let text = one_line(&err);
+            if crate::auth::cli_sign_in_expired(&text.to_lowercase()) {
+                VaultError::Auth(format!("{text}{}", crate::auth::CLI_SIGN_IN_EXPIRED))
+            } else {
+                VaultError::Auth(text)
+            }
+        }
         ErrorKind::Connection | ErrorKind::Io => VaultError::Unavailable(one_line(&err)),
         _ => {
             let text = one_line(&err);
