@@ -220,6 +220,14 @@ impl Refresher {
                     report.retry_after = *retry_after;
                 }
                 self.expire_stale(&mut report);
+                if e.is_identity_loss() {
+                    // Not an outage: the identity may no longer have a
+                    // token, so nothing it fetched may be served.
+                    for entry in self.core.cache().latest_entries() {
+                        self.revoke(&entry.props.name, e.clone(), &mut report);
+                    }
+                    return report;
+                }
                 if matches!(e, VaultError::Forbidden { .. }) {
                     self.revalidate_without_listing(&mut report).await;
                 }
