@@ -607,3 +607,41 @@ fn retry_after(raw: Option<&azure_core::http::RawResponse>) -> Option<Duration> 
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verified_challenge_for_another_resource_is_named_not_excused() {
+        let text = "challenge resource 'https://management.azure.com/.default' doesn't match the requested domain 'myvault.vault.azure.net'. Set verify_challenge_resource";
+        assert_eq!(
+            challenge_scope(text),
+            Some("https://management.azure.com/.default")
+        );
+        let err = map_error(
+            azure_core::Error::with_message(ErrorKind::Other, text),
+            "get",
+        );
+        let shown = err.to_string();
+        assert!(shown.contains("not a Key Vault scope"), "{shown}");
+        assert!(!shown.contains("--disable-challenge"), "{shown}");
+        // A Key Vault scope on a custom host name is the private-endpoint case.
+        let text = "challenge resource 'https://vault.azure.net/.default' doesn't match the requested domain 'kv.corp.example'";
+        let shown = map_error(
+            azure_core::Error::with_message(ErrorKind::Other, text),
+            "get",
+        )
+        .to_string();
+        assert!(
+            shown.contains("--disable-challenge-resource-verification"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bodies_over_the_limit_are_bad_responses() {
+        let err = azure_core::Error::new(ErrorKind::Io, BodyTooLarge { limit: 10 });
+        assert!(matches!(map_error(err, "get"), VaultError::BadResponse(_)));
+    }
+}
