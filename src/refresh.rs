@@ -236,6 +236,16 @@ impl Refresher {
             Err(e) => {
                 report.error = Some(e.to_string());
                 report.retry_after = e.retry_after();
+                if e.is_identity_loss() {
+                    // Not an outage: the identity may no longer have a
+                    // token, so nothing it fetched may be served.
+                    // Every tracked name, evicted ones included: the kernel
+                    // may still hold their pages.
+                    for name in self.tracked().into_keys() {
+                        self.revoke(&name, e.clone(), &mut report);
+                    }
+                    return report;
+                }
                 if matches!(e, VaultError::Forbidden { .. }) {
                     self.revalidate_without_listing(&mut report).await;
                 } else if !matches!(e, VaultError::Throttled { .. }) {
