@@ -586,3 +586,18 @@ impl Drop for Emulator {
         self.stop_now();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_leave_out_the_default_port() {
+        assert_eq!(
+            https_origin("myvault.vault.azure.net", 443),
+            "https://myvault.vault.azure.net"
+        );
+        assert_eq!(https_origin("127.0.0.1", 8443), "https://127.0.0.1:8443");
+        assert_eq!(https_origin("[::1]", 443), "https://[::1]");
+    }
+}

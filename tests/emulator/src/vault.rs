@@ -925,6 +925,22 @@ mod tests {
             Route::parse(&Method::POST, "/deletedsecrets/a/recover"),
             Route::Recover("a".into())
         );
+        assert_eq!(
+            Route::parse(&Method::POST, "/secrets/a/backup"),
+            Route::Backup("a".into())
+        );
+        assert_eq!(
+            Route::parse(&Method::POST, "/secrets/restore"),
+            Route::Restore
+        );
+        assert_eq!(
+            Route::parse(&Method::PUT, "/secrets/restore"),
+            Route::Set("restore".into())
+        );
+        assert_eq!(
+            Route::parse(&g, "/secrets/backup/versions"),
+            Route::ListVersions("backup".into())
+        );
         assert_eq!(Route::parse(&Method::POST, "/secrets/a"), Route::Unknown);
         assert_eq!(Route::parse(&g, "/keys"), Route::Unknown);
         assert_eq!(Route::parse(&g, "/"), Route::Unknown);
