@@ -5,7 +5,7 @@ ensure_system_packages() {
   local need=()
   command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
   command -v curl >/dev/null 2>&1 || need+=(curl)
-  command -v ip >/dev/null 2>&1 || need+=(iproute2)  # network namespaces of the IMDS tests
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)  # network namespaces: the IMDS tests, the SDK suite
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
   if ((${#need[@]})); then
     echo "==> installing ${need[*]}"

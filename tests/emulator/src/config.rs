@@ -35,6 +35,10 @@ pub struct EmulatorConfig {
     /// Host name used in `vault_url` (e.g. `myvault.vault.azure.net`); also added to the
     /// certificate. The caller makes it resolve to the listen address. None: the listen IP.
     pub vault_host: Option<String>,
+    /// Host name the Entra ID endpoints are served as (e.g. `login.microsoftonline.com`): named in
+    /// `authority_host`, the vault's 401 challenge and the discovery documents; also added to the
+    /// certificate. The caller makes it resolve to the listen address. None: the listen IP.
+    pub authority_host: Option<String>,
     /// Tenant id.
     pub tenant_id: String,
     /// Client id of the default identity (workload identity, service principal and managed identity).
@@ -73,6 +77,7 @@ impl Default for EmulatorConfig {
             state_dir: None,
             hostnames: Vec::new(),
             vault_host: None,
+            authority_host: None,
             tenant_id: DEFAULT_TENANT_ID.to_string(),
             client_id: DEFAULT_CLIENT_ID.to_string(),
             client_secret: Some(DEFAULT_CLIENT_SECRET.to_string()),
@@ -117,6 +122,18 @@ impl EmulatorConfig {
                 self.tenant_id
             ));
         }
+        for (what, host) in [
+            ("vault host", &self.vault_host),
+            ("authority host", &self.authority_host),
+        ] {
+            if let Some(host) = host {
+                if !is_host_name(host) {
+                    return Err(format!(
+                        "{what} {host:?} must be a DNS name (letters, digits, '-' and '.'), without scheme or port"
+                    ));
+                }
+            }
+        }
         if self.client_id.is_empty() {
             return Err("client id must not be empty".into());
         }
@@ -130,6 +147,19 @@ impl EmulatorConfig {
         }
         Ok(())
     }
+}
+
+/// Whether `host` is a plain DNS name: labels of letters, digits and '-', separated by dots.
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// Secret permissions of an identity (an access policy).
@@ -147,6 +177,10 @@ pub struct Permissions {
     pub purge: bool,
     /// Recover deleted secrets.
     pub recover: bool,
+    /// Back secrets up (`POST /secrets/{name}/backup`).
+    pub backup: bool,
+    /// Restore secrets from a backup (`POST /secrets/restore`).
+    pub restore: bool,
 }
 
 impl Permissions {
@@ -159,6 +193,8 @@ impl Permissions {
             delete: true,
             purge: true,
             recover: true,
+            backup: true,
+            restore: true,
         }
     }
 
@@ -171,6 +207,8 @@ impl Permissions {
             delete: false,
             purge: false,
             recover: false,
+            backup: false,
+            restore: false,
         }
     }
 
@@ -194,10 +232,12 @@ impl Permissions {
                 "delete" => p.delete = true,
                 "purge" => p.purge = true,
                 "recover" => p.recover = true,
+                "backup" => p.backup = true,
+                "restore" => p.restore = true,
                 "all" => p = Permissions::all(),
                 other => {
                     return Err(format!(
-                        "unknown permission {other:?}; expected get, list, set, delete, purge, recover or all"
+                        "unknown permission {other:?}; expected get, list, set, delete, purge, recover, backup, restore or all"
                     ))
                 }
             }
@@ -215,6 +255,8 @@ impl Permissions {
             (self.delete, "delete"),
             (self.purge, "purge"),
             (self.recover, "recover"),
+            (self.backup, "backup"),
+            (self.restore, "restore"),
         ] {
             if on {
                 v.push(name);
@@ -223,7 +265,7 @@ impl Permissions {
         v
     }
 
-    /// Whether `name` (get, list, set, delete, purge, recover) is granted.
+    /// Whether `name` (get, list, set, delete, purge, recover, backup, restore) is granted.
     pub fn allows(&self, name: &str) -> bool {
         match name {
             "get" => self.get,
@@ -232,6 +274,8 @@ impl Permissions {
             "delete" => self.delete,
             "purge" => self.purge,
             "recover" => self.recover,
+            "backup" => self.backup,
+            "restore" => self.restore,
             _ => false,
         }
     }

@@ -43,6 +43,10 @@ pub enum Operation {
     Purge,
     /// `POST /deletedsecrets/{name}/recover`.
     RecoverDeletedSecret,
+    /// `POST /secrets/{name}/backup`.
+    BackupSecret,
+    /// `POST /secrets/restore`.
+    RestoreSecret,
     /// A vault request that matches no emulated operation.
     UnknownVaultOperation,
     /// Token request with `client_assertion` (workload identity).
@@ -63,7 +67,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in counter order.
-    pub const ALL: [Operation; 19] = [
+    pub const ALL: [Operation; 21] = [
         Operation::GetSecret,
         Operation::GetSecretVersion,
         Operation::ListSecrets,
@@ -75,6 +79,8 @@ impl Operation {
         Operation::ListDeletedSecrets,
         Operation::Purge,
         Operation::RecoverDeletedSecret,
+        Operation::BackupSecret,
+        Operation::RestoreSecret,
         Operation::UnknownVaultOperation,
         Operation::TokenClientAssertion,
         Operation::TokenClientSecret,
@@ -99,6 +105,8 @@ impl Operation {
             Operation::ListDeletedSecrets => "list_deleted_secrets",
             Operation::Purge => "purge",
             Operation::RecoverDeletedSecret => "recover_deleted_secret",
+            Operation::BackupSecret => "backup_secret",
+            Operation::RestoreSecret => "restore_secret",
             Operation::UnknownVaultOperation => "unknown_vault_operation",
             Operation::TokenClientAssertion => "token_client_assertion",
             Operation::TokenClientSecret => "token_client_secret",
@@ -130,6 +138,8 @@ impl Operation {
                 | Operation::ListDeletedSecrets
                 | Operation::Purge
                 | Operation::RecoverDeletedSecret
+                | Operation::BackupSecret
+                | Operation::RestoreSecret
                 | Operation::UnknownVaultOperation
         )
     }

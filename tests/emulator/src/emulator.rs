@@ -16,9 +16,10 @@ use tokio::sync::watch;
 /// What a client needs to reach the emulator: the fields of the ready line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadyInfo {
-    /// Vault URL, e.g. `https://127.0.0.1:8443` (no trailing slash).
+    /// Vault URL, e.g. `https://127.0.0.1:8443` (no trailing slash; no port when it is 443).
     pub vault_url: String,
-    /// Value for `AZURE_AUTHORITY_HOST`, e.g. `https://127.0.0.1:8443`.
+    /// Value for `AZURE_AUTHORITY_HOST`, e.g. `https://127.0.0.1:8443` (the configured authority
+    /// host name instead of the IP when there is one; no port when it is 443).
     pub authority_host: String,
     /// Value for `AZURE_TENANT_ID`.
     pub tenant_id: String,
@@ -163,6 +164,16 @@ fn url_host(ip: IpAddr) -> String {
     }
 }
 
+/// `https://{host}`, with `:{port}` unless it is HTTPS's default port: Key Vault and Entra ID never
+/// write a default port in ids, links or challenges, and the SDKs compare such URLs as strings.
+pub(crate) fn https_origin(host: &str, port: u16) -> String {
+    if port == 443 {
+        format!("https://{host}")
+    } else {
+        format!("https://{host}:{port}")
+    }
+}
+
 async fn prepare(cfg: EmulatorConfig) -> Result<Prepared, EmulatorError> {
     cfg.validate().map_err(EmulatorError::Config)?;
     let (state_dir, temp_dir) = match &cfg.state_dir {
@@ -195,11 +206,9 @@ async fn prepare(cfg: EmulatorConfig) -> Result<Prepared, EmulatorError> {
         })?;
     let ip_host = url_host(address.ip());
     let port = address.port();
-    let base = format!("https://{ip_host}:{port}");
-    let vault_url = match &cfg.vault_host {
-        Some(host) => format!("https://{host}:{port}"),
-        None => base.clone(),
-    };
+    let base = https_origin(&ip_host, port);
+    let vault_url = https_origin(cfg.vault_host.as_deref().unwrap_or(&ip_host), port);
+    let authority_host = https_origin(cfg.authority_host.as_deref().unwrap_or(&ip_host), port);
 
     let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
     let listen_ip = ip_host
@@ -209,6 +218,7 @@ async fn prepare(cfg: EmulatorConfig) -> Result<Prepared, EmulatorError> {
     for name in std::iter::once(listen_ip)
         .chain(cfg.hostnames.iter().cloned())
         .chain(cfg.vault_host.iter().cloned())
+        .chain(cfg.authority_host.iter().cloned())
     {
         if !name.is_empty() && !names.contains(&name) {
             names.push(name);
@@ -246,7 +256,7 @@ async fn prepare(cfg: EmulatorConfig) -> Result<Prepared, EmulatorError> {
 
     let info = ReadyInfo {
         vault_url: vault_url.clone(),
-        authority_host: base.clone(),
+        authority_host: authority_host.clone(),
         tenant_id: cfg.tenant_id.clone(),
         client_id: cfg.client_id.clone(),
         client_secret: cfg.client_secret.clone(),
@@ -266,7 +276,7 @@ async fn prepare(cfg: EmulatorConfig) -> Result<Prepared, EmulatorError> {
     let settings = Settings {
         tenant_id: cfg.tenant_id.clone(),
         vault_url,
-        authority_host: base,
+        authority_host,
         default_client_id: cfg.client_id.clone(),
         federated_issuer: cfg.federated_issuer.clone(),
         federated_token_lifetime: cfg.federated_token_lifetime,
@@ -642,5 +652,20 @@ impl Emulator {
 impl Drop for Emulator {
     fn drop(&mut self) {
         self.stop_now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_leave_out_the_default_port() {
+        assert_eq!(
+            https_origin("myvault.vault.azure.net", 443),
+            "https://myvault.vault.azure.net"
+        );
+        assert_eq!(https_origin("127.0.0.1", 8443), "https://127.0.0.1:8443");
+        assert_eq!(https_origin("[::1]", 443), "https://[::1]");
     }
 }

@@ -23,13 +23,14 @@
 //! - `msi`: the managed identity endpoint.
 //! - [`imds`]: the Instance Metadata Service (Azure VM) and Azure Arc token endpoints, plain HTTP.
 //! - `admin`: the `/_emulator/` admin API; `control`: the changes it shares with [`Emulator`].
-//! - `store`: secrets, versions and soft-deleted secrets.
+//! - `store`: secrets, versions and soft-deleted secrets; `backup`: sealed backup blobs.
 //! - `state`: the one mutex around all mutable state, token minting and verification.
 //! - [`counts`]: operation names and request counters; [`faults`]: fault injection.
 //! - `tls`: the generated test CA and server certificate; `jwt`: HS256 tokens; `http`, `util`:
 //!   plumbing.
 
 mod admin;
+mod backup;
 pub mod config;
 mod control;
 pub mod counts;

@@ -22,6 +22,10 @@ struct Cli {
     /// Host name for vault_url, e.g. myvault.vault.azure.net (make it resolve to the listen address).
     #[arg(long, value_name = "NAME", help_heading = "Network")]
     vault_host: Option<String>,
+    /// Host name for the Entra ID endpoints, e.g. login.microsoftonline.com: used in authority_host,
+    /// the vault's 401 challenge and the discovery documents (make it resolve to the listen address).
+    #[arg(long, value_name = "NAME", help_heading = "Network")]
+    authority_host: Option<String>,
     /// Directory for ca.pem and federated-token (default: a temporary directory removed at exit).
     #[arg(long, value_name = "DIR", help_heading = "Network")]
     state_dir: Option<PathBuf>,
@@ -105,6 +109,7 @@ fn run(cli: Cli) -> Result<(), String> {
         state_dir: cli.state_dir,
         hostnames: cli.hostnames,
         vault_host: cli.vault_host,
+        authority_host: cli.authority_host,
         tenant_id: cli.tenant_id,
         client_id: cli.client_id,
         client_secret: (!cli.no_client_secret).then_some(cli.client_secret),

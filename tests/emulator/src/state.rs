@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub settings: Settings,
     pub access_key: SigningKey,
     pub federated_key: SigningKey,
+    /// Seals and opens secret backups (only this instance can restore them).
+    pub backup_key: crate::backup::BackupKey,
     state: Mutex<State>,
 }
 
@@ -171,6 +173,7 @@ impl Shared {
             settings,
             access_key: SigningKey::generate("akvfs-emulator-access"),
             federated_key: SigningKey::generate("akvfs-emulator-federation"),
+            backup_key: crate::backup::BackupKey::generate(),
             state: Mutex::new(State {
                 store: Store::default(),
                 identities: map,

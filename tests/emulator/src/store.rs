@@ -88,6 +88,23 @@ impl VaultError {
         .with_inner("ObjectIsDeletedButRecoverable")
     }
 
+    /// Restoring a backup of `id` (the latest version's id) into a vault where the name is taken,
+    /// live or soft-deleted. Key Vault's text.
+    pub(crate) fn restore_conflict(id: &str) -> Self {
+        VaultError::new(
+            409,
+            "Conflict",
+            format!(
+                "There was a conflict restoring the secret '{id}'. This can happen if either: a second secret \
+                 with the same name was created after the first secret was deleted; thus trying to restore a \
+                 secret whose name is already in use. To fix this, rename the second secret to something else \
+                 so that the restore works. The second probable cause of this exception is when multiple \
+                 operations are performed in parallel against the secret. To avoid this error, perform \
+                 operations against a secret in a sequential manner."
+            ),
+        )
+    }
+
     pub(crate) fn invalid_name(name: &str) -> Self {
         VaultError::bad_parameter(format!("The request URI contains an invalid name: {name}"))
     }
@@ -269,6 +286,29 @@ impl Store {
             .filter(|s| s.deleted.is_none())
             .cloned()
             .ok_or_else(|| VaultError::not_found(name, None))
+    }
+
+    /// A live secret, if there is one by that name.
+    pub(crate) fn find_live(&self, name: &str) -> Option<Secret> {
+        self.secrets
+            .get(&name.to_ascii_lowercase())
+            .filter(|s| s.deleted.is_none())
+            .cloned()
+    }
+
+    /// Puts a secret restored from a backup back, with its versions as they were. The name must
+    /// not be in use, live or soft-deleted; `id` names the backup in the conflict error.
+    pub(crate) fn restore(&mut self, secret: Secret, id: &str) -> Result<Secret, VaultError> {
+        let key = secret.name.to_ascii_lowercase();
+        if self
+            .secrets
+            .get(&key)
+            .is_some_and(|s| !s.versions.is_empty())
+        {
+            return Err(VaultError::restore_conflict(id));
+        }
+        self.secrets.insert(key, secret.clone());
+        Ok(secret)
     }
 
     /// Changes attributes of a version (latest when `version` is None or empty).

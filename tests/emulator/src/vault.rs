@@ -60,6 +60,8 @@ enum Route {
     ListDeleted,
     Purge(String),
     Recover(String),
+    Backup(String),
+    Restore,
     Unknown,
 }
 
@@ -82,6 +84,8 @@ impl Route {
                 (2, &Method::PUT) => Route::Set(s(1)),
                 (2, &Method::DELETE) => Route::Delete(s(1)),
                 (2, &Method::PATCH) => Route::Update(s(1), None),
+                (2, &Method::POST) if is(1, "restore") => Route::Restore,
+                (3, &Method::POST) if is(2, "backup") => Route::Backup(s(1)),
                 (3, &Method::GET) if is(2, "versions") => Route::ListVersions(s(1)),
                 (3, &Method::GET) if s(2).is_empty() => Route::GetSecret(s(1)),
                 (3, &Method::GET) => Route::GetSecretVersion(s(1), s(2)),
@@ -114,6 +118,8 @@ impl Route {
             Route::ListDeleted => Operation::ListDeletedSecrets,
             Route::Purge(_) => Operation::Purge,
             Route::Recover(_) => Operation::RecoverDeletedSecret,
+            Route::Backup(_) => Operation::BackupSecret,
+            Route::Restore => Operation::RestoreSecret,
             Route::Unknown => Operation::UnknownVaultOperation,
         }
     }
@@ -128,8 +134,10 @@ impl Route {
             | Route::Delete(n)
             | Route::GetDeleted(n)
             | Route::Purge(n)
-            | Route::Recover(n) => Some(n),
-            Route::ListSecrets | Route::ListDeleted | Route::Unknown => None,
+            | Route::Recover(n)
+            | Route::Backup(n) => Some(n),
+            // The name of a restore is inside the backup blob.
+            Route::ListSecrets | Route::ListDeleted | Route::Restore | Route::Unknown => None,
         }
     }
 
@@ -142,6 +150,8 @@ impl Route {
             Route::Delete(_) => Some("delete"),
             Route::Purge(_) => Some("purge"),
             Route::Recover(_) => Some("recover"),
+            Route::Backup(_) => Some("backup"),
+            Route::Restore => Some("restore"),
             Route::Unknown => None,
         }
     }
@@ -322,7 +332,18 @@ async fn execute(
         }
         Route::ListVersions(name) => {
             let paging = Paging::from_query(&query)?;
-            let secret = shared.lock().store.get_secret(&name)?;
+            // As in Key Vault, the versions of a secret that does not exist (or is soft-deleted)
+            // are an empty list, not 404.
+            let Some(secret) = shared.lock().store.find_live(&name) else {
+                return Ok(list_response(
+                    shared,
+                    Vec::new(),
+                    None,
+                    "",
+                    &api_version,
+                    &paging,
+                ));
+            };
             // Creation order: by `created`, then by insertion (versions created in the same
             // second); the offset keeps negative (seeded) times in order as text.
             let keyed = secret
@@ -390,6 +411,51 @@ async fn execute(
             shared.lock().store.purge(&name)?;
             Ok(empty(204))
         }
+        Route::Backup(name) => {
+            let secret = shared.lock().store.get_secret(&name)?;
+            let blob = shared.backup_key.seal(&secret).map_err(|e| {
+                VaultError::new(
+                    500,
+                    "InternalServerError",
+                    format!("The backup could not be made: {e}."),
+                )
+            })?;
+            Ok(json(200, &json!({ "value": URL_SAFE_NO_PAD.encode(blob) })))
+        }
+        Route::Restore => {
+            let body = read_json(body).await?;
+            let blob = match body.get("value") {
+                Some(Value::String(s)) => decode_blob(s).ok_or_else(|| {
+                    VaultError::bad_parameter("Property 'value' is not a valid base64url string.")
+                })?,
+                _ => {
+                    return Err(VaultError::bad_parameter(
+                        "Property 'value' is required and must be a string (the backup blob).",
+                    ))
+                }
+            };
+            let secret = shared.backup_key.open(&blob).ok_or_else(|| {
+                VaultError::bad_parameter(
+                    "The backup blob is not valid: it is damaged or was made by another vault. A backup \
+                     restores only into the vault (emulator instance) that made it.",
+                )
+            })?;
+            authorize(shared, caller, "restore", Some(&secret.name))?;
+            let id = secret
+                .latest()
+                .map(|v| {
+                    format!(
+                        "{}/secrets/{}/{}",
+                        shared.settings.vault_url, secret.name, v.id
+                    )
+                })
+                .unwrap_or_default();
+            let secret = shared.lock().store.restore(secret, &id)?;
+            match secret.latest() {
+                Some(v) => Ok(json(200, &bundle(shared, &secret, v, false))),
+                None => Err(VaultError::not_found(&secret.name, None)),
+            }
+        }
         Route::Recover(name) => {
             let secret = shared.lock().store.recover(&name)?;
             match secret.latest() {
@@ -454,6 +520,8 @@ fn authorize(
                 "set" => "setSecret",
                 "delete" => "delete",
                 "purge" => "purge",
+                "backup" => "backup",
+                "restore" => "restore",
                 _ => "recover",
             };
             return Err(VaultError::new(
@@ -683,6 +751,16 @@ impl Paging {
     }
 }
 
+/// A backup blob from base64url (padded or not; the standard alphabet is accepted too).
+fn decode_blob(text: &str) -> Option<Vec<u8>> {
+    let trimmed = text.trim().trim_end_matches('=');
+    URL_SAFE_NO_PAD.decode(trimmed).ok().or_else(|| {
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(trimmed)
+            .ok()
+    })
+}
+
 fn encode_skiptoken(marker: &str) -> String {
     URL_SAFE_NO_PAD.encode(json!({"NextMarker": marker, "TargetLocation": 0}).to_string())
 }
@@ -849,6 +927,22 @@ mod tests {
         assert_eq!(
             Route::parse(&Method::POST, "/deletedsecrets/a/recover"),
             Route::Recover("a".into())
+        );
+        assert_eq!(
+            Route::parse(&Method::POST, "/secrets/a/backup"),
+            Route::Backup("a".into())
+        );
+        assert_eq!(
+            Route::parse(&Method::POST, "/secrets/restore"),
+            Route::Restore
+        );
+        assert_eq!(
+            Route::parse(&Method::PUT, "/secrets/restore"),
+            Route::Set("restore".into())
+        );
+        assert_eq!(
+            Route::parse(&g, "/secrets/backup/versions"),
+            Route::ListVersions("backup".into())
         );
         assert_eq!(Route::parse(&Method::POST, "/secrets/a"), Route::Unknown);
         assert_eq!(Route::parse(&g, "/keys"), Route::Unknown);

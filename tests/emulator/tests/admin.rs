@@ -89,7 +89,7 @@ async fn admin_endpoints() {
         .await,
         (
             200,
-            json!({"permissions": ["list", "set", "delete", "purge", "recover"]})
+            json!({"permissions": ["list", "set", "delete", "purge", "recover", "backup", "restore"]})
         )
     );
     assert_eq!(
@@ -238,7 +238,10 @@ async fn library_grant_and_revoke() {
     let p = emu
         .revoke(&id, &["set", "delete"])
         .expect("identity exists");
-    assert_eq!(p.names(), ["get", "list", "purge", "recover"]);
+    assert_eq!(
+        p.names(),
+        ["get", "list", "purge", "recover", "backup", "restore"]
+    );
     let p = emu.grant(&id, &["set"]).expect("identity exists");
     assert!(p.set && !p.delete);
     assert!(emu.grant("nobody", &["get"]).is_err());

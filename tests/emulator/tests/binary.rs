@@ -43,6 +43,8 @@ fn ready_line_seed_and_sigterm() {
             "myvault.vault.azure.net",
             "--hostname",
             "emulator.test",
+            "--authority-host",
+            "login.emulator.test",
             "--token-lifetime",
             "600",
             "--requests-per-10s",
@@ -82,6 +84,14 @@ fn ready_line_seed_and_sigterm() {
         .as_str()
         .expect("url")
         .starts_with("https://myvault.vault.azure.net:"));
+    let port = ready["address"]
+        .as_str()
+        .and_then(|a| a.rsplit(':').next())
+        .expect("address with a port");
+    assert_eq!(
+        ready["authority_host"],
+        format!("https://login.emulator.test:{port}")
+    );
     assert_eq!(ready["identity_header"], "fixed-header");
     let ca_file = PathBuf::from(ready["ca_file"].as_str().expect("ca"));
     assert_eq!(ca_file, state.join("ca.pem"));
@@ -147,6 +157,16 @@ fn bad_flags_and_bad_seed_fail_with_a_message() {
         .output()
         .expect("runs");
     assert!(!out.status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_akvfs-emulator"))
+        .args(["--authority-host", "https://login.microsoftonline.com:443"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("authority host") && stderr.contains("without scheme or port"),
+        "{stderr}"
+    );
     let dir = scratch_dir("badseed");
     let seed = dir.join("seed.json");
     std::fs::write(&seed, r#"{"secrets": [{"name": "x"}]}"#).expect("written");
