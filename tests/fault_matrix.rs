@@ -1945,7 +1945,7 @@ fn fault_matrix() {
         };
         let detail = match r {
             Ok(seen) => seen.clone(),
-            Err(e) => e.lines().next().unwrap_or("").to_string(),
+            Err(e) => e.lines().next().unwrap_or("").chars().take(160).collect(),
         };
         report.push_str(&format!(
             "  {:<62} {:<6} {:<40} {detail}\n",
