@@ -201,6 +201,17 @@ pub struct MountArgs {
     #[arg(long, value_name = "N", help_heading = "Refresh")]
     pub max_requests_per_10s: Option<u32>,
 
+    /// Longest time a cached value is served without a GET proving the identity may still
+    /// read it; a 403 then removes it. Catches permission losses a listing cannot show.
+    /// [default: 10m]
+    #[arg(long, value_name = "DURATION", help_heading = "Refresh")]
+    pub max_unverified: Option<String>,
+
+    /// Upper bound on vault GETs that lookups of names missing from the listing may cause in
+    /// any 10 seconds (1 to 4000); beyond it such names are answered ENOENT. [default: 100]
+    #[arg(long, value_name = "N", help_heading = "Cache")]
+    pub max_cold_lookups_per_10s: Option<u32>,
+
     /// Route every open and read through the daemon (no kernel page cache across opens),
     /// so each open sees the daemon's current value and can be logged. 13 to 18 times
     /// slower than the default for open+read+close; see docs/BENCHMARKS.md.
@@ -239,6 +250,8 @@ impl MountArgs {
             max_stale: self.max_stale.clone(),
             max_requests_per_10s: self.max_requests_per_10s,
             strict_open: self.strict_open.then_some(true),
+            max_unverified: self.max_unverified.clone(),
+            max_cold_lookups_per_10s: self.max_cold_lookups_per_10s,
         };
         let mut raw = flags;
         let mut mlock = !self.no_mlock;

@@ -71,6 +71,9 @@ pub struct CacheConfig {
     pub fetch_timeout: Duration,
     /// Cold fetches running at once.
     pub max_concurrent_fetches: usize,
+    /// Cold fetches that lookups of names missing from the listing may make
+    /// in any 10 seconds.
+    pub max_cold_lookups_per_10s: u32,
 }
 
 impl Default for CacheConfig {
@@ -80,6 +83,7 @@ impl Default for CacheConfig {
             negative_ttl: Duration::from_secs(5),
             fetch_timeout: Duration::from_secs(10),
             max_concurrent_fetches: 16,
+            max_cold_lookups_per_10s: 100,
         }
     }
 }
@@ -264,6 +268,8 @@ pub struct RawMount {
     pub max_stale: Option<String>,
     pub max_requests_per_10s: Option<u32>,
     pub strict_open: Option<bool>,
+    pub max_unverified: Option<String>,
+    pub max_cold_lookups_per_10s: Option<u32>,
 }
 
 /// A bad field: which one, and what is wrong with it.
@@ -319,7 +325,9 @@ impl RawMount {
             idle_timeout,
             max_stale,
             max_requests_per_10s,
-            strict_open
+            strict_open,
+            max_unverified,
+            max_cold_lookups_per_10s
         )
     }
 
@@ -376,6 +384,20 @@ impl RawMount {
                 "must be at least the refresh interval",
             ));
         }
+        let max_unverified = dur("max_unverified", self.max_unverified, "10m")?;
+        if max_unverified < interval {
+            return Err(FieldError::new(
+                "max_unverified",
+                "must be at least the refresh interval",
+            ));
+        }
+        let max_cold_lookups = self.max_cold_lookups_per_10s.unwrap_or(100);
+        if !(1..=4000).contains(&max_cold_lookups) {
+            return Err(FieldError::new(
+                "max_cold_lookups_per_10s",
+                "must be between 1 and 4000 (Key Vault's own limit per vault)",
+            ));
+        }
         let max_requests = self.max_requests_per_10s.unwrap_or(50);
         if !(1..=4000).contains(&max_requests) {
             return Err(FieldError::new(
@@ -409,12 +431,14 @@ impl RawMount {
                 max_bytes: cache_bytes,
                 negative_ttl: dur("negative_cache_ttl", self.negative_cache_ttl, "5s")?,
                 fetch_timeout,
+                max_cold_lookups_per_10s: max_cold_lookups,
                 ..CacheConfig::default()
             },
             refresh: crate::refresh::RefreshConfig {
                 interval,
                 idle_timeout,
                 max_stale: dur("max_stale", self.max_stale, "24h")?,
+                max_unverified,
                 max_requests_per_10s: max_requests,
             },
             strict_open: self.strict_open.unwrap_or(false),

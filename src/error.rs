@@ -29,6 +29,9 @@ pub enum FsError {
         #[source]
         source: VaultError,
     },
+    /// A bug caught before it could end the FUSE session.
+    #[error("internal error while answering the request (please report this)")]
+    Internal,
     #[error("listing {vault}: {source}")]
     List {
         vault: String,
@@ -48,6 +51,7 @@ impl FsError {
             FsError::IsDir => libc::EISDIR,
             FsError::NoAttr => libc::ENODATA,
             FsError::Range => libc::ERANGE,
+            FsError::Internal => libc::EIO,
             FsError::Vault { source, .. } | FsError::List { source, .. } => match source {
                 VaultError::NotFound => libc::ENOENT,
                 VaultError::Disabled | VaultError::Forbidden { .. } | VaultError::Auth(_) => {

@@ -14,6 +14,7 @@
 
 use std::ffi::OsStr;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -24,6 +25,7 @@ use fuser::{
     RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+use futures::FutureExt;
 use tokio::runtime::Handle;
 
 use crate::error::{one_line, FsError};
@@ -46,22 +48,25 @@ impl AkvFs {
     }
 
     /// Runs `fut` to completion and hands its result to `done`: inline if it
-    /// completes without waiting, otherwise on the runtime.
-    fn run<R, F, D>(&self, fut: F, done: D)
+    /// completes without waiting, otherwise on the runtime. A panic while
+    /// polling becomes [`FsError::Internal`] (EIO for the caller) instead of
+    /// ending the FUSE worker thread or leaving the request unanswered.
+    fn run<T, F, D>(&self, fut: F, done: D)
     where
-        F: Future<Output = R> + Send + 'static,
-        D: FnOnce(R) + Send + 'static,
-        R: Send + 'static,
+        F: Future<Output = Result<T, FsError>> + Send + 'static,
+        D: FnOnce(Result<T, FsError>) + Send + 'static,
+        T: Send + 'static,
     {
         let _enter = self.rt.enter();
-        let mut fut = Box::pin(fut);
+        let mut fut = Box::pin(AssertUnwindSafe(fut).catch_unwind());
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(r) => done(r),
+            Poll::Ready(r) => done(r.unwrap_or(Err(FsError::Internal))),
             // Polling again on the runtime registers a real waker.
             Poll::Pending => {
-                self.rt.spawn(async move { done(fut.await) });
+                self.rt
+                    .spawn(async move { done(fut.await.unwrap_or(Err(FsError::Internal))) });
             }
         }
     }
@@ -146,11 +151,9 @@ impl Filesystem for AkvFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let core = Arc::clone(&self.core);
         let name = name.to_owned();
+        let shown = name.clone();
         self.run(
-            async move {
-                let r = core.lookup(parent.0, &name).await;
-                r.map_err(|e| (e, name))
-            },
+            async move { core.lookup(parent.0, &name).await },
             move |r| match r {
                 Ok(e) => reply.entry_with_ttls(
                     &e.entry_ttl,
@@ -158,7 +161,7 @@ impl Filesystem for AkvFs {
                     &file_attr(&e.attr),
                     Generation(0),
                 ),
-                Err((e, name)) => reply.error(fail("lookup", &Name(&name), &e)),
+                Err(e) => reply.error(fail("lookup", &Name(&shown), &e)),
             },
         );
     }

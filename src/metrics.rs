@@ -2,7 +2,8 @@
 //! `/metrics`, `/healthz` and `/readyz` endpoints.
 //!
 //! Labels carry the mountpoint and the vault host; secret names appear only in
-//! `akvfs_secret_lookups_total`, and only when asked for. No label or value
+//! `akvfs_secret_lookups_total` and `akvfs_secret_expiry_timestamp_seconds`,
+//! and only when asked for. No label or value
 //! ever carries secret bytes.
 
 use std::collections::BTreeMap;
@@ -294,6 +295,60 @@ impl Registry {
             "Cached secret versions.",
             simple(&|m| cache_stat(m, &|c| c.len() as u64)),
         );
+        family(
+            "akvfs_cache_negative_entries",
+            "gauge",
+            "Remembered refusals (not found, forbidden); bounded.",
+            simple(&|m| cache_stat(m, &|c| c.negative_len() as u64)),
+        );
+        family(
+            "akvfs_lookups_refused_total",
+            "counter",
+            "Lookups of names missing from the listing answered without asking the vault because the cold-lookup budget was spent.",
+            simple(&|m| cache_stat(m, &|c| c.stats.lookups_refused.load(Ordering::Relaxed))),
+        );
+        let expiries = |m: &MountMetrics| -> Vec<(String, i64)> {
+            lock(&m.cache)
+                .as_ref()
+                .map(|c| {
+                    c.latest_entries()
+                        .iter()
+                        .filter_map(|e| e.props.expires.map(|t| (e.props.name.to_string(), t)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut rows = Vec::new();
+        let mut named_rows = Vec::new();
+        for m in &mounts {
+            let mut ex = expiries(m);
+            if let Some(min) = ex.iter().map(|(_, t)| *t).min() {
+                rows.push((base(m), min.to_string()));
+            }
+            if m.secret_names {
+                ex.sort();
+                for (name, t) in ex {
+                    named_rows.push((
+                        format!("{},secret=\"{}\"", base(m), esc(&name)),
+                        t.to_string(),
+                    ));
+                }
+            }
+        }
+        family(
+            "akvfs_secret_earliest_expiry_timestamp_seconds",
+            "gauge",
+            "Earliest expiry (exp, Unix seconds) among cached secrets that have one; absent when none has.",
+            rows,
+        );
+        if !named_rows.is_empty() {
+            family(
+                "akvfs_secret_expiry_timestamp_seconds",
+                "gauge",
+                "Expiry (exp, Unix seconds) of each cached secret that has one (only with metrics_secret_names).",
+                named_rows,
+            );
+        }
         family("akvfs_stale_reads_total", "counter", "Lookups and reads served from a value the vault has not confirmed recently (vault unreachable or throttling).", simple(&|m| m.stale_reads.load(Ordering::Relaxed).to_string()));
         family(
             "akvfs_token_refreshes_total",

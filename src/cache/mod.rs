@@ -6,7 +6,11 @@
 //! changes under a reader; `latest` maps a name to the version a fresh lookup
 //! should see. Cached reads never wait on the vault: only a miss fetches.
 
+mod budget;
+
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,11 +21,18 @@ use tokio::sync::Semaphore;
 
 use crate::config::CacheConfig;
 use crate::secret::{Secret, SecretBytes, SecretName, SecretProps, VersionId};
-use crate::vault::{Vault, VaultError};
+use crate::vault::{clamp_server_delay, Vault, VaultError};
+
+pub use budget::Budget;
 
 /// Bytes charged per entry on top of its value, for names, metadata and the
 /// map itself, so a budget also bounds many tiny secrets.
 const ENTRY_OVERHEAD: u64 = 512;
+
+/// Names whose refusal is remembered at most. Each costs under 300 bytes of
+/// locked memory; past this the oldest refusal is forgotten first, so a
+/// flood of random names cannot grow the process.
+pub const NEGATIVE_CACHE_MAX: usize = 4096;
 
 /// One version of one secret, as cached.
 #[derive(Debug)]
@@ -32,6 +43,9 @@ pub struct CachedSecret {
     verified_at: Mutex<Instant>,
     /// When the kernel last asked for it (lookup, getattr or read).
     accessed_at: Mutex<Instant>,
+    /// When the vault answered the GET that produced it: the last proof that
+    /// the identity may read it.
+    fetched_at: Instant,
     /// Wall-clock second of the fetch. A list item whose `updated` is not
     /// older than this may hide a later version made in the same second.
     pub fetched_unix: i64,
@@ -55,6 +69,11 @@ impl CachedSecret {
 
     pub fn mark_verified(&self, at: Instant) {
         *lock(&self.verified_at) = at;
+    }
+
+    /// When the GET that produced this entry was answered.
+    pub fn fetched_at(&self) -> Instant {
+        self.fetched_at
     }
 
     pub fn accessed_at(&self) -> Instant {
@@ -86,7 +105,7 @@ struct State {
     values: LruCache<SecretKey, Arc<CachedSecret>>,
     bytes: u64,
     latest: HashMap<SecretName, VersionId>,
-    negative: HashMap<SecretName, (Instant, VaultError)>,
+    negative: LruCache<SecretName, (Instant, VaultError)>,
 }
 
 /// Counters for metrics and tests.
@@ -97,6 +116,9 @@ pub struct CacheStats {
     pub fetches: AtomicU64,
     pub fetch_errors: AtomicU64,
     pub evictions: AtomicU64,
+    /// Lookups of unlisted names answered without asking the vault because
+    /// the cold-lookup budget was spent.
+    pub lookups_refused: AtomicU64,
 }
 
 /// The cache in front of a [`Vault`].
@@ -106,6 +128,8 @@ pub struct SecretCache {
     state: Mutex<State>,
     inflight: Mutex<HashMap<FetchKey, SharedFetch>>,
     permits: Semaphore,
+    /// Cold fetches that lookups of names missing from the listing may make.
+    cold_lookups: Budget,
     pub stats: CacheStats,
 }
 
@@ -120,12 +144,15 @@ impl SecretCache {
         Arc::new(SecretCache {
             vault,
             permits: Semaphore::new(cfg.max_concurrent_fetches.max(1)),
+            cold_lookups: Budget::new(cfg.max_cold_lookups_per_10s),
             cfg,
             state: Mutex::new(State {
                 values: LruCache::unbounded(),
                 bytes: 0,
                 latest: HashMap::new(),
-                negative: HashMap::new(),
+                negative: LruCache::new(
+                    NonZeroUsize::new(NEGATIVE_CACHE_MAX).unwrap_or(NonZeroUsize::MIN),
+                ),
             }),
             inflight: Mutex::new(HashMap::new()),
             stats: CacheStats::default(),
@@ -178,14 +205,30 @@ impl SecretCache {
     /// A remembered refusal for `name`, if still fresh.
     pub fn negative(&self, name: &SecretName) -> Option<VaultError> {
         let mut st = lock(&self.state);
-        match st.negative.get(name) {
+        match st.negative.peek(name) {
             Some((at, err)) if at.elapsed() < self.cfg.negative_ttl => Some(err.clone()),
             Some(_) => {
-                st.negative.remove(name);
+                st.negative.pop(name);
                 None
             }
             None => None,
         }
+    }
+
+    /// Remembered refusals (at most [`NEGATIVE_CACHE_MAX`]).
+    pub fn negative_len(&self) -> usize {
+        lock(&self.state).negative.len()
+    }
+
+    /// Takes one cold fetch for a lookup of a name the listing does not
+    /// hold, if the per-mount budget has room.
+    pub fn try_take_cold_lookup(&self) -> bool {
+        self.cold_lookups.try_take()
+    }
+
+    /// Time until the cold-lookup budget has room again.
+    pub fn cold_lookup_wait(&self) -> Duration {
+        self.cold_lookups.wait_hint()
     }
 
     /// The latest version of `name`: from memory if cached, otherwise fetched
@@ -238,9 +281,28 @@ impl SecretCache {
                     let this = Arc::clone(self);
                     let k = key.clone();
                     let f = async move {
-                        let result = this.fetch_uncoalesced(&k).await;
-                        lock(&this.inflight).remove(&k);
-                        result
+                        // Whatever happens below (an answer, an error, a
+                        // panic, or every waiter going away), the guard
+                        // removes the entry, so no later lookup can join a
+                        // fetch that will never complete.
+                        let _guard = InflightGuard {
+                            cache: &this,
+                            key: &k,
+                        };
+                        // A panic is turned into an error for every waiter
+                        // instead of unwinding into a FUSE worker thread.
+                        match AssertUnwindSafe(this.fetch_uncoalesced(&k))
+                            .catch_unwind()
+                            .await
+                        {
+                            Ok(result) => result,
+                            Err(_) => {
+                                tracing::error!(secret = %k.name, vault = %this.vault.url(), "internal error while fetching; answering EIO (please report this)");
+                                Err(VaultError::Unavailable(
+                                    "internal error while fetching (see the log)".into(),
+                                ))
+                            }
+                        }
                     }
                     .boxed()
                     .shared();
@@ -274,7 +336,10 @@ impl SecretCache {
                     self.stats.fetch_errors.fetch_add(1, Ordering::Relaxed);
                     if err.is_transient() && !matches!(err, VaultError::Timeout(_)) {
                         let wait = backoff(attempt, &err);
-                        if tokio::time::Instant::now() + wait < deadline {
+                        if deadline
+                            .checked_duration_since(tokio::time::Instant::now())
+                            .is_some_and(|left| wait < left)
+                        {
                             tokio::time::sleep(wait).await;
                             attempt += 1;
                             continue;
@@ -283,7 +348,7 @@ impl SecretCache {
                     if err.is_revocation() && key.version.is_none() {
                         lock(&self.state)
                             .negative
-                            .insert(key.name.clone(), (Instant::now(), err.clone()));
+                            .put(key.name.clone(), (Instant::now(), err.clone()));
                     }
                     return Err(err);
                 }
@@ -298,6 +363,7 @@ impl SecretCache {
             value: secret.value,
             verified_at: Mutex::new(now),
             accessed_at: Mutex::new(now),
+            fetched_at: now,
             fetched_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
@@ -307,7 +373,7 @@ impl SecretCache {
         let mut st = lock(&self.state);
         if is_latest {
             st.latest.insert(key.name.clone(), key.version.clone());
-            st.negative.remove(&key.name);
+            st.negative.pop(&key.name);
         }
         let cost = entry.cost();
         if let Some(old) = st.values.put(key, Arc::clone(&entry)) {
@@ -370,7 +436,7 @@ impl SecretCache {
     pub fn remember_refusal(&self, name: &SecretName, err: VaultError) {
         lock(&self.state)
             .negative
-            .insert(name.clone(), (Instant::now(), err));
+            .put(name.clone(), (Instant::now(), err));
     }
 
     /// Names whose latest version is cached, with that entry.
@@ -404,14 +470,27 @@ impl SecretCache {
     }
 }
 
+/// Removes a single-flight entry when its fetch ends in any way.
+struct InflightGuard<'a> {
+    cache: &'a SecretCache,
+    key: &'a FetchKey,
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.cache.inflight).remove(self.key);
+    }
+}
+
 /// Exponential backoff with full jitter from 100 ms, capped at 5 s; a
-/// `Retry-After` from the vault wins.
+/// `Retry-After` from the vault wins, clamped to
+/// [`crate::vault::MAX_SERVER_DELAY`].
 pub fn backoff(attempt: u32, err: &VaultError) -> Duration {
     if let VaultError::Throttled {
         retry_after: Some(d),
     } = err
     {
-        return *d;
+        return clamp_server_delay(*d);
     }
     let cap = Duration::from_millis(100)
         .saturating_mul(1u32 << attempt.min(6))

@@ -133,3 +133,67 @@ async fn old_versions_stay_readable_by_key() {
         b"two"
     );
 }
+
+#[tokio::test]
+async fn a_retry_after_of_u64_max_neither_panics_nor_stalls() {
+    let vault = Arc::new(MemoryVault::new());
+    vault.put("db", b"pw");
+    let cache = cache_with(
+        &vault,
+        CacheConfig {
+            fetch_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
+    );
+    vault.fail_with(VaultError::Throttled {
+        retry_after: Some(Duration::from_secs(u64::MAX)),
+    });
+    let err = cache.latest(&name("db")).await.unwrap_err();
+    assert!(matches!(err, VaultError::Throttled { .. }), "{err:?}");
+    assert_eq!(err.retry_after(), Some(crate::vault::MAX_SERVER_DELAY));
+    assert_eq!(backoff(0, &err), crate::vault::MAX_SERVER_DELAY);
+    // The next fetch is a fresh one, not a poisoned join.
+    vault.clear_fault();
+    assert_eq!(
+        cache.latest(&name("db")).await.unwrap().value.expose(),
+        b"pw"
+    );
+}
+
+#[tokio::test]
+async fn a_panic_in_the_fetch_path_completes_every_waiter_with_an_error() {
+    let vault = Arc::new(MemoryVault::new());
+    vault.put("db", b"pw");
+    vault.set_delay(Some(Duration::from_millis(20)));
+    vault.panic_on_get(true);
+    let cache = cache_with(&vault, CacheConfig::default());
+    let waiters: Vec<_> = (0..8)
+        .map(|_| {
+            let c = cache.clone();
+            tokio::spawn(async move { c.latest(&name("db")).await.map(|_| ()) })
+        })
+        .collect();
+    for w in waiters {
+        let r = w.await.expect("the waiter itself does not panic");
+        assert!(matches!(r, Err(VaultError::Unavailable(_))), "{r:?}");
+    }
+    vault.panic_on_get(false);
+    assert_eq!(
+        cache.latest(&name("db")).await.unwrap().value.expose(),
+        b"pw",
+        "no single-flight entry is left behind"
+    );
+}
+
+#[tokio::test]
+async fn the_negative_cache_is_bounded() {
+    let vault = Arc::new(MemoryVault::new());
+    let cache = cache_with(&vault, CacheConfig::default());
+    for i in 0..NEGATIVE_CACHE_MAX + 500 {
+        cache.remember_refusal(&name(&format!("n{i}")), VaultError::NotFound);
+    }
+    assert_eq!(cache.negative_len(), NEGATIVE_CACHE_MAX);
+    // The newest refusals are the ones kept.
+    let last = format!("n{}", NEGATIVE_CACHE_MAX + 499);
+    assert_eq!(cache.negative(&name(&last)), Some(VaultError::NotFound));
+}

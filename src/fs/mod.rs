@@ -102,6 +102,10 @@ struct Node {
     props: Arc<SecretProps>,
     size: u64,
     lookups: u64,
+    /// Set when the secret was revoked (deleted, disabled, permission
+    /// lost): reads of this inode fail with it even if the vault would still
+    /// serve this version by id. Cleared when a lookup binds it again.
+    revoked: Option<VaultError>,
 }
 
 #[derive(Default)]
@@ -265,8 +269,10 @@ impl FsCore {
             props: Arc::new(secret.props.clone()),
             size: secret.value.len() as u64,
             lookups: 0,
+            revoked: None,
         });
         node.lookups += 1;
+        node.revoked = None;
         let attr = self.file_attr(ino, node);
         Entry {
             attr,
@@ -285,14 +291,59 @@ impl FsCore {
             .to_str()
             .and_then(SecretName::parse)
             .ok_or(FsError::NoEntry)?;
-        let secret = self
-            .cache
-            .latest(&name)
-            .await
-            .map_err(|e| self.vault_err(&name, e))?;
+        let secret = match self.cache.cached_latest(&name) {
+            Some(hit) => hit,
+            None => {
+                if let Some(err) = self.cache.negative(&name) {
+                    return Err(self.vault_err(&name, err));
+                }
+                self.admit_cold_lookup(&name).await?;
+                self.cache
+                    .fetch_latest(&name)
+                    .await
+                    .map_err(|e| self.vault_err(&name, e))?
+            }
+        };
         self.metrics.lookup(name.as_str());
         self.note_use(&secret);
         Ok(self.bind(&secret))
+    }
+
+    /// Lets a cold fetch for a lookup go ahead. Names in the listing always
+    /// may: they are bounded by the vault's size and cached once read. Other
+    /// names (random names from a local user, or any name when the identity
+    /// cannot list) take from a per-mount budget. With a listing loaded, a
+    /// name it lacks is answered ENOENT once the budget is spent (a new
+    /// secret shows up with the next listing); without one, the lookup waits
+    /// for room within the fetch timeout.
+    async fn admit_cold_lookup(&self, name: &SecretName) -> Result<(), FsError> {
+        let listed = {
+            let l = lock(&self.listing);
+            l.loaded_at
+                .map(|_| l.names.binary_search_by(|s| s.name.cmp(name)).is_ok())
+        };
+        if listed == Some(true) || self.cache.try_take_cold_lookup() {
+            return Ok(());
+        }
+        self.cache
+            .stats
+            .lookups_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if listed == Some(false) {
+            return Err(FsError::NoEntry);
+        }
+        let timeout = self.cache.config().fetch_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let wait = self.cache.cold_lookup_wait().max(Duration::from_millis(10));
+            if tokio::time::Instant::now() + wait >= deadline {
+                return Err(self.vault_err(name, VaultError::Timeout(timeout)));
+            }
+            tokio::time::sleep(wait).await;
+            if self.cache.try_take_cold_lookup() {
+                return Ok(());
+            }
+        }
     }
 
     /// The kernel dropped `n` references to `ino`; an inode with none left is
@@ -334,6 +385,9 @@ impl FsCore {
     /// only a version evicted since lookup is fetched again, by its version id.
     pub async fn read(&self, ino: u64, offset: u64, size: u32) -> Result<ReadData, FsError> {
         let key = self.node_key(ino)?;
+        if let Some(err) = self.revoked(ino) {
+            return Err(self.vault_err(&key.name, err));
+        }
         let secret = self
             .cache
             .version(&key)
@@ -516,6 +570,43 @@ impl FsCore {
     /// The current listing (empty before the first one).
     pub fn current_listing(&self) -> Arc<Vec<SecretSummary>> {
         Arc::clone(&lock(&self.listing).names)
+    }
+
+    fn revoked(&self, ino: u64) -> Option<VaultError> {
+        lock(&self.inodes)
+            .by_ino
+            .get(&ino)
+            .and_then(|n| n.revoked.clone())
+    }
+
+    /// Marks every inode bound to any version of `name` as revoked, so that
+    /// a descriptor opened on an older version cannot fetch that version
+    /// again once the kernel drops its pages; returns those inodes.
+    pub fn revoke_inodes(&self, name: &SecretName, why: &VaultError) -> Vec<u64> {
+        let mut inodes = lock(&self.inodes);
+        inodes
+            .by_ino
+            .iter_mut()
+            .filter(|(_, n)| &n.key.name == name)
+            .map(|(ino, n)| {
+                n.revoked = Some(why.clone());
+                *ino
+            })
+            .collect()
+    }
+
+    /// Names with an inode the kernel may still cache pages of, with the
+    /// properties of each bound version (whether or not the value is still
+    /// in the value cache).
+    pub fn bound_names(&self) -> HashMap<SecretName, Vec<Arc<SecretProps>>> {
+        let inodes = lock(&self.inodes);
+        let mut out: HashMap<SecretName, Vec<Arc<SecretProps>>> = HashMap::new();
+        for n in inodes.by_ino.values().filter(|n| n.revoked.is_none()) {
+            out.entry(n.key.name.clone())
+                .or_default()
+                .push(Arc::clone(&n.props));
+        }
+        out
     }
 
     /// Every inode bound to a version of `name`.

@@ -200,3 +200,38 @@ async fn directory_entries_are_built_once_per_listing() {
     // The stream opened before the change keeps its snapshot.
     assert_eq!(fs.readdir(first, 0).unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn lookups_of_unlisted_names_are_budgeted_per_mount() {
+    let vault = Arc::new(MemoryVault::new());
+    vault.put("real", b"v");
+    let cache = SecretCache::new(
+        vault.clone() as Arc<dyn Vault>,
+        CacheConfig {
+            max_cold_lookups_per_10s: 5,
+            ..Default::default()
+        },
+    );
+    let owner = OwnerConfig {
+        uid: 0,
+        gid: 0,
+        file_mode: 0o400,
+        dir_mode: 0o500,
+        allow_other: false,
+    };
+    let fs = FsCore::new(cache, owner, FsTimings::default());
+    fs.reload_listing().await.unwrap();
+    // A local user flooding random names.
+    for i in 0..200 {
+        let err = fs
+            .lookup(ROOT_INO, OsStr::new(&format!("guess-{i}")))
+            .await
+            .unwrap_err();
+        assert_eq!(err.errno(), libc::ENOENT);
+    }
+    assert_eq!(vault.gets.load(Ordering::SeqCst), 5);
+    assert_eq!(fs.cache().stats.lookups_refused.load(Ordering::SeqCst), 195);
+    // A listed name is not held back by the flood.
+    fs.lookup(ROOT_INO, OsStr::new("real")).await.unwrap();
+    assert_eq!(vault.gets.load(Ordering::SeqCst), 6);
+}

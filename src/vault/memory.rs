@@ -1,7 +1,7 @@
 //! An in-memory vault with call counters and fault injection, for tests and
 //! benchmarks that exercise the cache and filesystem without a network.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,6 +16,10 @@ struct Stored {
     versions: Vec<(VersionId, Vec<u8>, i64)>,
     enabled: bool,
     content_type: Option<String>,
+    /// Versions disabled on their own (the latest one's state is `enabled`).
+    disabled_versions: BTreeSet<VersionId>,
+    expires: Option<i64>,
+    not_before: Option<i64>,
 }
 
 /// An in-memory [`Vault`].
@@ -23,6 +27,10 @@ struct Stored {
 pub struct MemoryVault {
     secrets: Mutex<BTreeMap<SecretName, Stored>>,
     fault: Mutex<Option<VaultError>>,
+    get_fault: Mutex<Option<VaultError>>,
+    /// Secrets the identity may list but not get (a per-secret deny).
+    denied: Mutex<BTreeSet<SecretName>>,
+    panic_on_get: std::sync::atomic::AtomicBool,
     delay: Mutex<Option<Duration>>,
     next_version: AtomicU64,
     /// GET calls made.
@@ -46,6 +54,9 @@ impl MemoryVault {
             versions: Vec::new(),
             enabled: true,
             content_type: None,
+            disabled_versions: BTreeSet::new(),
+            expires: None,
+            not_before: None,
         });
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -60,6 +71,50 @@ impl MemoryVault {
         if let Some(s) = map.get_mut(name_key(name).as_ref().expect("valid name")) {
             s.enabled = enabled;
         }
+    }
+
+    /// Enables or disables one version. Disabling the latest version is what
+    /// the list reports as the secret being disabled.
+    pub fn set_version_enabled(&self, name: &str, version: &VersionId, enabled: bool) {
+        let mut map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get_mut(name_key(name).as_ref().expect("valid name")) {
+            if enabled {
+                s.disabled_versions.remove(version);
+            } else {
+                s.disabled_versions.insert(version.clone());
+            }
+        }
+    }
+
+    /// Sets `exp` and `nbf` (Unix seconds) of the secret.
+    pub fn set_validity(&self, name: &str, expires: Option<i64>, not_before: Option<i64>) {
+        let mut map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get_mut(name_key(name).as_ref().expect("valid name")) {
+            s.expires = expires;
+            s.not_before = not_before;
+        }
+    }
+
+    /// Denies (or allows again) GETs of one secret; it stays listed, as with
+    /// a per-secret role assignment removed while `list` is kept.
+    pub fn deny(&self, name: &str, denied: bool) {
+        let name = name_key(name).expect("valid name");
+        let mut set = self.denied.lock().unwrap_or_else(|e| e.into_inner());
+        if denied {
+            set.insert(name);
+        } else {
+            set.remove(&name);
+        }
+    }
+
+    /// Every following GET (not list) fails with `err`; `None` clears it.
+    pub fn fail_gets_with(&self, err: Option<VaultError>) {
+        *self.get_fault.lock().unwrap_or_else(|e| e.into_inner()) = err;
+    }
+
+    /// Makes every following GET panic (a bug in the fetch path).
+    pub fn panic_on_get(&self, on: bool) {
+        self.panic_on_get.store(on, Ordering::SeqCst);
     }
 
     pub fn delete(&self, name: &str) {
@@ -121,6 +176,28 @@ impl Vault for MemoryVault {
     ) -> Result<Secret, VaultError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.before_call().await?;
+        if self.panic_on_get.load(Ordering::SeqCst) {
+            panic!("injected panic in the fetch path");
+        }
+        let get_fault = self
+            .get_fault
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(e) = get_fault {
+            return Err(e);
+        }
+        if self
+            .denied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
+        {
+            return Err(VaultError::Forbidden {
+                operation: "get",
+                detail: "denied by a test".into(),
+            });
+        }
         let map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
         let stored = map.get(name).ok_or(VaultError::NotFound)?;
         let found = match version {
@@ -128,7 +205,7 @@ impl Vault for MemoryVault {
             None => stored.versions.last(),
         };
         let (id, value, updated) = found.ok_or(VaultError::NotFound)?;
-        if !stored.enabled {
+        if !stored.enabled || stored.disabled_versions.contains(id) {
             return Err(VaultError::Disabled);
         }
         Ok(Secret {
@@ -140,8 +217,8 @@ impl Vault for MemoryVault {
                 enabled: stored.enabled,
                 created: Some(*updated),
                 updated: Some(*updated),
-                expires: None,
-                not_before: None,
+                expires: stored.expires,
+                not_before: stored.not_before,
                 tags: BTreeMap::new(),
             },
             value: SecretBytes::from(&value[..]),
@@ -163,7 +240,11 @@ impl Vault for MemoryVault {
             .iter()
             .map(|(name, s)| SecretSummary {
                 name: name.clone(),
-                enabled: s.enabled,
+                enabled: s.enabled
+                    && !s
+                        .versions
+                        .last()
+                        .is_some_and(|(v, _, _)| s.disabled_versions.contains(v)),
                 content_type: s.content_type.clone(),
                 updated: s.versions.last().map(|v| v.2),
                 managed: false,

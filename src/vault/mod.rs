@@ -86,6 +86,17 @@ pub enum VaultError {
     BadResponse(String),
 }
 
+/// The longest pause a vault (or anything on the path to it) can impose
+/// through `Retry-After`. A larger, overflowing or hostile value is read as
+/// this, so a server answer can neither stall a mount for hours nor overflow
+/// a time calculation.
+pub const MAX_SERVER_DELAY: Duration = Duration::from_secs(300);
+
+/// A delay asked for by the server, clamped to [`MAX_SERVER_DELAY`].
+pub fn clamp_server_delay(d: Duration) -> Duration {
+    d.min(MAX_SERVER_DELAY)
+}
+
 fn retry_hint(d: &Option<Duration>) -> String {
     match d {
         Some(d) => format!("; it asked to retry after {}s", d.as_secs_f32()),
@@ -100,6 +111,15 @@ impl VaultError {
             self,
             VaultError::Throttled { .. } | VaultError::Timeout(_) | VaultError::Unavailable(_)
         )
+    }
+
+    /// The pause the vault asked for (429 `Retry-After`), clamped to
+    /// [`MAX_SERVER_DELAY`].
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            VaultError::Throttled { retry_after } => retry_after.map(clamp_server_delay),
+            _ => None,
+        }
     }
 
     /// Revocations: the vault said this secret may no longer be read.
