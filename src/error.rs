@@ -57,6 +57,7 @@ impl FsError {
                 VaultError::Disabled | VaultError::Forbidden { .. } | VaultError::Auth(_) => {
                     libc::EACCES
                 }
+                VaultError::IdentityRejected(_) => libc::EACCES,
                 VaultError::Throttled { .. }
                 | VaultError::Timeout(_)
                 | VaultError::Unavailable(_)

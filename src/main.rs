@@ -8,6 +8,9 @@ use akvfs::run::{self, Failure};
 
 fn main() {
     reset_process_state();
+    // While the process has one thread: out of the environment, into memory
+    // that is wiped.
+    akvfs::auth::take_client_secret_from_env();
     // A bug must still end in one line, with no backtrace and nothing from
     // memory beyond the panic's own message and location.
     std::panic::set_hook(Box::new(|info| {

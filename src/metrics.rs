@@ -48,7 +48,7 @@ pub fn status_label(r: &Result<(), &VaultError>) -> &'static str {
         Ok(()) => "200",
         Err(VaultError::NotFound) => "404",
         Err(VaultError::Disabled) | Err(VaultError::Forbidden { .. }) => "403",
-        Err(VaultError::Auth(_)) => "401",
+        Err(VaultError::Auth(_)) | Err(VaultError::IdentityRejected(_)) => "401",
         Err(VaultError::Throttled { .. }) => "429",
         Err(VaultError::Timeout(_)) => "timeout",
         Err(VaultError::Unavailable(_)) => "unavailable",

@@ -83,9 +83,10 @@ pub fn mounted_at(path: &Path) -> Result<Option<MountEntry>, String> {
     Ok(found)
 }
 
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// mountinfo escapes space, tab, newline and backslash as octal. Bytes are
+/// collected first: a path's UTF-8 bytes must not become one char each.
+pub fn unescape(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -94,14 +95,14 @@ fn unescape(s: &str) -> String {
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
             let v = u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?');
-            out.push(v as char);
+            out.push(v);
             i += 4;
         } else {
-            out.push(b[i] as char);
+            out.push(b[i]);
             i += 1;
         }
     }
-    out
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Unmounts `path`; `lazy` detaches it even while files are open.

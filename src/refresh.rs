@@ -225,6 +225,14 @@ impl Refresher {
             Err(e) => {
                 report.error = Some(e.to_string());
                 report.retry_after = e.retry_after();
+                if e.is_identity_loss() {
+                    // Not an outage: the identity may no longer have a
+                    // token, so nothing it fetched may be served.
+                    for entry in self.core.cache().latest_entries() {
+                        self.revoke(&entry.props.name, e.clone(), &mut report);
+                    }
+                    return report;
+                }
                 if matches!(e, VaultError::Forbidden { .. }) {
                     self.revalidate_without_listing(&mut report).await;
                 } else if !matches!(e, VaultError::Throttled { .. }) {

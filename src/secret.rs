@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// A Key Vault secret name: 1 to 127 characters of `[0-9a-zA-Z-]`.
 ///
@@ -103,6 +103,76 @@ impl fmt::Debug for SecretBytes {
     }
 }
 
+/// Unescapes a JSON string literal (with its quotes, as serde_json's
+/// `RawValue` holds it) straight into a zeroizing buffer. The buffer is sized
+/// once (unescaping never lengthens), so no partial copy is left behind by a
+/// reallocation. `None` if `raw` is not a string literal or holds an invalid
+/// escape; a lone UTF-16 surrogate is refused, as serde_json refuses it.
+pub fn unescape_json_string(raw: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    let bytes = inner.as_bytes();
+    let mut out = Zeroizing::new(Vec::with_capacity(bytes.len()));
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'"' || b < 0x20 {
+            return None;
+        }
+        if b != b'\\' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let esc = *bytes.get(i + 1)?;
+        i += 2;
+        let simple = match esc {
+            b'"' => Some(b'"'),
+            b'\\' => Some(b'\\'),
+            b'/' => Some(b'/'),
+            b'b' => Some(0x08),
+            b'f' => Some(0x0c),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            b'u' => None,
+            _ => return None,
+        };
+        if let Some(c) = simple {
+            out.push(c);
+            continue;
+        }
+        let hi = hex4(bytes.get(i..i + 4)?)?;
+        i += 4;
+        let code = match hi {
+            0xD800..=0xDBFF => {
+                if bytes.get(i) != Some(&b'\\') || bytes.get(i + 1) != Some(&b'u') {
+                    return None;
+                }
+                let lo = hex4(bytes.get(i + 2..i + 6)?)?;
+                if !(0xDC00..=0xDFFF).contains(&lo) {
+                    return None;
+                }
+                i += 6;
+                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return None,
+            c => c,
+        };
+        let ch = char::from_u32(code)?;
+        let mut utf8 = [0u8; 4];
+        out.extend_from_slice(ch.encode_utf8(&mut utf8).as_bytes());
+        utf8.zeroize();
+    }
+    Some(out)
+}
+
+fn hex4(digits: &[u8]) -> Option<u32> {
+    digits.iter().try_fold(0u32, |acc, &d| {
+        let v = (d as char).to_digit(16)?;
+        Some(acc * 16 + v)
+    })
+}
+
 /// Metadata of one secret version, as Key Vault reports it. Holds no value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretProps {
@@ -160,6 +230,42 @@ mod tests {
             &"a".repeat(128),
         ] {
             assert!(SecretName::parse(bad).is_none(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn unescapes_json_strings_like_serde_json() {
+        for s in [
+            "",
+            "plain",
+            "-----BEGIN KEY-----\nabc\n-----END KEY-----\n",
+            "quote \" backslash \\ slash / tab \t nul \0 bell \u{7}",
+            "é 漢字 🎉",
+        ] {
+            let raw = serde_json::to_string(s).unwrap();
+            assert_eq!(
+                &unescape_json_string(&raw).unwrap()[..],
+                s.as_bytes(),
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            &unescape_json_string(r#""\u00e9\ud83c\udf89\/""#).unwrap()[..],
+            "é🎉/".as_bytes()
+        );
+        for bad in [
+            r#"abc"#,
+            r#""abc"#,
+            r#""\x""#,
+            r#""\u12""#,
+            r#""\ud83c""#,
+            r#""\udf89""#,
+            r#""\ud83c\u0041""#,
+            r#""a"b""#,
+            "\"\n\"",
+            r#""\""#,
+        ] {
+            assert!(unescape_json_string(bad).is_none(), "{bad:?} accepted");
         }
     }
 

@@ -76,6 +76,13 @@ pub enum VaultError {
     },
     #[error("could not authenticate: {0}")]
     Auth(String),
+    /// A definite refusal of the identity itself, seen twice (the second
+    /// time with a newly requested token): the token endpoint answered
+    /// invalid_client, unauthorized_client, invalid_grant or an AADSTS code
+    /// that means "not allowed", or the vault answered 401 to a newly issued
+    /// token. Unlike an outage, nothing cached may be served after it.
+    #[error("the identity may no longer obtain a token for the vault: {0}; check that the app registration or managed identity still exists and that its client secret or federated credential is valid")]
+    IdentityRejected(String),
     #[error("the vault is throttling requests (429){}", retry_hint(.retry_after))]
     Throttled { retry_after: Option<Duration> },
     #[error("the vault did not answer in time ({0:?}); check network access to the vault, private endpoints and proxies")]
@@ -122,11 +129,20 @@ impl VaultError {
         }
     }
 
-    /// Revocations: the vault said this secret may no longer be read.
+    /// Revocations: the vault said this secret may no longer be read (or
+    /// the identity may no longer read anything).
     pub fn is_revocation(&self) -> bool {
         matches!(
             self,
-            VaultError::NotFound | VaultError::Disabled | VaultError::Forbidden { .. }
+            VaultError::NotFound
+                | VaultError::Disabled
+                | VaultError::Forbidden { .. }
+                | VaultError::IdentityRejected(_)
         )
+    }
+
+    /// The identity itself was refused: every cached value must go.
+    pub fn is_identity_loss(&self) -> bool {
+        matches!(self, VaultError::IdentityRejected(_))
     }
 }

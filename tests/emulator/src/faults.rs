@@ -1,5 +1,6 @@
-//! Fault injection: added latency, a chosen HTTP status, or a connection closed without an
-//! answer, for the next N matching requests or a deterministic fraction of them.
+//! Fault injection: added latency, a chosen HTTP status, a connection closed without an answer,
+//! an authentication challenge naming another resource, or an oversized success body, for the
+//! next N matching requests or a deterministic fraction of them.
 //!
 //! Faults are checked in the order they were added. Every latency fault that fires adds its delay
 //! and the request goes on; the first status or reset fault that fires answers the request.
@@ -29,7 +30,22 @@ pub enum FaultKind {
     Reset,
     /// Delay the request, then serve it normally.
     Latency(Duration),
+    /// Answer 401 with a `WWW-Authenticate` challenge whose `resource` is this URL (what a
+    /// hostile host or a compromised path sends to obtain a token for another service).
+    Challenge {
+        /// The resource named in the challenge, e.g. `https://management.azure.com`.
+        resource: String,
+    },
+    /// Answer 200 with a JSON body of this many bytes: an object whose `value` is padding (an
+    /// answer no Key Vault sends; values are at most 25 KB).
+    Oversized {
+        /// Size of the body in bytes.
+        bytes: u64,
+    },
 }
+
+/// Largest body an [`FaultKind::Oversized`] fault may send.
+pub const MAX_OVERSIZED_BYTES: u64 = 256 * 1024 * 1024;
 
 /// A fault to inject. Build one with [`Fault::status`], [`Fault::throttled`], [`Fault::reset`]
 /// or [`Fault::latency`], then narrow it with the builder methods.
@@ -73,6 +89,18 @@ impl Fault {
     /// Delay requests by `delay`.
     pub fn latency(delay: Duration) -> Fault {
         Fault::of(FaultKind::Latency(delay))
+    }
+
+    /// Answer 401 with a challenge naming `resource` instead of Key Vault.
+    pub fn challenge(resource: &str) -> Fault {
+        Fault::of(FaultKind::Challenge {
+            resource: resource.to_string(),
+        })
+    }
+
+    /// Answer 200 with a JSON body of `bytes` bytes.
+    pub fn oversized(bytes: u64) -> Fault {
+        Fault::of(FaultKind::Oversized { bytes })
     }
 
     fn of(kind: FaultKind) -> Fault {
@@ -124,6 +152,20 @@ impl Fault {
                 return Err(format!("status {status} is not an HTTP status (100..=599)"));
             }
         }
+        if let FaultKind::Challenge { resource } = &self.kind {
+            if resource.is_empty() || resource.contains(['"', '\\', '\r', '\n']) {
+                return Err(format!(
+                    "resource {resource:?} must be non-empty and hold no quote, backslash or line break"
+                ));
+            }
+        }
+        if let FaultKind::Oversized { bytes } = self.kind {
+            if !(16..=MAX_OVERSIZED_BYTES).contains(&bytes) {
+                return Err(format!(
+                    "bytes {bytes} must be from 16 to {MAX_OVERSIZED_BYTES}"
+                ));
+            }
+        }
         if let Some(p) = self.fraction {
             if !(p > 0.0 && p <= 1.0) {
                 return Err(format!("fraction {p} must be in (0, 1]"));
@@ -141,7 +183,7 @@ impl Fault {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FaultSpec {
-    /// `status`, `reset` or `latency`.
+    /// `status`, `reset`, `latency`, `challenge` or `oversized`.
     kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     status: Option<u16>,
@@ -151,6 +193,10 @@ struct FaultSpec {
     retry_after_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     millis: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     operation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,9 +221,17 @@ impl TryFrom<FaultSpec> for Fault {
             "latency" => FaultKind::Latency(Duration::from_millis(
                 spec.millis.ok_or("a latency fault needs \"millis\"")?,
             )),
+            "challenge" => FaultKind::Challenge {
+                resource: spec
+                    .resource
+                    .ok_or("a challenge fault needs \"resource\" (e.g. https://management.azure.com)")?,
+            },
+            "oversized" => FaultKind::Oversized {
+                bytes: spec.bytes.ok_or("an oversized fault needs \"bytes\"")?,
+            },
             other => {
                 return Err(format!(
-                    "unknown fault kind {other:?}; expected status, reset or latency"
+                    "unknown fault kind {other:?}; expected status, reset, latency, challenge or oversized"
                 ))
             }
         };
@@ -206,6 +260,8 @@ impl From<Fault> for FaultSpec {
             retry_after: None,
             retry_after_ms: None,
             millis: None,
+            resource: None,
+            bytes: None,
             operation: f.operation.map(|op| op.name().to_string()),
             times: f.times,
             fraction: f.fraction,
@@ -225,6 +281,14 @@ impl From<Fault> for FaultSpec {
             FaultKind::Latency(d) => {
                 spec.kind = "latency".into();
                 spec.millis = Some(d.as_millis() as u64);
+            }
+            FaultKind::Challenge { resource } => {
+                spec.kind = "challenge".into();
+                spec.resource = Some(resource);
+            }
+            FaultKind::Oversized { bytes } => {
+                spec.kind = "oversized".into();
+                spec.bytes = Some(bytes);
             }
         }
         spec
@@ -360,6 +424,24 @@ mod tests {
     }
 
     #[test]
+    fn challenge_and_oversized_json_forms() {
+        let f: Fault = serde_json::from_str(
+            r#"{"kind":"challenge","resource":"https://management.azure.com","operation":"get_secret"}"#,
+        )
+        .expect("valid json");
+        assert_eq!(
+            f,
+            Fault::challenge("https://management.azure.com").for_operation(Operation::GetSecret)
+        );
+        let f: Fault = serde_json::from_str(r#"{"kind":"oversized","bytes":10485760,"times":1}"#)
+            .expect("valid json");
+        assert_eq!(f, Fault::oversized(10 << 20).times(1));
+        let back: Fault =
+            serde_json::from_str(&serde_json::to_string(&f).expect("serializes")).expect("parses");
+        assert_eq!(back, f);
+    }
+
+    #[test]
     fn json_form() {
         let f: Fault = serde_json::from_str(
             r#"{"kind":"status","status":429,"retry_after":3,"operation":"get_secret","times":1}"#,
@@ -381,6 +463,10 @@ mod tests {
             r#"{"kind":"reset","operation":"nope"}"#,
             r#"{"kind":"reset","extra":1}"#,
             r#"{"kind":"status","status":42}"#,
+            r#"{"kind":"challenge"}"#,
+            r#"{"kind":"challenge","resource":"a\"b"}"#,
+            r#"{"kind":"oversized"}"#,
+            r#"{"kind":"oversized","bytes":1}"#,
         ] {
             assert!(serde_json::from_str::<Fault>(bad).is_err(), "{bad}");
         }

@@ -54,9 +54,28 @@ pub(crate) async fn apply_faults(shared: &Shared, op: Operation, family: Family)
             }
             Reply::Send(resp)
         }
-        // Latency never answers; `decide` only returns status and reset answers.
+        FaultKind::Challenge { resource } => Reply::Send(crate::vault::challenge_for(
+            shared,
+            &resource,
+            "Injected fault: challenge.",
+        )),
+        FaultKind::Oversized { bytes } => Reply::Send(oversized_body(bytes)),
+        // Latency never answers; `decide` only returns answering faults.
         FaultKind::Latency(_) => return None,
     })
+}
+
+/// A 200 JSON answer of exactly `bytes` bytes: `{"value":"xxx…"}`.
+fn oversized_body(bytes: u64) -> Resp {
+    const FRAME: usize = r#"{"value":""}"#.len();
+    let pad = (bytes as usize).saturating_sub(FRAME);
+    let mut body = Vec::with_capacity(FRAME + pad);
+    body.extend_from_slice(br#"{"value":""#);
+    body.resize(body.len() + pad, b'x');
+    body.extend_from_slice(br#""}"#);
+    let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    set_header(&mut resp, "content-type", "application/json; charset=utf-8");
+    resp
 }
 
 fn fault_body(shared: &Shared, family: Family, status: u16) -> Resp {

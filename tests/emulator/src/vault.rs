@@ -244,12 +244,15 @@ fn authenticate(shared: &Shared, headers: &hyper::HeaderMap) -> Result<Caller, B
 
 /// 401 Unauthorized with the `WWW-Authenticate` challenge.
 pub(crate) fn challenge(shared: &Shared, message: &str) -> Resp {
+    challenge_for(shared, crate::config::VAULT_RESOURCE, message)
+}
+
+/// 401 Unauthorized with a challenge naming `resource` (a fault may name another service).
+pub(crate) fn challenge_for(shared: &Shared, resource: &str, message: &str) -> Resp {
     let mut resp = error(&VaultError::new(401, "Unauthorized", message));
     let value = format!(
         "Bearer authorization=\"{}/{}\", resource=\"{}\"",
-        shared.settings.authority_host,
-        shared.settings.tenant_id,
-        crate::config::VAULT_RESOURCE
+        shared.settings.authority_host, shared.settings.tenant_id, resource
     );
     set_header(&mut resp, "www-authenticate", &value);
     resp
