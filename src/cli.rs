@@ -218,6 +218,11 @@ pub struct MountArgs {
     #[arg(long, help_heading = "Refresh")]
     pub strict_open: bool,
 
+    /// Mount even if the directory has files in it (they are hidden while mounted).
+    /// [default: refuse a non-empty directory]
+    #[arg(long, help_heading = "Mount")]
+    pub nonempty: bool,
+
     /// Do not lock memory. Without locking, cached secrets can be written to swap.
     #[arg(long, help_heading = "Security")]
     pub no_mlock: bool,
@@ -252,6 +257,7 @@ impl MountArgs {
             strict_open: self.strict_open.then_some(true),
             max_unverified: self.max_unverified.clone(),
             max_cold_lookups_per_10s: self.max_cold_lookups_per_10s,
+            nonempty: self.nonempty.then_some(true),
         };
         let mut raw = flags;
         let mut mlock = !self.no_mlock;
@@ -286,6 +292,12 @@ pub struct RunArgs {
     /// address. [default: metrics_listen from the config file, else none]
     #[arg(long, value_name = "ADDR", help_heading = "Observability")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Under systemd (Type=notify), READY=1 is sent once every mount serves and can read;
+    /// if that takes longer than this, akvfs exits with the reason so the unit fails
+    /// (and Restart= applies). 0 waits forever. Keep it below the unit's TimeoutStartSec.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::config::parse_duration)]
+    pub ready_timeout: std::time::Duration,
 }
 
 #[derive(Args, Debug)]

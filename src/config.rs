@@ -99,6 +99,8 @@ pub struct MountConfig {
     pub refresh: crate::refresh::RefreshConfig,
     /// Serve every open through the daemon instead of the kernel page cache.
     pub strict_open: bool,
+    /// Mount over a directory that has files in it.
+    pub nonempty: bool,
     pub foreground: bool,
     pub mlock: bool,
 }
@@ -270,6 +272,7 @@ pub struct RawMount {
     pub strict_open: Option<bool>,
     pub max_unverified: Option<String>,
     pub max_cold_lookups_per_10s: Option<u32>,
+    pub nonempty: Option<bool>,
 }
 
 /// A bad field: which one, and what is wrong with it.
@@ -327,7 +330,8 @@ impl RawMount {
             max_requests_per_10s,
             strict_open,
             max_unverified,
-            max_cold_lookups_per_10s
+            max_cold_lookups_per_10s,
+            nonempty
         )
     }
 
@@ -442,6 +446,7 @@ impl RawMount {
                 max_requests_per_10s: max_requests,
             },
             strict_open: self.strict_open.unwrap_or(false),
+            nonempty: self.nonempty.unwrap_or(false),
             foreground,
             mlock,
         })
@@ -491,13 +496,14 @@ pub fn parse_mount_options(opts: &str) -> Result<(RawMount, bool), String> {
             continue;
         }
         let value = match key {
-            "disable_challenge_resource_verification" | "allow_other" | "strict_open" => {
-                toml::Value::Boolean(match value {
-                    None | Some("true") | Some("1") | Some("yes") => true,
-                    Some("false") | Some("0") | Some("no") => false,
-                    Some(v) => return Err(format!("-o {key}={v}: expected true or false")),
-                })
-            }
+            "disable_challenge_resource_verification"
+            | "allow_other"
+            | "strict_open"
+            | "nonempty" => toml::Value::Boolean(match value {
+                None | Some("true") | Some("1") | Some("yes") => true,
+                Some("false") | Some("0") | Some("no") => false,
+                Some(v) => return Err(format!("-o {key}={v}: expected true or false")),
+            }),
             "uid" | "gid" | "max_requests_per_10s" => {
                 let v = value.ok_or_else(|| format!("-o {key} needs a value ({key}=N)"))?;
                 toml::Value::Integer(

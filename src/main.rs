@@ -30,13 +30,20 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => usage(e),
     };
-    init_logging(&cli.log_level, cli.log_format);
+    // A background daemon's stderr becomes a log file or the journal later:
+    // no terminal colours there.
+    let background = matches!(&cli.command, Command::Mount(a) if !a.foreground);
+    init_logging(&cli.log_level, cli.log_format, background);
     let result = match cli.command {
         Command::Mount(args) => match args.to_config() {
             Ok(cfg) => run::mount(cfg, args.metrics_listen),
             Err(msg) => usage_error(&msg),
         },
-        Command::Run(args) => run::run_config(&args.config, args.metrics_listen),
+        Command::Run(args) => run::run_config_with(
+            &args.config,
+            args.metrics_listen,
+            Some(args.ready_timeout).filter(|t| !t.is_zero()),
+        ),
         Command::Unmount(args) => {
             akvfs::mounts::unmount(&args.mountpoint, args.lazy).map_err(Failure)
         }
@@ -145,9 +152,10 @@ fn usage_error(msg: &str) -> ! {
     std::process::exit(2);
 }
 
-/// Logs go to stderr. A bare level applies to akvfs; the SDK and FUSE
+/// Logs go to stderr (which a background `akvfs mount` points at the journal,
+/// syslog or a log file once it serves). A bare level applies to akvfs; the SDK and FUSE
 /// libraries log at warn unless the filter names them.
-fn init_logging(level: &str, format: akvfs::cli::LogFormat) {
+fn init_logging(level: &str, format: akvfs::cli::LogFormat, background: bool) {
     let spec = if level.contains('=') || level.contains(',') {
         level.to_string()
     } else {
@@ -166,7 +174,7 @@ fn init_logging(level: &str, format: akvfs::cli::LogFormat) {
     match format {
         akvfs::cli::LogFormat::Json => builder.json().init(),
         akvfs::cli::LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(!background && std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,13 @@ pub struct MountMetrics {
     cache: Mutex<Option<Arc<SecretCache>>>,
     /// Why the mount is not serving, for /readyz.
     down_reason: Mutex<String>,
+    /// A /healthz check of the mountpoint has not returned yet.
+    probing: Arc<AtomicBool>,
+    /// The mount started with a listing (its identity may list, unlike a
+    /// get-only access policy), so a refused listing means it lost access.
+    pub lists: AtomicBool,
+    /// The last listing's answer: 0 none yet, 1 ok, 2 refused (403).
+    list_state: AtomicU8,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -113,6 +120,9 @@ impl MountMetrics {
             secret_lookups: Mutex::new(BTreeMap::new()),
             cache: Mutex::new(None),
             down_reason: Mutex::new("not mounted".into()),
+            probing: Arc::new(AtomicBool::new(false)),
+            lists: AtomicBool::new(false),
+            list_state: AtomicU8::new(0),
         })
     }
 
@@ -131,6 +141,13 @@ impl MountMetrics {
     }
 
     pub fn upstream(&self, operation: &'static str, status: &'static str, took: Option<Duration>) {
+        if operation == "list" {
+            match status {
+                "200" => self.list_state.store(1, Ordering::Relaxed),
+                "403" => self.list_state.store(2, Ordering::Relaxed),
+                _ => {}
+            }
+        }
         *lock(&self.upstream).entry((operation, status)).or_default() += 1;
         if let Some(t) = took {
             lock(&self.latency)
@@ -192,7 +209,8 @@ impl Registry {
         lock(&self.mounts).clone()
     }
 
-    /// Ready when every mount is serving and has obtained a token.
+    /// Ready when every mount is serving, has obtained a token, and (if it
+    /// could list when it started) was not refused its last listing.
     pub fn readiness(&self) -> (bool, String) {
         let mounts = self.mounts();
         if mounts.is_empty() {
@@ -204,12 +222,64 @@ impl Registry {
                 not_ready.push(format!("{}: {}", m.mountpoint, lock(&m.down_reason)));
             } else if !m.token_ok.load(Ordering::Relaxed) {
                 not_ready.push(format!("{}: no token yet", m.mountpoint));
+            } else if m.lists.load(Ordering::Relaxed) && m.list_state.load(Ordering::Relaxed) == 2 {
+                not_ready.push(format!(
+                    "{}: the vault refused the last listing (403): the identity lost its permission, or the vault's firewall now refuses this address; the log says which",
+                    m.mountpoint
+                ));
             }
         }
         if not_ready.is_empty() {
             (true, format!("ready: {} mounts serving", mounts.len()))
         } else {
             (false, not_ready.join("; "))
+        }
+    }
+
+    /// Alive unless a mount is dead: its directory answers "Transport
+    /// endpoint is not connected" (the FUSE session ended but the mount was
+    /// not detached), or does not answer within `limit` (the daemon is
+    /// stuck). A dead mount keeps serving whatever the kernel has cached and
+    /// nothing refreshes or revokes it, so a liveness probe built on this
+    /// restarts the process, and the restart detaches the mount.
+    pub async fn liveness(&self, limit: Duration) -> (bool, String) {
+        let mut dead = Vec::new();
+        for m in self.mounts() {
+            if m.mountpoint.is_empty() {
+                continue;
+            }
+            if m.probing.swap(true, Ordering::AcqRel) {
+                dead.push(format!(
+                    "{}: the previous check of the mountpoint has not returned; the daemon is stuck",
+                    m.mountpoint
+                ));
+                continue;
+            }
+            let path = std::path::PathBuf::from(&m.mountpoint);
+            let probing = Arc::clone(&m.probing);
+            let check = tokio::task::spawn_blocking(move || {
+                let dead = crate::mounts::is_dead(&path);
+                probing.store(false, Ordering::Release);
+                dead
+            });
+            match tokio::time::timeout(limit, check).await {
+                Ok(Ok(false)) => {}
+                Ok(Ok(true)) => dead.push(format!(
+                    "{}: dead mount (Transport endpoint is not connected); restart akvfs to detach and mount it again",
+                    m.mountpoint
+                )),
+                Ok(Err(e)) => dead.push(format!("{}: the check failed: {e}", m.mountpoint)),
+                Err(_) => dead.push(format!(
+                    "{}: the mountpoint did not answer within {} s; the daemon is stuck",
+                    m.mountpoint,
+                    limit.as_secs()
+                )),
+            }
+        }
+        if dead.is_empty() {
+            (true, "ok".into())
+        } else {
+            (false, dead.join("; "))
         }
     }
 
@@ -492,7 +562,10 @@ async fn answer(mut conn: tokio::net::TcpStream, registry: &Registry) -> std::io
     let path = path.split('?').next().unwrap_or("");
     let (status, ctype, body) = match (method, path) {
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", registry.render()),
-        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+        ("GET", "/healthz") => match registry.liveness(Duration::from_secs(2)).await {
+            (true, why) => ("200 OK", "text/plain", format!("{why}\n")),
+            (false, why) => ("503 Service Unavailable", "text/plain", format!("{why}\n")),
+        },
         ("GET", "/readyz") => match registry.readiness() {
             (true, why) => ("200 OK", "text/plain", format!("{why}\n")),
             (false, why) => ("503 Service Unavailable", "text/plain", format!("{why}\n")),

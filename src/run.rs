@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,8 +20,9 @@ use crate::config::{load_config_file, AuthConfig, MountConfig, VaultConfig};
 use crate::fs::{FsCore, FsTimings};
 use crate::fuse::{AkvFs, KernelNotifier};
 use crate::metrics::{MountMetrics, Registry};
-use crate::mounts::{prepare_mountpoint, unmount};
+use crate::mounts::{prepare_mountpoint_with, unmount, Prepare};
 use crate::refresh::Refresher;
+use crate::secret::SecretName;
 use crate::vault::azure::{build_transport, AzureVault, TransportSettings};
 use crate::vault::metered::MeteredVault;
 use crate::vault::{PageCount, Vault, VaultError};
@@ -148,36 +150,66 @@ async fn first_listing(
     }
 }
 
-/// One serving mount: its FUSE session, refresher and metrics.
-pub struct MountHandle {
-    pub config: MountConfig,
-    pub mountpoint: PathBuf,
-    pub metrics: Arc<MountMetrics>,
-    session: fuser::BackgroundSession,
-    stop: watch::Sender<bool>,
-    refresher: tokio::task::JoinHandle<()>,
+/// Asks for a secret that does not exist: 404 means the identity may read
+/// secrets, 403 that it may not (or the vault's firewall refuses us).
+async fn probe_read(vault: &Arc<dyn Vault>, budget: Duration) -> Result<(), VaultError> {
+    let name = SecretName::parse("akvfs-read-probe").ok_or_else(|| {
+        VaultError::BadResponse("the read probe's name is not a valid secret name".into())
+    })?;
+    match tokio::time::timeout(budget, vault.get(&name, None)).await {
+        Err(_) => Err(VaultError::Timeout(budget)),
+        Ok(Ok(_)) | Ok(Err(VaultError::NotFound)) | Ok(Err(VaultError::Disabled)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+    }
 }
 
-impl MountHandle {
-    /// Connects, lists the vault, mounts and starts refreshing. `mountpoint`
-    /// has been checked by [`prepare_mountpoint`].
-    pub fn start(
+/// A mount that has connected and proven it can read the vault, not yet
+/// mounted: what a reload builds while the mount it replaces keeps serving.
+pub struct PreparedMount {
+    config: MountConfig,
+    metrics: Arc<MountMetrics>,
+    core: Arc<FsCore>,
+    count: i64,
+}
+
+impl PreparedMount {
+    /// Connects and lists the vault. A mount is only started when it can
+    /// read: a 403 on the listing is followed by a GET of a missing name, and
+    /// a 403 there too (no permission at all, or the vault's firewall) fails
+    /// the start with the reason.
+    pub fn new(
         rt: &Runtime,
         cfg: MountConfig,
-        mountpoint: PathBuf,
         metrics: Arc<MountMetrics>,
-    ) -> Result<MountHandle, Failure> {
+    ) -> Result<PreparedMount, Failure> {
         let vault_url = cfg.vault.url.clone();
         let conn = connect(&cfg.vault, &cfg.auth, &metrics)?;
         let listing = match rt.block_on(first_listing(&conn.vault, cfg.cache.fetch_timeout)) {
             Ok(l) => Some(l),
             Err(e @ VaultError::Forbidden { .. }) => {
-                tracing::warn!(
-                    vault = %vault_url,
-                    "{}; the directory cannot be listed, but secrets can still be read by name",
-                    e
-                );
-                None
+                match rt.block_on(probe_read(&conn.vault, cfg.cache.fetch_timeout)) {
+                    Ok(()) => {
+                        tracing::warn!(
+                            vault = %vault_url,
+                            "{}; the directory cannot be listed, but secrets can still be read by name",
+                            e
+                        );
+                        None
+                    }
+                    Err(read) => {
+                        return Err(Failure(format!(
+                            "cannot read secrets in {vault_url}: {}",
+                            hint(
+                                if matches!(read, VaultError::Forbidden { .. }) {
+                                    &read
+                                } else {
+                                    &e
+                                },
+                                &cfg.vault
+                            )
+                        )))
+                    }
+                }
             }
             Err(e) => {
                 return Err(Failure(format!(
@@ -191,10 +223,29 @@ impl MountHandle {
         let core =
             FsCore::with_metrics(cache, cfg.owner, FsTimings::default(), Arc::clone(&metrics));
         let count = listing.as_ref().map(|l| l.len() as i64).unwrap_or(-1);
+        metrics.lists.store(listing.is_some(), Ordering::Relaxed);
         if let Some(l) = listing {
             core.set_listing(l);
             metrics.refresh_cycle(true);
         }
+        Ok(PreparedMount {
+            config: cfg,
+            metrics,
+            core,
+            count,
+        })
+    }
+
+    /// Mounts on `mountpoint` (checked by [`crate::mounts::prepare_mountpoint`]) and starts
+    /// refreshing.
+    pub fn mount(self, rt: &Runtime, mountpoint: PathBuf) -> Result<MountHandle, Failure> {
+        let PreparedMount {
+            config: cfg,
+            metrics,
+            core,
+            count,
+        } = self;
+        let vault_url = cfg.vault.url.clone();
         let fs = AkvFs::new(Arc::clone(&core), rt.handle().clone(), cfg.strict_open);
         let session = fuser::Session::new(fs, &mountpoint, &fuse_config(&cfg)).map_err(|e| {
             Failure(format!(
@@ -235,6 +286,29 @@ impl MountHandle {
             stop,
             refresher,
         })
+    }
+}
+
+/// One serving mount: its FUSE session, refresher and metrics.
+pub struct MountHandle {
+    pub config: MountConfig,
+    pub mountpoint: PathBuf,
+    pub metrics: Arc<MountMetrics>,
+    session: fuser::BackgroundSession,
+    stop: watch::Sender<bool>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl MountHandle {
+    /// Connects, lists the vault, mounts and starts refreshing. `mountpoint`
+    /// has been checked by [`crate::mounts::prepare_mountpoint`].
+    pub fn start(
+        rt: &Runtime,
+        cfg: MountConfig,
+        mountpoint: PathBuf,
+        metrics: Arc<MountMetrics>,
+    ) -> Result<MountHandle, Failure> {
+        PreparedMount::new(rt, cfg, metrics)?.mount(rt, mountpoint)
     }
 
     /// The mount went away without us (someone ran umount).
@@ -298,11 +372,15 @@ fn harden(mlock: bool) -> Result<(), Failure> {
 
 /// Tells systemd (Type=notify) how we are doing, when it asked.
 fn sd_notify(state: &[sd_notify::NotifyState]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+    if under_systemd() {
         if let Err(e) = sd_notify::notify(false, state) {
             tracing::debug!("sd_notify: {e}");
         }
     }
+}
+
+fn under_systemd() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
 }
 
 /// `akvfs mount`.
@@ -310,7 +388,13 @@ pub fn mount(
     cfg: MountConfig,
     metrics_listen: Option<std::net::SocketAddr>,
 ) -> Result<(), Failure> {
-    let mountpoint = prepare_mountpoint(&cfg.mountpoint)?;
+    let mountpoint = prepare_mountpoint_with(
+        &cfg.mountpoint,
+        Prepare {
+            create: false,
+            nonempty: cfg.nonempty,
+        },
+    )?;
     if cfg.foreground {
         return serve_one(cfg, mountpoint, metrics_listen, &mut None);
     }
@@ -322,12 +406,19 @@ pub fn mount(
     // the child may run arbitrary code after fork.
     match unsafe { nix::unistd::fork() } {
         Err(e) => Err(Failure(format!("cannot fork into the background: {e}"))),
-        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
             drop(write_end);
             let mut status = String::new();
             let _ = std::fs::File::from(read_end).read_to_string(&mut status);
-            match status.strip_prefix("ok") {
-                Some(_) => Ok(()),
+            match status.strip_prefix("ok ") {
+                Some(logs) => {
+                    eprintln!(
+                        "akvfs: serving {} on {} in the background (pid {child}); logs: {logs}",
+                        cfg.vault.url,
+                        mountpoint.display()
+                    );
+                    Ok(())
+                }
                 None if status.is_empty() => Err(Failure(
                     "the background process exited before the mount was ready; run with --foreground to see why".into(),
                 )),
@@ -341,9 +432,13 @@ pub fn mount(
             match serve_one(cfg, mountpoint, metrics_listen, &mut pipe) {
                 Ok(()) => std::process::exit(0),
                 Err(Failure(msg)) => {
-                    // The waiting parent prints it.
-                    if let Some(mut p) = pipe {
-                        let _ = write!(p, "err {msg}");
+                    // The waiting parent prints it; once it has gone, the
+                    // log destination holds it.
+                    match pipe {
+                        Some(mut p) => {
+                            let _ = write!(p, "err {msg}");
+                        }
+                        None => tracing::error!("{msg}"),
                     }
                     std::process::exit(1)
                 }
@@ -352,18 +447,104 @@ pub fn mount(
     }
 }
 
-/// Points stdin, stdout and stderr at /dev/null once a background daemon is
-/// serving, so it holds no terminal or pipe of its parent open.
-fn detach_stdio() {
+/// Where a background daemon's log lines go, once its stderr is no longer
+/// the terminal: the systemd journal, else syslog, else a file under the
+/// user's state directory. Logs never hold secret values, so a file is
+/// allowed.
+enum LogSink {
+    /// A stream to journald (what `systemd-cat` uses), or a file.
+    Fd(OwnedFd, String),
+    /// A pipe whose lines a thread forwards to syslog as datagrams.
+    Syslog(OwnedFd, String),
+}
+
+const JOURNAL_STREAM: &str = "/run/systemd/journal/stdout";
+const SYSLOG_SOCKET: &str = "/dev/log";
+
+fn open_log_sink() -> Result<LogSink, String> {
+    if let Ok(mut s) = std::os::unix::net::UnixStream::connect(JOURNAL_STREAM) {
+        // identifier, unit id, priority (info), level prefix, and no
+        // forwarding to syslog, kmsg or the console.
+        if s.write_all(b"akvfs\n\n6\n0\n0\n0\n0\n").is_ok() {
+            let how = if nix::unistd::geteuid().is_root() {
+                "the systemd journal (journalctl -t akvfs)"
+            } else {
+                "the systemd journal (journalctl --user -t akvfs, or journalctl -t akvfs)"
+            };
+            return Ok(LogSink::Fd(s.into(), how.into()));
+        }
+    }
+    if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
+        // A stuck syslog daemon drops lines instead of blocking the writers
+        // (FUSE request threads log too).
+        if sock.connect(SYSLOG_SOCKET).is_ok() && sock.set_nonblocking(true).is_ok() {
+            let (read, write) =
+                nix::unistd::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+            let pid = std::process::id();
+            std::thread::Builder::new()
+                .name("akvfs-syslog".into())
+                .spawn(move || {
+                    use std::io::BufRead;
+                    let lines = std::io::BufReader::new(std::fs::File::from(read));
+                    for line in lines.lines().map_while(Result::ok) {
+                        // facility daemon (3), severity info (6)
+                        let _ = sock.send(format!("<30>akvfs[{pid}]: {line}").as_bytes());
+                    }
+                })
+                .map_err(|e| format!("cannot start the syslog thread: {e}"))?;
+            return Ok(LogSink::Syslog(
+                write,
+                "syslog (identifier akvfs, e.g. /var/log/syslog)".into(),
+            ));
+        }
+    }
+    let dir = state_dir()
+        .ok_or("cannot find a directory for the log file: set XDG_STATE_HOME or HOME")?
+        .join("akvfs");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("cannot create the log directory {}: {e}", dir.display()))?;
+    let file = dir.join("akvfs.log");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&file)
+        .map_err(|e| format!("cannot open the log file {}: {e}", file.display()))?;
+    Ok(LogSink::Fd(f.into(), file.display().to_string()))
+}
+
+/// $XDG_STATE_HOME, else ~/.local/state (the XDG base directory default).
+fn state_dir() -> Option<PathBuf> {
+    let var = |n: &str| {
+        std::env::var_os(n)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("XDG_STATE_HOME")
+        .filter(|p| p.is_absolute())
+        .or_else(|| var("HOME").map(|h| h.join(".local/state")))
+}
+
+/// Points stdin and stdout at /dev/null and stderr (where the log lines go)
+/// at `sink`, once a background daemon is serving, so it holds no terminal
+/// or pipe of its parent open.
+fn detach_stdio(sink: Option<&LogSink>) {
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")
     {
         let null: OwnedFd = null.into();
-        for fd in 0..=2 {
+        let err = match sink {
+            Some(LogSink::Fd(fd, _)) | Some(LogSink::Syslog(fd, _)) => fd.as_raw_fd(),
+            None => null.as_raw_fd(),
+        };
+        for (fd, from) in [(0, null.as_raw_fd()), (1, null.as_raw_fd()), (2, err)] {
             // SAFETY: dup2 onto the standard descriptors, which we own.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+            unsafe { libc::dup2(from, fd) };
         }
     }
 }
@@ -388,6 +569,8 @@ fn serve_one(
 ) -> Result<(), Failure> {
     harden(cfg.mlock)?;
     let rt = runtime()?;
+    // Before anything can take long, so no signal is missed or kills us.
+    let mut signals = Signals::new(&rt);
     let registry = Arc::new(Registry::default());
     let metrics_stop = start_metrics(&rt, metrics_listen, &registry)?;
     let metrics = metrics_for(&cfg, false);
@@ -396,11 +579,25 @@ fn serve_one(
     sd_notify(&[sd_notify::NotifyState::Ready]);
     // Closing the pipe is what lets the waiting parent exit.
     if let Some(mut pipe) = ready_pipe.take() {
-        let _ = pipe.write_all(b"ok");
+        let sink = open_log_sink();
+        let said = match &sink {
+            Ok(LogSink::Fd(_, how)) | Ok(LogSink::Syslog(_, how)) => how.clone(),
+            Err(e) => format!("none ({e})"),
+        };
+        let _ = write!(pipe, "ok {said}");
         drop(pipe);
-        detach_stdio();
+        detach_stdio(sink.as_ref().ok());
+        tracing::info!(mountpoint = %handle.mountpoint.display(), "serving in the background; logging to {said}");
     }
-    let reason = rt.block_on(wait_for_signal(|| handle.is_gone(), false));
+    let reason = loop {
+        match rt.block_on(signals.wait(|| handle.is_gone())) {
+            Wake::Hup => tracing::info!(
+                mountpoint = %handle.mountpoint.display(),
+                "received SIGHUP; akvfs mount has nothing to reload, so it is ignored (akvfs run --config reloads a config file)"
+            ),
+            other => break other,
+        }
+    };
     tracing::info!(mountpoint = %handle.mountpoint.display(), "{}; unmounting", reason.describe());
     sd_notify(&[sd_notify::NotifyState::Stopping]);
     handle.stop(&rt);
@@ -427,25 +624,48 @@ impl Wake {
     }
 }
 
-/// Waits for SIGTERM, SIGINT, SIGHUP (if `hup`), or `gone()` turning true.
-async fn wait_for_signal(gone: impl Fn() -> bool, hup: bool) -> Wake {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let mut int = signal(SignalKind::interrupt()).ok();
-    let mut hangup = if hup {
-        signal(SignalKind::hangup()).ok()
-    } else {
-        None
-    };
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            Some(_) = async { term.as_mut()?.recv().await } => return Wake::Term,
-            Some(_) = async { int.as_mut()?.recv().await } => return Wake::Int,
-            Some(_) = async { hangup.as_mut()?.recv().await } => return Wake::Hup,
-            _ = tick.tick() => {
-                if gone() {
-                    return Wake::Gone;
+/// The process's handlers for SIGTERM, SIGINT and SIGHUP, created once and
+/// kept: a signal that arrives while a mount is being started is delivered
+/// to the next wait instead of being lost (or ending the process with a
+/// dead mount, which is what SIGHUP's default action does).
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new(rt: &Runtime) -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _in_runtime = rt.enter();
+        let make = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("cannot handle {name}: {e}");
+                None
+            }
+        };
+        Signals {
+            term: make(SignalKind::terminate(), "SIGTERM"),
+            int: make(SignalKind::interrupt(), "SIGINT"),
+            hup: make(SignalKind::hangup(), "SIGHUP"),
+        }
+    }
+
+    /// Waits for a signal, or for `check()` turning true (polled every
+    /// 200 ms), which answers [`Wake::Gone`].
+    async fn wait(&mut self, check: impl Fn() -> bool) -> Wake {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let Signals { term, int, hup } = self;
+        loop {
+            tokio::select! {
+                Some(_) = async { term.as_mut()?.recv().await } => return Wake::Term,
+                Some(_) = async { int.as_mut()?.recv().await } => return Wake::Int,
+                Some(_) = async { hup.as_mut()?.recv().await } => return Wake::Hup,
+                _ = tick.tick() => {
+                    if check() {
+                        return Wake::Gone;
+                    }
                 }
             }
         }
@@ -486,24 +706,49 @@ impl Supervisor {
         format!("{a:?}") == format!("{b:?}")
     }
 
-    /// Brings the slots to the file's mounts: stops what is gone or changed,
-    /// adds what is new or changed, leaves the rest alone, then starts what
-    /// is due.
+    fn waiting_now() -> SlotState {
+        SlotState::Waiting {
+            next_try: Instant::now(),
+            attempt: 0,
+        }
+    }
+
+    /// Brings the slots to the file's mounts: stops what is gone, replaces
+    /// what changed, adds what is new, leaves the rest alone, then starts
+    /// what is due. A changed mount keeps serving with its old settings
+    /// until its replacement has connected and read the vault, and keeps
+    /// serving if the replacement cannot.
     fn apply(&mut self, rt: &Runtime, file: crate::config::ConfigFile) {
         let (wanted, secret_names) = (file.mounts, file.metrics_secret_names);
-        let (keep, removed): (Vec<_>, Vec<_>) = std::mem::take(&mut self.slots)
-            .into_iter()
-            .partition(|s| wanted.iter().any(|w| Self::same(w, &s.config)));
-        for slot in removed {
-            tracing::info!(mountpoint = %slot.config.mountpoint.display(), "removing mount");
-            self.registry.remove(&slot.metrics.mountpoint);
-            if let SlotState::Running(h) = slot.state {
-                h.stop(rt);
+        let mut next = Vec::new();
+        for slot in std::mem::take(&mut self.slots) {
+            if wanted.iter().any(|w| Self::same(w, &slot.config)) {
+                next.push(slot);
+                continue;
+            }
+            let changed = wanted
+                .iter()
+                .find(|w| w.mountpoint == slot.config.mountpoint);
+            match (slot.state, changed) {
+                (SlotState::Running(old), Some(cfg)) => {
+                    next.push(self.replace(rt, old, slot.metrics, cfg.clone(), secret_names));
+                }
+                (state, _) => {
+                    tracing::info!(mountpoint = %slot.config.mountpoint.display(), "removing mount");
+                    self.registry.remove(&slot.metrics.mountpoint);
+                    if let SlotState::Running(h) = state {
+                        h.stop(rt);
+                    }
+                }
             }
         }
-        self.slots = keep;
+        self.slots = next;
         for cfg in wanted {
-            if self.slots.iter().any(|s| Self::same(&s.config, &cfg)) {
+            if self
+                .slots
+                .iter()
+                .any(|s| s.config.mountpoint == cfg.mountpoint)
+            {
                 continue;
             }
             let metrics = metrics_for(&cfg, secret_names);
@@ -512,13 +757,69 @@ impl Supervisor {
             self.slots.push(Slot {
                 config: cfg,
                 metrics,
-                state: SlotState::Waiting {
-                    next_try: Instant::now(),
-                    attempt: 0,
-                },
+                state: Self::waiting_now(),
             });
         }
         self.tend(rt);
+    }
+
+    /// Replaces the running mount `old` with one of `cfg` at the same path.
+    fn replace(
+        &mut self,
+        rt: &Runtime,
+        old: MountHandle,
+        old_metrics: Arc<MountMetrics>,
+        cfg: MountConfig,
+        secret_names: bool,
+    ) -> Slot {
+        let shown = cfg.mountpoint.display().to_string();
+        tracing::info!(mountpoint = %shown, "the mount's settings changed; starting its replacement");
+        let metrics = metrics_for(&cfg, secret_names);
+        let prepared = match PreparedMount::new(rt, cfg.clone(), Arc::clone(&metrics)) {
+            Ok(p) => p,
+            Err(Failure(e)) => {
+                tracing::error!(
+                    mountpoint = %shown,
+                    "reload: cannot start the changed mount: {e}; the mount keeps serving with its previous settings (fix the config and reload again)"
+                );
+                return Slot {
+                    config: old.config.clone(),
+                    metrics: old_metrics,
+                    state: SlotState::Running(old),
+                };
+            }
+        };
+        old.stop(rt);
+        self.registry.remove(&old_metrics.mountpoint);
+        self.registry.add(Arc::clone(&metrics));
+        let mounted = prepare_mountpoint_with(
+            &cfg.mountpoint,
+            Prepare {
+                create: true,
+                nonempty: cfg.nonempty,
+            },
+        )
+        .map_err(Failure)
+        .and_then(|mp| prepared.mount(rt, mp));
+        match mounted {
+            Ok(h) => Slot {
+                config: cfg,
+                metrics,
+                state: SlotState::Running(h),
+            },
+            Err(Failure(e)) => {
+                tracing::error!(mountpoint = %shown, "{e}; trying again in 1 s");
+                metrics.set_down_reason(&e);
+                Slot {
+                    config: cfg,
+                    metrics,
+                    state: SlotState::Waiting {
+                        next_try: Instant::now() + Duration::from_secs(1),
+                        attempt: 1,
+                    },
+                }
+            }
+        }
     }
 
     /// Whether a mount went away or a retry is due.
@@ -532,15 +833,11 @@ impl Supervisor {
     /// Restarts mounts that went away and starts those that are due.
     fn tend(&mut self, rt: &Runtime) {
         for slot in &mut self.slots {
-            let placeholder = SlotState::Waiting {
-                next_try: Instant::now(),
-                attempt: 0,
-            };
-            slot.state = match std::mem::replace(&mut slot.state, placeholder) {
+            slot.state = match std::mem::replace(&mut slot.state, Self::waiting_now()) {
                 SlotState::Running(h) if h.is_gone() => {
                     tracing::warn!(
                         mountpoint = %slot.config.mountpoint.display(),
-                        "the mount was unmounted from outside; mounting it again (remove it from the config and reload to stop it)"
+                        "the mount was unmounted, or its FUSE connection aborted, from outside; mounting it again (remove it from the config and reload to stop it)"
                     );
                     h.stop(rt);
                     slot.metrics.set_down_reason("unmounted from outside");
@@ -579,16 +876,15 @@ impl Supervisor {
         metrics: &Arc<MountMetrics>,
     ) -> Result<MountHandle, Failure> {
         // A service creates its own mount directories (the DaemonSet's host
-        // path, a VM's /mnt/...); `akvfs mount` leaves that to the user.
-        if !cfg.mountpoint.exists() {
-            std::fs::create_dir_all(&cfg.mountpoint).map_err(|e| {
-                Failure(format!(
-                    "cannot create the mount directory {}: {e}",
-                    cfg.mountpoint.display()
-                ))
-            })?;
-        }
-        let mountpoint = prepare_mountpoint(&cfg.mountpoint)?;
+        // path, a VM's /mnt/...) and recovers what a killed predecessor left
+        // there; `akvfs mount` leaves creating to the user.
+        let mountpoint = prepare_mountpoint_with(
+            &cfg.mountpoint,
+            Prepare {
+                create: true,
+                nonempty: cfg.nonempty,
+            },
+        )?;
         MountHandle::start(rt, cfg.clone(), mountpoint, Arc::clone(metrics))
     }
 
@@ -611,32 +907,89 @@ impl Supervisor {
     }
 }
 
-/// `akvfs run --config FILE`: every mount in the file, in the foreground.
-/// Mounts that cannot start are retried with backoff and reported by
-/// `/readyz` and `akvfs_mount_up`. SIGHUP re-reads the file: new mounts
-/// start, removed ones stop, changed ones restart; the others are not
-/// touched. A bad file on reload is logged and ignored.
+/// `akvfs run --config FILE` with the default ready timeout.
 pub fn run_config(
     path: &Path,
     metrics_listen: Option<std::net::SocketAddr>,
 ) -> Result<(), Failure> {
+    run_config_with(path, metrics_listen, Some(Duration::from_secs(60)))
+}
+
+/// `akvfs run --config FILE`: every mount in the file, in the foreground.
+/// Mounts that cannot start are retried with backoff and reported by
+/// `/readyz` and `akvfs_mount_up`. SIGHUP re-reads the file: new mounts
+/// start, removed ones stop, changed ones are replaced once the replacement
+/// can read; the others are not touched. A bad file on reload is logged and
+/// ignored.
+///
+/// Under systemd (Type=notify), READY=1 is sent only once every mount
+/// serves and can read; if that takes longer than `ready_timeout`, the
+/// start fails with the reason (and systemd's Restart= applies).
+pub fn run_config_with(
+    path: &Path,
+    metrics_listen: Option<std::net::SocketAddr>,
+    ready_timeout: Option<Duration>,
+) -> Result<(), Failure> {
     let file = load_config_file(path).map_err(Failure)?;
     harden(file.mlock)?;
     let rt = runtime()?;
+    // Before the first mount starts, so no signal is missed or kills us.
+    let mut signals = Signals::new(&rt);
     let registry = Arc::new(Registry::default());
     let metrics_stop = start_metrics(&rt, metrics_listen.or(file.metrics_listen), &registry)?;
     let mut sup = Supervisor {
         slots: Vec::new(),
-        registry,
+        registry: Arc::clone(&registry),
     };
+    let started = Instant::now();
     sup.apply(&rt, file);
     tracing::info!("{}", sup.status());
-    sd_notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&sup.status()),
-    ]);
+    let mut told_ready = false;
+    let mut last_status = String::new();
+    // Only systemd waits for READY=1; elsewhere /readyz reports the state.
+    let give_up_after = ready_timeout.filter(|_| under_systemd());
+    let stop = |sup: &mut Supervisor, why: &str| {
+        tracing::info!("{why}; unmounting everything");
+        sd_notify(&[sd_notify::NotifyState::Stopping]);
+        sup.stop_all(&rt);
+        let _ = metrics_stop.send(true);
+    };
     loop {
-        let wake = rt.block_on(wait_for_signal(|| sup.needs_attention(), true));
+        if !told_ready {
+            let (ready, why) = registry.readiness();
+            if ready {
+                told_ready = true;
+                tracing::info!("ready: {}", sup.status());
+                sd_notify(&[
+                    sd_notify::NotifyState::Ready,
+                    sd_notify::NotifyState::Status(&sup.status()),
+                ]);
+            } else {
+                if why != last_status {
+                    sd_notify(&[sd_notify::NotifyState::Status(&format!(
+                        "{}; not ready: {why}",
+                        sup.status()
+                    ))]);
+                    last_status = why.clone();
+                }
+                if let Some(limit) = give_up_after {
+                    if started.elapsed() >= limit {
+                        let msg = format!(
+                            "not every mount could start within the ready timeout ({} s): {why}",
+                            limit.as_secs()
+                        );
+                        stop(&mut sup, "giving up");
+                        return Err(Failure(msg));
+                    }
+                }
+            }
+        }
+        let wake = rt.block_on(signals.wait(|| {
+            sup.needs_attention()
+                || (!told_ready
+                    && (registry.readiness().0
+                        || give_up_after.is_some_and(|t| started.elapsed() >= t)))
+        }));
         match wake {
             Wake::Hup => {
                 tracing::info!(config = %path.display(), "received SIGHUP; reloading");
@@ -645,17 +998,17 @@ pub fn run_config(
                     Ok(file) => sup.apply(&rt, file),
                     Err(e) => tracing::error!("{e}; keeping the running configuration"),
                 }
-                sd_notify(&[
-                    sd_notify::NotifyState::Ready,
-                    sd_notify::NotifyState::Status(&sup.status()),
-                ]);
+                // Before the first READY=1 the loop above sends it.
+                if told_ready {
+                    sd_notify(&[
+                        sd_notify::NotifyState::Ready,
+                        sd_notify::NotifyState::Status(&sup.status()),
+                    ]);
+                }
             }
             Wake::Gone => sup.tend(&rt),
             Wake::Term | Wake::Int => {
-                tracing::info!("{}; unmounting everything", wake.describe());
-                sd_notify(&[sd_notify::NotifyState::Stopping]);
-                sup.stop_all(&rt);
-                let _ = metrics_stop.send(true);
+                stop(&mut sup, wake.describe());
                 return Ok(());
             }
         }

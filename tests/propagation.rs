@@ -377,3 +377,147 @@ fn consumer_that_binds_the_mountpoint_itself_is_pinned_to_the_old_mount() {
     );
     assert_eq!(pinned.fstype(), "fuse.akvfs");
 }
+
+/// `akvfs run` (the DaemonSet's and akvfs.service's command) as a child with
+/// its stderr kept in memory.
+struct RunDaemon {
+    child: Option<Child>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl RunDaemon {
+    fn start(emu: &Emulator, config: &Path) -> RunDaemon {
+        let mut child = akvfs(&wi_env(emu))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("akvfs starts");
+        let mut stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        RunDaemon {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    fn stop_with(&mut self, sig: i32) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, sig) };
+            if !wait_until(LIMIT, || matches!(child.try_wait(), Ok(Some(_)))) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RunDaemon {
+    fn drop(&mut self) {
+        self.stop_with(libc::SIGTERM);
+    }
+}
+
+#[test]
+fn akvfs_run_killed_and_restarted_detaches_the_dead_mount_and_the_consumer_reads_again() {
+    if !can_run() {
+        return;
+    }
+    let v1 = marker("v1");
+    let emu = emulator_with(&[("db-password", &v1), ("api-key", &marker("key"))]);
+    let host = SharedDir::new();
+    // The manifests' layout: a per-vault directory the consumer mounts, and
+    // the mountpoint below it, created by akvfs itself.
+    let vault_dir = host.path.join("myvault");
+    let mountpoint = vault_dir.join("secrets");
+    std::fs::create_dir(&vault_dir).unwrap();
+    let config = host._tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[mount]]\nvault = \"{}\"\npath = \"{}\"\nca_file = \"{}\"\ndisable_challenge_resource_verification = true\nrefresh_interval = \"1s\"\n",
+            emu.info().vault_url,
+            mountpoint.display(),
+            emu.info().ca_file
+        ),
+    )
+    .unwrap();
+
+    let mut consumer = Consumer::start(&vault_dir, None);
+    let mut daemon = RunDaemon::start(&emu, &config);
+    assert!(
+        consumer.wait_for_value("secrets/db-password", &v1),
+        "last answer: {}; log:\n{}",
+        consumer.read("secrets/db-password"),
+        daemon.log()
+    );
+
+    // SIGKILL (an OOM kill): the mount stays behind, dead.
+    daemon.stop_with(libc::SIGKILL);
+    assert!(is_mounted(&mountpoint));
+    let uncached = consumer.read("secrets/api-key");
+    assert!(
+        uncached.starts_with("err ") && uncached.contains("not connected"),
+        "reading an uncached file of a dead mount: {uncached}"
+    );
+
+    // The value changes while no daemon runs: only the new mount has it.
+    let v2 = marker("v2");
+    emu.set_secret("db-password", &v2);
+    let consumer_pid = consumer.pid();
+    let restarted = RunDaemon::start(&emu, &config);
+    assert!(
+        consumer.wait_for_value("secrets/db-password", &v2),
+        "the consumer did not see the restarted mount; last answer: {}; log:\n{}",
+        consumer.read("secrets/db-password"),
+        restarted.log()
+    );
+    assert!(
+        restarted.log().contains("stale mount"),
+        "akvfs run should report detaching the stale mount; log:\n{}",
+        restarted.log()
+    );
+    assert!(
+        !restarted
+            .log()
+            .contains("cannot create the mount directory"),
+        "{}",
+        restarted.log()
+    );
+    assert_eq!(
+        consumer.pid(),
+        consumer_pid,
+        "the consumer was not restarted"
+    );
+    assert!(
+        consumer.read("secrets/api-key").starts_with("ok "),
+        "files not read before the kill are served again"
+    );
+    // Exactly one akvfs mount is left at the mountpoint.
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let target = mountpoint.display().to_string();
+    let stacked = text
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(target.as_str()))
+        .count();
+    assert_eq!(stacked, 1, "the dead mount was detached, not covered");
+    drop(restarted);
+}

@@ -541,7 +541,12 @@ fn map_error(err: azure_core::Error, operation: &'static str) -> VaultError {
                 }
                 403 => VaultError::Forbidden {
                     operation,
-                    detail: if message.is_empty() { code } else { message },
+                    detail: match (inner_code.is_empty(), message.is_empty()) {
+                        (true, true) => code,
+                        (true, false) => message,
+                        (false, true) => inner_code,
+                        (false, false) => format!("{inner_code}: {message}"),
+                    },
                 },
                 // After the SDK's own retry with a new challenge; the
                 // caller retries once more with a newly issued token

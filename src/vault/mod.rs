@@ -69,7 +69,7 @@ pub enum VaultError {
     NotFound,
     #[error("the secret is disabled in the vault (SecretDisabled); enable it to read it")]
     Disabled,
-    #[error("the identity is not allowed to {operation} secrets (403 Forbidden: {detail}); grant it the \"Key Vault Secrets User\" role or a get/list access policy")]
+    #[error("{}", forbidden_text(.operation, .detail))]
     Forbidden {
         operation: &'static str,
         detail: String,
@@ -102,6 +102,21 @@ pub const MAX_SERVER_DELAY: Duration = Duration::from_secs(300);
 /// A delay asked for by the server, clamped to [`MAX_SERVER_DELAY`].
 pub fn clamp_server_delay(d: Duration) -> Duration {
     d.min(MAX_SERVER_DELAY)
+}
+
+/// A 403's message, by Key Vault's inner error code (which `detail` starts
+/// with when the vault sent one): the firewall, a missing role assignment
+/// and a missing access policy each need a different fix.
+fn forbidden_text(operation: &str, detail: &str) -> String {
+    if detail.starts_with("ForbiddenByFirewall") {
+        format!("the vault's firewall refuses this client's network address (403 {detail}); allow the node's outbound IP address or subnet in the vault's networking settings, or reach it through a private endpoint")
+    } else if detail.starts_with("ForbiddenByRbac") {
+        format!("the identity has no role assignment that allows it to {operation} secrets (403 {detail}); assign it the \"Key Vault Secrets User\" role on the vault (new assignments can take several minutes to take effect)")
+    } else if detail.starts_with("ForbiddenByPolicy") || detail.starts_with("AccessDenied") {
+        format!("the vault's access policies do not allow the identity to {operation} secrets (403 {detail}); add get and list secret permissions for it to the vault's access policies")
+    } else {
+        format!("the identity is not allowed to {operation} secrets (403 Forbidden: {detail}); grant it the \"Key Vault Secrets User\" role or a get/list access policy, and check the vault's firewall")
+    }
 }
 
 fn retry_hint(d: &Option<Duration>) -> String {

@@ -100,6 +100,23 @@ def check_daemonset(name, docs, config):
     pc = spec.get("priorityClassName")
     check(pc in pcs or pc in ("system-node-critical", "system-cluster-critical"), f"{name}: priorityClassName {pc} exists")
     check(bool(spec.get("tolerations")), f"{name}: tolerations set")
+    terms = (
+        spec.get("affinity", {})
+        .get("nodeAffinity", {})
+        .get("requiredDuringSchedulingIgnoredDuringExecution", {})
+        .get("nodeSelectorTerms", [])
+    )
+    check(
+        bool(terms)
+        and all(
+            any(
+                e.get("key") == "type" and e.get("operator") == "NotIn" and "virtual-kubelet" in e.get("values", [])
+                for e in t.get("matchExpressions", [])
+            )
+            for t in terms
+        ),
+        f"{name}: node affinity keeps the DaemonSet off AKS virtual nodes (type NotIn virtual-kubelet)",
+    )
     check(spec.get("terminationGracePeriodSeconds", 30) >= 10, f"{name}: a grace period for unmounting on SIGTERM")
     c = spec["containers"][0]
     argv = c.get("command", []) + c.get("args", [])
@@ -136,6 +153,11 @@ def check_daemonset(name, docs, config):
             get.get("path") == path and (port == METRICS_PORT or ports.get(port) == METRICS_PORT),
             f"{name}: {probe} GET {path} on {METRICS_PORT}",
         )
+    live = c.get("livenessProbe", {})
+    check(
+        live.get("failureThreshold", 3) * live.get("periodSeconds", 10) <= 60,
+        f"{name}: the liveness probe restarts akvfs within a minute of a dead mount",
+    )
     res = c.get("resources", {})
     check(
         {"cpu", "memory"} <= set(res.get("requests", {})) and "memory" in res.get("limits", {}),

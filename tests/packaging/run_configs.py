@@ -13,7 +13,8 @@ seeded secret; /healthz, /readyz and /metrics answer; SIGHUP reloads and
 the mounts keep serving; SIGTERM unmounts everything and exits 0; every system
 call made is allowed by the unit's SystemCallFilter. The single-vault
 command of akvfs@.service (akvfs mount ... --foreground) gets the same
-treatment.
+treatment, and after a SIGKILL its ExecStartPre lines and ExecStart must
+recover the dead mount left behind.
 
 Everything runs in a new network namespace with only loopback up, so no
 credential can reach an address outside this machine.
@@ -379,6 +380,71 @@ def run_daemon(name, argv, env, unit, paths, value, scratch, port, reload=True):
         log.close()
 
 
+def restart_after_a_crash(akvfs, env, template, info, state, value):
+    """akvfs@.service after SIGKILL or an OOM kill: the mountpoint is a dead
+    mount. The unit's ExecStartPre lines run as systemd would run them (a
+    failing line without the "-" prefix aborts the start), with /mnt/akvfs
+    moved under a scratch directory; then its ExecStart command must detach
+    the dead mount and serve again."""
+    name = "akvfs@.service after a crash"
+    _, _, tpl = confinement(template)
+    scratch = tempfile.mkdtemp(prefix="crash-", dir=state)
+    base = os.path.join(scratch, "mnt", "akvfs")
+    mnt = os.path.join(base, "emu")
+    os.makedirs(mnt)
+    try:
+        _restart_after_a_crash(name, akvfs, env, tpl, info, value, base, mnt)
+    finally:
+        while is_mounted(mnt):
+            if subprocess.run(["umount", "-l", mnt]).returncode != 0:
+                break
+
+
+def _restart_after_a_crash(name, akvfs, env, tpl, info, value, base, mnt):
+    argv = [akvfs, "mount", info["vault_url"], mnt, "--foreground",
+            "--ca-file", info["ca_file"], "--disable-challenge-resource-verification", "--auth", "managed-identity"]
+    first = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if not check(wait_until(lambda: is_mounted(mnt) or first.poll() is not None) and is_mounted(mnt),
+                     f"{name}: the first akvfs serves"):
+            return
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        check(is_mounted(mnt), f"{name}: SIGKILL leaves a dead mount behind")
+        for line in tpl.get("ExecStartPre", []):
+            flags = line[: len(line) - len(line.lstrip("-@:+!"))]
+            cmd = line[len(flags):].replace("/mnt/akvfs", base).replace("%i", "emu").split()
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if not check(r.returncode == 0 or "-" in flags,
+                         f"{name}: ExecStartPre={line} does not abort the start on the dead mount"
+                         + (f" ({r.stderr.strip()})" if r.returncode else "")):
+                return
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    second = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def serving():
+            try:
+                return open(os.path.join(mnt, "db-password")).read() == value
+            except OSError:
+                return False
+        check(wait_until(lambda: serving() or second.poll() is not None) and serving(),
+              f"{name}: ExecStart detaches the dead mount and serves again")
+        second.send_signal(signal.SIGTERM)
+        try:
+            second.wait(timeout=LIMIT)
+        except subprocess.TimeoutExpired:
+            second.kill()
+        log = second.stderr.read()
+        check("stale mount" in log, f"{name}: akvfs reports detaching the stale mount")
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.wait()
+
+
 def main():
     if os.environ.get("AKVFS_RUN_CONFIGS_NETNS") != "1":
         os.execvpe(
@@ -424,6 +490,7 @@ def main():
         argv = [akvfs, "mount", info["vault_url"], mnt, "--foreground",
                 "--ca-file", info["ca_file"], "--disable-challenge-resource-verification", "--auth", "managed-identity"]
         run_daemon("akvfs@.service", argv, env, template, [mnt], value, scratch, None, reload=False)
+        restart_after_a_crash(akvfs, env, template, info, state, value)
     finally:
         emu.terminate()
         emu.wait()

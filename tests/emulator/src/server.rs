@@ -84,6 +84,19 @@ fn fault_body(shared: &Shared, family: Family, status: u16) -> Resp {
             if status == 401 {
                 return crate::vault::challenge(shared, "Injected fault: HTTP 401.");
             }
+            if status == 403 {
+                // What the vault's network rules answer to an address they
+                // do not allow, whatever the identity.
+                return crate::vault::error(
+                    &VaultError::new(
+                        403,
+                        "Forbidden",
+                        "Client address is not authorized and caller is not a trusted service.\r\n\
+                         Client address: 203.0.113.7\r\nCaller: appid=unknown\r\nVault: emulator;location=emulator",
+                    )
+                    .with_inner("ForbiddenByFirewall"),
+                );
+            }
             let (code, message) = match status {
                 429 => (
                     "Throttled",
