@@ -1,13 +1,14 @@
 //! Hostile and unusual vault answers that the plain faults in `faults` cannot express: a raw
 //! `Retry-After` text (negative, non-numeric), list pages with an empty or looping `nextLink`,
 //! secret bodies with a wrong version, a different-case name, no value or a huge value, a
-//! challenge naming a foreign resource, and timestamps from a skewed server clock. Also records
+//! challenge naming a foreign resource, timestamps from a skewed server clock, and token endpoint
+//! errors with a chosen OAuth error and AADSTS code. Also records
 //! the audience of every bearer token the vault receives, so a test can prove that no token for
 //! another resource was ever sent to the vault host.
 //!
 //! They live in a table keyed by the emulator's vault URL (several emulators can run in one test
 //! process) and are driven through [`inject_extra`], [`clear_extra`] and [`vault_audiences`].
-//! Each one stays until cleared and applies to vault requests only.
+//! Each one stays until cleared; all but `TokenError` apply to vault requests only.
 
 use crate::http::{header, segments, set_header, Reply, Resp};
 use crate::state::Shared;
@@ -61,6 +62,9 @@ pub enum ExtraFault {
     /// `created` and `updated` in list items and secret bodies shifted by this many seconds
     /// (a server clock ahead, positive, or behind, negative).
     ClockSkew(i64),
+    /// The token endpoint answers every request with this status, OAuth `error` and AADSTS
+    /// code (e.g. 400 `unauthorized_client` 700016: the application was deleted).
+    TokenError(u16, String, u32),
 }
 
 #[derive(Default)]
@@ -167,6 +171,23 @@ pub(crate) fn before(shared: &Shared, parts: &Parts) -> Option<Reply> {
     }
     shared.bump(crate::counts::special::FAULTED);
     Some(Reply::Send(resp))
+}
+
+/// Runs before a token request is handled: answers it when a `TokenError` fault is active.
+pub(crate) fn token_answer(shared: &Shared) -> Option<Reply> {
+    let (status, error, code) = with(&shared.settings.vault_url, |x| {
+        x.faults.iter().find_map(|f| match f {
+            ExtraFault::TokenError(s, e, c) => Some((*s, e.clone(), *c)),
+            _ => None,
+        })
+    })?;
+    shared.bump(crate::counts::special::FAULTED);
+    Some(Reply::Send(crate::entra::error_response(
+        status,
+        &error,
+        Some(code),
+        "Injected answer of the token endpoint.",
+    )))
 }
 
 /// Runs after a vault request was handled: rewrites the answer as the active faults say.
