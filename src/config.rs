@@ -228,6 +228,45 @@ mod tests {
     }
 
     #[test]
+    fn readability_and_lookup_budgets_are_validated() {
+        let raw = |over: RawMount| {
+            RawMount {
+                vault: Some("myvault".into()),
+                path: Some("/mnt".into()),
+                ..Default::default()
+            }
+            .overlay(over)
+            .validate(true, true)
+        };
+        let cfg = raw(RawMount::default()).unwrap();
+        assert_eq!(cfg.refresh.max_unverified, Duration::from_secs(600));
+        assert_eq!(cfg.cache.max_cold_lookups_per_10s, 100);
+        let cfg = raw(RawMount {
+            max_unverified: Some("2m".into()),
+            max_cold_lookups_per_10s: Some(7),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(cfg.refresh.max_unverified, Duration::from_secs(120));
+        assert_eq!(cfg.cache.max_cold_lookups_per_10s, 7);
+        let err = raw(RawMount {
+            max_unverified: Some("10s".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.as_flag(),
+            "--max-unverified: must be at least the refresh interval"
+        );
+        let err = raw(RawMount {
+            max_cold_lookups_per_10s: Some(0),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "max_cold_lookups_per_10s");
+    }
+
+    #[test]
     fn sizes_modes_durations() {
         assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
         assert_eq!(parse_size("512k").unwrap(), 512 << 10);

@@ -24,9 +24,11 @@
 //! not storm a recovering vault. All calls stay within a per-mount budget.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use tokio::sync::watch;
 
 pub use crate::cache::Budget;
@@ -187,7 +189,16 @@ impl Refresher {
             if *stop.borrow() {
                 return;
             }
-            let report = self.cycle().await;
+            // A bug in one cycle must not stop change detection for good
+            // (that would serve revoked values forever): it counts as a
+            // failed cycle and the next one runs as usual.
+            let report = match AssertUnwindSafe(self.cycle()).catch_unwind().await {
+                Ok(report) => report,
+                Err(_) => CycleReport {
+                    error: Some("internal error in the refresh cycle (please report this)".into()),
+                    ..Default::default()
+                },
+            };
             self.core.metrics().refresh_cycle(report.error.is_none());
             if let Some(err) = &report.error {
                 tracing::warn!(vault = %self.core.cache().vault().url(), "refresh failed: {err}; serving cached values");
@@ -339,7 +350,7 @@ impl Refresher {
                 }
             }
         }
-        due.sort_by(|a, b| b.0.cmp(&a.0));
+        due.sort_by_key(|d| std::cmp::Reverse(d.0));
         for (_, name, entry) in due {
             if !self.budget.try_take() {
                 report.deferred += 1;

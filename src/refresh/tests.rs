@@ -539,3 +539,43 @@ async fn readability_checks_do_not_storm_a_failing_vault() {
     let made = s.vault.gets.load(Ordering::SeqCst) - gets;
     assert!(made <= 5, "{made} GETs, not one per secret");
 }
+
+#[tokio::test]
+async fn a_panicking_cycle_does_not_stop_change_detection() {
+    let s = setup_with(
+        RefreshConfig {
+            interval: Duration::from_millis(20),
+            ..always_recheck()
+        },
+        CacheConfig {
+            max_bytes: 3000,
+            fetch_timeout: Duration::from_millis(500),
+            ..Default::default()
+        },
+    );
+    for n in ["a", "b", "c"] {
+        s.vault.put(n, &[b'x'; 800]);
+        long_ago(&s.vault, n);
+    }
+    // `a` is evicted but its inode held, so its checks GET the vault
+    // directly: that is where the injected panic fires.
+    let held = s.core.lookup(ROOT_INO, OsStr::new("a")).await.unwrap();
+    read(&s.core, "b").await.unwrap();
+    read(&s.core, "c").await.unwrap();
+    s.vault.panic_on_get(true);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(s.refresher.clone().run(stop_rx));
+    let gets = s.vault.gets.load(Ordering::SeqCst);
+    while s.vault.gets.load(Ordering::SeqCst) < gets + 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.vault.panic_on_get(false);
+    s.vault.delete("a");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !s.kernel.inodes.lock().unwrap().contains(&held.attr.ino) {
+        assert!(std::time::Instant::now() < deadline, "revocation seen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop.send(true);
+    task.await.expect("the refresher task ends normally");
+}
