@@ -300,6 +300,46 @@ proptest! {
     }
 }
 
+/// The shipped defaults (packaged config, Kubernetes base) serve root only:
+/// no `allow_other`, and no group or other read bits, so no process in group
+/// 0 can read what the node mounts. Overlays widen it for one group.
+#[test]
+fn shipped_defaults_are_root_only() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let packaged = std::fs::read_to_string(format!("{root}/packaging/config.toml")).unwrap();
+    let yaml = std::fs::read_to_string(format!("{root}/k8s/base/configmap.yaml")).unwrap();
+    for (name, text) in [
+        ("packaging/config.toml", packaged),
+        ("k8s/base/configmap.yaml", configmap_toml(&yaml)),
+    ] {
+        for m in load(&text).unwrap().mounts {
+            assert!(!m.owner.allow_other, "{name}: allow_other by default");
+            assert_eq!(
+                m.owner.file_mode & 0o077,
+                0,
+                "{name}: file_mode {:o}",
+                m.owner.file_mode
+            );
+            assert_eq!(
+                m.owner.dir_mode & 0o077,
+                0,
+                "{name}: dir_mode {:o}",
+                m.owner.dir_mode
+            );
+        }
+    }
+}
+
+fn configmap_toml(yaml: &str) -> String {
+    yaml.split_once("config.toml: |\n")
+        .unwrap()
+        .1
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The configs shipped in packaging/ and k8s/ load as they are.
 #[test]
 fn shipped_configs_load() {
@@ -311,15 +351,7 @@ fn shipped_configs_load() {
         "k8s/overlays/example/configmap-patch.yaml",
     ] {
         let yaml = std::fs::read_to_string(format!("{root}/{manifest}")).unwrap();
-        let block: String = yaml
-            .split_once("config.toml: |\n")
-            .unwrap()
-            .1
-            .lines()
-            .map(|l| l.strip_prefix("    ").unwrap_or(l))
-            .collect::<Vec<_>>()
-            .join("\n");
-        load(&block).unwrap_or_else(|e| panic!("{manifest}: {e}"));
+        load(&configmap_toml(&yaml)).unwrap_or_else(|e| panic!("{manifest}: {e}"));
     }
 }
 

@@ -39,6 +39,15 @@ use crate::secret::{
 /// lock) memory without bound.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
+/// How long an SDK client (and the access token its pipeline holds) is used
+/// before the next listing starts over with a newly requested token. An
+/// issued token stays valid at the vault for its whole lifetime (up to 24 h
+/// for a managed identity), so without this an identity revoked in Entra ID
+/// would only be noticed when its token expired; with it, within this period
+/// plus one refresh interval, at the cost of one token request and one
+/// unauthenticated challenge per period.
+pub const IDENTITY_RECHECK: Duration = Duration::from_secs(600);
+
 /// How to reach the vault over HTTPS.
 #[derive(Clone, Debug, Default)]
 pub struct TransportSettings {
@@ -157,7 +166,7 @@ pub struct AzureVault {
     /// Replaced when a challenge named a scope akvfs refuses: the SDK keeps
     /// the scope of the last challenge, so a fresh client starts over with
     /// an unauthenticated request instead of repeating the refused scope.
-    client: std::sync::Mutex<Arc<SecretClient>>,
+    client: std::sync::Mutex<(Arc<SecretClient>, std::time::Instant)>,
 }
 
 impl AzureVault {
@@ -179,7 +188,7 @@ impl AzureVault {
             credential,
             transport: transport.clone(),
             verify_challenge_resource,
-            client: std::sync::Mutex::new(Arc::new(client)),
+            client: std::sync::Mutex::new((Arc::new(client), std::time::Instant::now())),
         })
     }
 
@@ -199,7 +208,15 @@ impl AzureVault {
     }
 
     fn client(&self) -> Arc<SecretClient> {
-        Arc::clone(&self.client.lock().unwrap_or_else(|e| e.into_inner()))
+        Arc::clone(&self.client.lock().unwrap_or_else(|e| e.into_inner()).0)
+    }
+
+    fn client_age(&self) -> Duration {
+        self.client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .elapsed()
     }
 
     /// A new SDK client: forgets the scope a refused challenge left in it,
@@ -212,7 +229,10 @@ impl AzureVault {
             &self.transport,
             self.verify_challenge_resource,
         ) {
-            Ok(c) => *self.client.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(c),
+            Ok(c) => {
+                *self.client.lock().unwrap_or_else(|e| e.into_inner()) =
+                    (Arc::new(c), std::time::Instant::now())
+            }
             Err(e) => tracing::warn!(vault = %self.url, "{e}"),
         }
     }
@@ -439,7 +459,13 @@ impl Vault for AzureVault {
     }
 
     async fn list(&self, pacer: &dyn ListPacer) -> Result<Vec<SecretSummary>, VaultError> {
-        match self.list_once(pacer, false).await {
+        // The refresher lists every interval: that is where a token older
+        // than IDENTITY_RECHECK is replaced, so identity loss is seen.
+        let recheck = self.client_age() >= IDENTITY_RECHECK;
+        if recheck {
+            self.reset_client();
+        }
+        match self.list_once(pacer, recheck).await {
             Err(VaultError::IdentityRejected(_)) => {
                 self.reset_client();
                 self.list_once(pacer, true).await
@@ -611,4 +637,42 @@ fn retry_after(raw: Option<&azure_core::http::RawResponse>) -> Option<Duration> 
         ))
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verified_challenge_for_another_resource_is_named_not_excused() {
+        let text = "challenge resource 'https://management.azure.com/.default' doesn't match the requested domain 'myvault.vault.azure.net'. Set verify_challenge_resource";
+        assert_eq!(
+            challenge_scope(text),
+            Some("https://management.azure.com/.default")
+        );
+        let err = map_error(
+            azure_core::Error::with_message(ErrorKind::Other, text),
+            "get",
+        );
+        let shown = err.to_string();
+        assert!(shown.contains("not a Key Vault scope"), "{shown}");
+        assert!(!shown.contains("--disable-challenge"), "{shown}");
+        // A Key Vault scope on a custom host name is the private-endpoint case.
+        let text = "challenge resource 'https://vault.azure.net/.default' doesn't match the requested domain 'kv.corp.example'";
+        let shown = map_error(
+            azure_core::Error::with_message(ErrorKind::Other, text),
+            "get",
+        )
+        .to_string();
+        assert!(
+            shown.contains("--disable-challenge-resource-verification"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bodies_over_the_limit_are_bad_responses() {
+        let err = azure_core::Error::new(ErrorKind::Io, BodyTooLarge { limit: 10 });
+        assert!(matches!(map_error(err, "get"), VaultError::BadResponse(_)));
+    }
 }

@@ -81,7 +81,7 @@ pub enum VaultError {
     /// invalid_client, unauthorized_client, invalid_grant or an AADSTS code
     /// that means "not allowed", or the vault answered 401 to a newly issued
     /// token. Unlike an outage, nothing cached may be served after it.
-    #[error("the identity may no longer obtain a token for the vault: {0}; check that the app registration or managed identity still exists and that its client secret or federated credential is valid")]
+    #[error("could not authenticate, and the identity may no longer obtain a token for the vault: {0}; check that the app registration or managed identity still exists and that its client secret or federated credential is valid")]
     IdentityRejected(String),
     #[error("the vault is throttling requests (429){}", retry_hint(.retry_after))]
     Throttled { retry_after: Option<Duration> },
