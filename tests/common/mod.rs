@@ -490,3 +490,79 @@ fn fastrand_u64() -> u64 {
         .unwrap();
     u64::from_le_bytes(b)
 }
+
+impl Mount {
+    /// Like [`Mount::start_at`], but returns akvfs's output instead of
+    /// panicking when it does not come up serving.
+    pub fn try_start_at(
+        emu: &Emulator,
+        env: &[(String, String)],
+        args: &[String],
+        path: &Path,
+    ) -> Result<Mount, String> {
+        let mut cmd = akvfs(env);
+        cmd.arg("mount")
+            .arg(&emu.info().vault_url)
+            .arg(path)
+            .arg("--foreground")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("akvfs does not start: {e}"))?;
+        Mount::adopt(child, path)
+    }
+
+    /// Collects the stderr of a started `akvfs mount --foreground` at `path`
+    /// and waits until it serves; returns its output if it exits instead.
+    pub fn adopt(mut child: Child, path: &Path) -> Result<Mount, String> {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let Some(mut stderr) = child.stderr.take() else {
+            return Err("no stderr pipe".into());
+        };
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let mut m = Mount {
+            child: Some(child),
+            path: path.to_path_buf(),
+            _dir: None,
+            log,
+        };
+        let mut exited = None;
+        wait_until(Duration::from_secs(30), || {
+            if let Some(Ok(Some(st))) = m.child.as_mut().map(|c| c.try_wait()) {
+                exited = Some(st);
+                return true;
+            }
+            m.log().contains(" serving ") && is_mounted(&m.path)
+        });
+        if let Some(st) = exited {
+            // Let the reader thread drain the last lines.
+            std::thread::sleep(Duration::from_millis(100));
+            m.child = None;
+            return Err(format!("akvfs exited ({st}):\n{}", m.log()));
+        }
+        if !is_mounted(&m.path) {
+            return Err(format!("akvfs did not mount:\n{}", m.log()));
+        }
+        Ok(m)
+    }
+
+    /// Whether the daemon is still running (not exited, not killed).
+    pub fn alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+}

@@ -276,6 +276,9 @@ async fn token(shared: &Arc<Shared>, tenant: &str, parts: &Parts, body: Incoming
     } else {
         Operation::TokenOther
     };
+    if let Some(reply) = crate::faults_extra::token_answer(shared) {
+        return reply;
+    }
     if let Some(reply) = apply_faults(shared, op, Family::Entra).await {
         return reply;
     }

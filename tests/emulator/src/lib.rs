@@ -37,6 +37,7 @@ pub mod counts;
 mod emulator;
 mod entra;
 pub mod faults;
+mod faults_extra;
 mod http;
 pub mod imds;
 mod jwt;
@@ -54,6 +55,9 @@ pub use counts::{Counts, Operation};
 pub use emulator::{Emulator, EmulatorError, ReadyInfo};
 pub use entra::ASSERTION_TYPE;
 pub use faults::{ActiveFault, Fault, FaultKind};
+pub use faults_extra::{
+    clear_extra, inject_extra, vault_audiences, ExtraFault, ExtraTarget, NextLink,
+};
 pub use state::{FederatedTokenSpec, TokenSpec};
 pub use store::{is_valid_name, MAX_VALUE_BYTES, RECOVERABLE_DAYS, RECOVERY_LEVEL};
 pub use vault::{API_VERSIONS, LATEST_API_VERSION, MAX_RESULTS};

@@ -159,7 +159,11 @@ impl Route {
 
 /// Handles one vault request.
 pub(crate) async fn handle(shared: &Arc<Shared>, parts: Parts, body: Incoming) -> Reply {
-    let mut reply = handle_checked(shared, &parts, body).await;
+    let mut reply = match crate::faults_extra::before(shared, &parts) {
+        Some(reply) => reply,
+        None => handle_checked(shared, &parts, body).await,
+    };
+    reply = crate::faults_extra::after(shared, &parts, reply).await;
     if let Reply::Send(resp) = &mut reply {
         set_header(resp, "x-ms-request-id", &crate::util::random_uuid());
         set_header(resp, "x-ms-keyvault-service-version", "1.9.0.0-emulator");
