@@ -560,6 +560,15 @@ impl Refresher {
         stale.dedup();
         for name in stale {
             tracing::warn!(secret = %name, vault = %self.core.cache().vault().url(), "not confirmed by the vault for longer than --max-stale; removing it");
+            // Descriptors opened before hold the value itself: mark every
+            // version's inode so they stop reading it too (fail closed), as
+            // a revocation does; a later successful lookup clears the mark.
+            self.core.revoke_inodes(
+                &name,
+                &VaultError::Unavailable(
+                    "not confirmed by the vault for longer than max_stale".into(),
+                ),
+            );
             self.drop_secret(&name, report);
             report.revoked.push(name.to_string());
         }

@@ -1498,8 +1498,7 @@ fn cases() -> Vec<Case> {
         )
         .prep(|p| p.flags = vec!["--max-stale".into(), "3s".into()])
         .bound(Bound::Cycles(4), "--max-stale per secret")
-        .after(After::NewValue)
-        .pending(Some(Mode::Cached), OPEN_STALE_PAGES),
+        .after(After::NewValue),
         // Vault errors.
         case("429 without Retry-After", |c| throttle_all(c, None), Errno(EIO), Value)
             .doc("cold: --fetch-timeout; cached: --max-stale")
@@ -1726,8 +1725,7 @@ fn cases() -> Vec<Case> {
             p.tags.insert("plain".into(), "value\nwith newline".into());
             p.content_type = Some("text/plain\nX-Injected: 1".into());
         })
-        .doc("not applicable")
-        .pending(None, OPEN_XATTR_NAME),
+        .doc("not applicable"),
         // Process life.
         case(
             "SIGHUP to akvfs mount",
@@ -1783,9 +1781,6 @@ fn cases() -> Vec<Case> {
 /// `updated` with the local clock.
 const OPEN_CLOCK_GUARD: &str = "open: same-second guard uses the local clock";
 const OPEN_CLOCK_COST: &str = "open: a server clock ahead re-fetches every secret every cycle";
-const OPEN_STALE_PAGES: &str =
-    "open: a value expired by --max-stale keeps the kernel pages of descriptors opened before";
-const OPEN_XATTR_NAME: &str = "open: tag names over 255 bytes are listed but cannot be read";
 
 /// A server clock ahead of the local one: rotations still show, and an
 /// unchanged secret costs no GET per cycle.

@@ -32,8 +32,25 @@ pub fn names(props: &SecretProps) -> Vec<String> {
         .filter(|(_, v)| v.is_some())
         .map(|(k, _)| format!("{PREFIX}{k}"))
         .collect();
-    out.extend(props.tags.keys().map(|k| format!("{TAG_PREFIX}{k}")));
+    out.extend(
+        props
+            .tags
+            .keys()
+            .map(|k| format!("{TAG_PREFIX}{k}"))
+            .filter(|n| listable(n)),
+    );
     out
+}
+
+/// The kernel refuses to get an attribute whose name is longer than
+/// XATTR_NAME_MAX (255 bytes), a NUL would split the listing's wire form,
+/// and other control characters (a newline) would forge lines in the
+/// output of tools such as getfattr: such tags (Key Vault allows tag names
+/// up to 512 characters of nearly any kind) are left out of the listing
+/// rather than listed unreadable or misleading. Their values stay
+/// unreachable through the file; the vault still has them.
+fn listable(name: &str) -> bool {
+    name.len() <= 255 && !name.chars().any(char::is_control)
 }
 
 pub fn value(props: &SecretProps, name: &str) -> Option<Vec<u8>> {
