@@ -597,8 +597,16 @@ fn may_have_changed(cached: &CachedSecret, item: &SecretSummary) -> bool {
         return true;
     }
     // `updated` has one-second resolution: a version written in the same
-    // second as (or just before) our fetch can carry the same `updated`.
-    item.updated.is_some_and(|u| u >= cached.fetched_unix - 1)
+    // second as our fetch can carry the same `updated`. Decide it on the
+    // vault's own clock (the `Date` of the GET's answer): a GET answered in a
+    // later second than `updated` settles it, and one more GET after a
+    // same-second answer does. Only without a `Date` fall back to the local
+    // clock, which may disagree with the vault's by any amount.
+    match (item.updated, cached.props.served_at) {
+        (Some(u), Some(served)) => served <= u,
+        (Some(u), None) => u >= cached.fetched_unix - 1,
+        (None, _) => false,
+    }
 }
 
 #[cfg(test)]

@@ -192,6 +192,10 @@ pub struct SecretProps {
     pub expires: Option<i64>,
     pub not_before: Option<i64>,
     pub tags: BTreeMap<String, String>,
+    /// The vault's own clock (its HTTP `Date`, Unix seconds) when it
+    /// answered the GET that produced these properties, if it said. Compared
+    /// only with the vault's own `updated` times, never with the local clock.
+    pub served_at: Option<i64>,
 }
 
 /// One secret version with its value.

@@ -1653,8 +1653,7 @@ fn cases() -> Vec<Case> {
         )
         .says("new value; no GET per cycle for unchanged secrets", "new value; no GET per cycle for unchanged secrets")
         .prep(no_rechecks)
-        .doc("1 refresh interval; no extra GETs")
-        .pending(None, OPEN_CLOCK_COST),
+        .doc("1 refresh interval; no extra GETs"),
         case(
             "local clock ahead of the server (an hour), same-second write",
             nothing,
@@ -1664,7 +1663,7 @@ fn cases() -> Vec<Case> {
         .prep(no_rechecks)
         .says("new value", "new value")
         .doc("1 refresh interval")
-        .pending(Some(Mode::Cached), OPEN_CLOCK_GUARD),
+        .pending(Some(Mode::Cached), OPEN_CLOCK_STEP_BACK),
         case(
             "two writes in the same second",
             |c| {
@@ -1777,10 +1776,14 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Open: the same-second guard of the refresher compares the server's
-/// `updated` with the local clock.
-const OPEN_CLOCK_GUARD: &str = "open: same-second guard uses the local clock";
-const OPEN_CLOCK_COST: &str = "open: a server clock ahead re-fetches every secret every cycle";
+/// Open: the refresher settles same-second writes on the vault's own clock
+/// (its `Date` header) and trusts that clock not to step back. This case
+/// forges the same `updated` by stepping the server's clock back to a second
+/// it had already answered in, long after the fetch; a real same-second write
+/// (the fetch answered in the write's second) is caught, as the cold case and
+/// "two writes in the same second" show.
+const OPEN_CLOCK_STEP_BACK: &str =
+    "open: a server clock stepped back to an already-answered second hides a write";
 
 /// A server clock ahead of the local one: rotations still show, and an
 /// unchanged secret costs no GET per cycle.
@@ -1809,7 +1812,10 @@ fn clock_check(ctx: &mut Ctx) -> Result<(), String> {
     let c = ctx.cycles();
     wait_until(WAIT, || ctx.cycles() >= c + 4);
     let more = ctx.emu.counts().get("get_secret") - gets;
-    if more > 1 {
+    // A value fetched in the same second (by the vault's clock) as its
+    // write is settled by GETs until one is answered in a later second: at
+    // most two at a 1 s interval, then none.
+    if more > 2 {
         return Err(format!(
             "an unchanged secret was fetched {more} times in 4 cycles"
         ));

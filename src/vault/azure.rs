@@ -273,6 +273,12 @@ impl AzureVault {
             .get_secret(name.as_str(), Some(options))
             .await
             .map_err(|e| self.map_error(e, "get"))?;
+        let served_at = response
+            .headers()
+            .get_optional_str(&HeaderName::from_static("date"))
+            .and_then(|d| httpdate::parse_http_date(d).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64);
         let body: azure_core::Bytes = response.into_body().into();
         let parsed = parse_secret_bundle(&body);
         // The body holds the value, JSON-escaped. Wipe it if nothing else
@@ -311,6 +317,7 @@ impl AzureVault {
                 expires: bundle.expires,
                 not_before: bundle.not_before,
                 tags: bundle.tags,
+                served_at,
             },
             value: SecretBytes::new(bundle.value),
         })

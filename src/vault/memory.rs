@@ -220,6 +220,7 @@ impl Vault for MemoryVault {
                 expires: stored.expires,
                 not_before: stored.not_before,
                 tags: BTreeMap::new(),
+                served_at: None,
             },
             value: SecretBytes::from(&value[..]),
         })

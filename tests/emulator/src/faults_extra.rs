@@ -230,6 +230,18 @@ pub(crate) async fn after(shared: &Shared, parts: &Parts, reply: Reply) -> Reply
     }
     let out = Bytes::from(doc.to_string());
     let mut resp = Resp::from_parts(head, Full::new(out.clone()));
+    // A skewed server clock shows in its `Date` header as in its timestamps.
+    for f in &faults {
+        if let ExtraFault::ClockSkew(secs) = f {
+            let now = std::time::SystemTime::now();
+            let at = if *secs >= 0 {
+                now + std::time::Duration::from_secs(secs.unsigned_abs())
+            } else {
+                now - std::time::Duration::from_secs(secs.unsigned_abs())
+            };
+            set_header(&mut resp, "date", &httpdate::fmt_http_date(at));
+        }
+    }
     if let Ok(v) = hyper::header::HeaderValue::from_str(&out.len().to_string()) {
         resp.headers_mut().insert(hyper::header::CONTENT_LENGTH, v);
     }
