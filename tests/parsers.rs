@@ -355,8 +355,11 @@ fn shipped_configs_load() {
     }
 }
 
-/// The metrics endpoint answers any request bytes with one well-formed
-/// response and closes, and serves only GET of its three paths.
+/// The metrics endpoint answers any request bytes with at most one
+/// well-formed response and closes: GET of its three paths is served, other
+/// methods get 405, a malformed head 400 and one over 8 KiB 431; a request
+/// cut short before its head ends is closed without an answer, and so is a
+/// client that sends nothing.
 #[test]
 fn metrics_requests() {
     // A worker thread runs the server while this thread makes requests.
@@ -390,6 +393,31 @@ fn metrics_requests() {
     assert_eq!(status(&ask(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n")), "200");
     assert_eq!(status(&ask(b"GET /other HTTP/1.1\r\n\r\n")), "404");
     assert_eq!(status(&ask(b"POST /metrics HTTP/1.1\r\n\r\n")), "405");
+    assert_eq!(status(&ask(&[b'A'; 20_000])), "431");
+    // Scrapers of the Prometheus text format get it; Prometheus, which asks
+    // for OpenMetrics, gets that.
+    let plain = ask(b"GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(
+        plain.contains("Content-Type: text/plain; version=0.0.4"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("# TYPE akvfs_lookups_total counter"),
+        "{plain}"
+    );
+    let open = ask(b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n\r\n");
+    assert!(
+        open.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{open}"
+    );
+    assert!(open.ends_with("# EOF\n"), "{open}");
+    // A client that sends nothing is cut off, and does not hold up others.
+    let mut idle = std::net::TcpStream::connect(addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(status(&ask(b"GET /readyz HTTP/1.1\r\n\r\n")), "503");
+    let mut rest = Vec::new();
+    idle.read_to_end(&mut rest).unwrap();
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 48,
         failure_persistence: None,
@@ -404,9 +432,14 @@ fn metrics_requests() {
         ],
         |request| {
             let resp = ask(&request);
-            prop_assert!(resp.starts_with("HTTP/1.1 "), "{:?}", resp);
+            if resp.is_empty() {
+                prop_assert!(!request.ends_with(b"\r\n\r\n"), "a whole head is answered");
+                return Ok(());
+            }
+            // HTTP/1.0 requests are answered in HTTP/1.0.
+            prop_assert!(resp.starts_with("HTTP/1."), "{:?}", resp);
             prop_assert!(
-                ["200", "404", "405", "503"].contains(&status(&resp).as_str()),
+                ["200", "400", "404", "405", "431", "503"].contains(&status(&resp).as_str()),
                 "{:?}",
                 resp
             );
@@ -417,7 +450,12 @@ fn metrics_requests() {
                 .unwrap()
                 .parse()
                 .unwrap();
-            prop_assert_eq!(body.len(), len);
+            if request.starts_with(b"HEAD ") {
+                // The answer to HEAD has the length of a GET's body, not the body.
+                prop_assert!(body.is_empty(), "{:?}", resp);
+            } else {
+                prop_assert_eq!(body.len(), len);
+            }
             Ok(())
         },
     );
