@@ -62,7 +62,6 @@ pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Error> {
             .map_err(|source| Error::List {
                 vault: vault.url.clone(),
                 source,
-                verify_challenge: vault.verify_challenge_resource,
             })?;
         println!(
             "list:     ok, {} secrets ({} pages)",

@@ -3,14 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{
-    build_identity, cli_sign_in_expired, CountingCredential, Identity, CLI_SIGN_IN_EXPIRED,
-};
+use crate::auth::{build_identity, CountingCredential, Identity};
 use crate::config::{AuthConfig, VaultConfig};
 use crate::metrics::MountMetrics;
 use crate::vault::azure::{build_transport, AzureVault, TransportSettings};
 use crate::vault::metered::MeteredVault;
-use crate::vault::{Vault, VaultError};
+use crate::vault::{Cause, Vault, VaultError};
 
 use super::Error;
 
@@ -69,33 +67,62 @@ pub fn connect(
     })
 }
 
-/// What to check after a vault error, by its kind and wording.
-/// `verify_challenge` is whether the vault's challenge resource is verified.
-pub fn hint(err: &VaultError, verify_challenge: bool) -> &'static str {
-    let lower = err.to_string().to_lowercase();
-    if lower.contains("run az login again") {
-        ""
-    } else if cli_sign_in_expired(&lower) {
-        CLI_SIGN_IN_EXPIRED
-    } else if lower.contains("az not found") {
-        " (install the Azure CLI and run az login, or choose another --auth)"
-    } else if lower.contains("az login") {
-        " (run az login)"
-    } else if lower.contains("dns")
-        || lower.contains("resolve")
-        || lower.contains("name or service")
-    {
-        " (check the vault name, DNS, and for private endpoints the private DNS zone)"
-    } else if lower.contains("certificate")
-        || lower.contains("tls")
-        || lower.contains("unknownissuer")
-    {
-        " (the vault's TLS certificate is not trusted: check --ca-file, SSL_CERT_FILE, or a TLS-inspecting proxy)"
-    } else if lower.contains("connection refused") || lower.contains("connect") {
-        " (check the URL and port, firewalls, and the vault's network rules)"
-    } else if lower.contains("challenge") && verify_challenge {
-        " (for a private endpoint with a custom name or the emulator, pass --disable-challenge-resource-verification)"
-    } else {
-        ""
+/// What to check after a vault error, chosen by its kind. Errors whose
+/// text already says what to check (timeouts, 403s, refused identities, an
+/// expired Azure CLI sign-in, challenge failures) get nothing more.
+pub fn hint(err: &VaultError) -> &'static str {
+    let cause = match err {
+        VaultError::Auth(d) | VaultError::Unavailable(d) => d.kind,
+        _ => return "",
+    };
+    match cause {
+        Cause::CliMissing => {
+            " (install the Azure CLI and run az login, or choose another --auth)"
+        }
+        Cause::CliSignIn => " (run az login)",
+        Cause::Dns => {
+            " (check the vault name, DNS, and for private endpoints the private DNS zone)"
+        }
+        Cause::Tls => {
+            " (the vault's TLS certificate is not trusted: check --ca-file, SSL_CERT_FILE, or a TLS-inspecting proxy)"
+        }
+        Cause::Connect => " (check the URL and port, firewalls, and the vault's network rules)",
+        Cause::CliSignInExpired | Cause::Other => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::Detail;
+
+    #[test]
+    fn advice_follows_the_cause() {
+        let unavailable = |kind| VaultError::Unavailable(Detail::new(kind, "x"));
+        assert!(hint(&unavailable(Cause::Dns)).contains("DNS"));
+        assert!(hint(&unavailable(Cause::Tls)).contains("--ca-file"));
+        assert!(hint(&unavailable(Cause::Connect)).contains("firewalls"));
+        let auth = |kind| VaultError::Auth(Detail::new(kind, "x"));
+        assert!(hint(&auth(Cause::CliMissing)).contains("install the Azure CLI"));
+        assert_eq!(hint(&auth(Cause::CliSignIn)), " (run az login)");
+    }
+
+    #[test]
+    fn advice_already_in_the_message_is_not_repeated() {
+        // The expired sign-in's remedy is part of the error's own text.
+        let expired = VaultError::Auth(Detail::new(Cause::CliSignInExpired, "x"));
+        assert_eq!(hint(&expired), "");
+        for err in [
+            VaultError::Timeout(Duration::from_secs(1)),
+            VaultError::IdentityRejected("dns connect tls".into()),
+            VaultError::Forbidden {
+                operation: "list",
+                detail: "ForbiddenByFirewall".into(),
+            },
+            VaultError::Unavailable("dns connect tls certificate".into()),
+            VaultError::NotFound,
+        ] {
+            assert_eq!(hint(&err), "", "{err:?}");
+        }
     }
 }

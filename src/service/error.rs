@@ -31,18 +31,10 @@ pub enum Error {
     /// The vault client could not be built from the URL.
     #[error("{0}")]
     Client(String),
-    #[error("cannot list secrets in {vault}: {source}{}", hint(source, *verify_challenge))]
-    List {
-        vault: String,
-        source: VaultError,
-        verify_challenge: bool,
-    },
-    #[error("cannot read secrets in {vault}: {source}{}", hint(source, *verify_challenge))]
-    Read {
-        vault: String,
-        source: VaultError,
-        verify_challenge: bool,
-    },
+    #[error("cannot list secrets in {vault}: {source}{}", hint(source))]
+    List { vault: String, source: VaultError },
+    #[error("cannot read secrets in {vault}: {source}{}", hint(source))]
+    Read { vault: String, source: VaultError },
     /// The identity's token could not be obtained (`akvfs check`).
     #[error("{mode} authentication failed: {detail}{}", if *sign_in_expired { crate::auth::CLI_SIGN_IN_EXPIRED } else { "" })]
     Token {

@@ -107,7 +107,6 @@ impl PreparedMount {
                             } else {
                                 e
                             },
-                            verify_challenge: cfg.vault.verify_challenge_resource,
                         })
                     }
                 }
@@ -116,7 +115,6 @@ impl PreparedMount {
                 return Err(Error::List {
                     vault: vault_url,
                     source,
-                    verify_challenge: cfg.vault.verify_challenge_resource,
                 })
             }
         };
