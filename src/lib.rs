@@ -5,8 +5,17 @@
 //! # Layout
 //! - [`cli`]: the command line, parsed into [`config`] types.
 //! - [`config`]: validated, typed configuration.
-//! - [`run`]: wiring (vault client, cache, filesystem, FUSE session),
-//!   process hardening, daemonizing, signals and clean shutdown.
+//! - [`service`]: the commands that serve: one mount's life (connect,
+//!   read the vault, mount, refresh, stop) in [`service::mount`], the
+//!   config file's mounts and reloads in [`service::supervisor`],
+//!   `akvfs check` in [`service::check`], the vault client's set-up and
+//!   error advice in [`service::connect`], typed failures in
+//!   [`service::error`].
+//! - [`daemon`]: the process around the mounts: hardening
+//!   ([`daemon::harden`]), running in the background
+//!   ([`daemon::background`]), signals ([`daemon::signals`]), systemd
+//!   notification ([`daemon::notify`]) and the mount table
+//!   ([`daemon::mounts`]).
 //! - [`auth`]: which Azure identity to use, and building its credential.
 //! - [`vault`]: the [`vault::Vault`] trait; [`vault::azure`] implements it
 //!   with the Azure SDK, [`vault::memory`] in memory for tests.
@@ -17,8 +26,10 @@
 //! - [`error`]: the filesystem error type and its one mapping to errno.
 //! - [`fuse`]: the thin `fuser` adapter; the only code that touches replies.
 //! - [`secret`]: domain types, including the zeroizing value buffer.
-//! - [`harden`], [`locked`]: core dumps off, and memory locking: the whole
-//!   process, or a locked region for secret values.
+//! - [`locked`]: memory locking: the whole process, or a locked region for
+//!   secret values.
+//! - [`metrics`]: per-mount counters and the metrics endpoint.
+//! - [`refresh`]: the background refresher of listings and values.
 //!
 //! Dependencies point one way: `fuse -> fs -> cache -> vault <- vault::azure`.
 
@@ -26,14 +37,16 @@ pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod fs;
 pub mod fuse;
-pub mod harden;
 pub mod locked;
 pub mod metrics;
-pub mod mounts;
 pub mod refresh;
-pub mod run;
 pub mod secret;
+pub mod service;
 pub mod vault;
+
+// Kept at the crate root for existing users of these paths.
+pub use daemon::{harden, mounts};

@@ -4,7 +4,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use akvfs::cli::{Cli, Command};
-use akvfs::run::{self, Failure};
+use akvfs::service::{self, Error};
 
 /// Wipes freed heap blocks once memory locking chose the secret region (see
 /// akvfs::locked).
@@ -41,16 +41,16 @@ fn main() {
     init_logging(&cli.log_level, cli.log_format, background);
     let result = match cli.command {
         Command::Mount(args) => match args.to_config() {
-            Ok(cfg) => run::mount(cfg, args.metrics_listen),
+            Ok(cfg) => service::mount(cfg, args.metrics_listen),
             Err(msg) => usage_error(&msg),
         },
-        Command::Run(args) => run::run_config_with(
+        Command::Run(args) => service::run_config_with(
             &args.config,
             args.metrics_listen,
             Some(args.ready_timeout).filter(|t| !t.is_zero()),
         ),
         Command::Unmount(args) => {
-            akvfs::mounts::unmount(&args.mountpoint, args.lazy).map_err(Failure)
+            akvfs::daemon::mounts::unmount(&args.mountpoint, args.lazy).map_err(Error::Mountpoint)
         }
         Command::Check(args) => {
             let vault = akvfs::config::VaultConfig {
@@ -58,11 +58,11 @@ fn main() {
                 ca_file: args.vault.ca_file.clone(),
                 verify_challenge_resource: !args.vault.disable_challenge_resource_verification,
             };
-            run::check(vault, args.auth.to_config())
+            service::check(vault, args.auth.to_config())
         }
     };
-    if let Err(Failure(msg)) = result {
-        eprintln!("akvfs: error: {msg}");
+    if let Err(e) = result {
+        eprintln!("akvfs: error: {e}");
         std::process::exit(1);
     }
 }

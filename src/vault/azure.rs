@@ -25,7 +25,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{ListPacer, Vault, VaultError};
+use super::{Cause, Detail, ListPacer, Vault, VaultError};
 use crate::auth::{classify_token_error, ForeignScope, FreshToken, TokenFailure, KEY_VAULT_SCOPES};
 use crate::error::one_line;
 use crate::secret::{
@@ -514,12 +514,12 @@ impl AzureVault {
     fn map_error(&self, err: azure_core::Error, operation: &'static str) -> VaultError {
         if let Some(refused) = find_cause::<ForeignScope>(&err) {
             self.reset_client();
-            return VaultError::Auth(format!(
+            return VaultError::Auth(Detail::from(format!(
                 "the vault host {} asked for an access token for {}, which is not a Key Vault scope; no token was sent (akvfs requests tokens only for {}); check the vault URL, its DNS name and any proxy on the way",
                 self.host,
                 refused.scope,
                 KEY_VAULT_SCOPES.join(", ")
-            ));
+            )));
         }
         map_error(err, operation)
     }
@@ -600,7 +600,7 @@ fn map_error(err: azure_core::Error, operation: &'static str) -> VaultError {
                     retry_after: retry_after(raw_response.as_deref()),
                 },
                 408 | 500..=599 => {
-                    VaultError::Unavailable(format!("HTTP {status} {code} {message}"))
+                    VaultError::Unavailable(format!("HTTP {status} {code} {message}").into())
                 }
                 _ => VaultError::BadResponse(format!("HTTP {status} {code}: {message}")),
             }
@@ -608,36 +608,75 @@ fn map_error(err: azure_core::Error, operation: &'static str) -> VaultError {
         ErrorKind::Credential => {
             // An expired Azure CLI sign-in gets its remedy whatever its class.
             let hint = |why: String| {
-                if crate::auth::cli_sign_in_expired(&why.to_lowercase()) {
-                    format!("{why}{}", crate::auth::CLI_SIGN_IN_EXPIRED)
+                let kind = cause_of(None, &why);
+                if kind == Cause::CliSignInExpired {
+                    Detail::new(kind, format!("{why}{}", crate::auth::CLI_SIGN_IN_EXPIRED))
                 } else {
-                    why
+                    Detail::new(kind, why)
                 }
             };
             match classify_token_error(&err) {
-                TokenFailure::Refused(why) => VaultError::IdentityRejected(hint(why)),
-                TokenFailure::Transient(why) => VaultError::Unavailable(why),
+                TokenFailure::Refused(why) => VaultError::IdentityRejected(hint(why).text),
+                TokenFailure::Transient(why) => VaultError::Unavailable(hint(why)),
                 TokenFailure::Other(why) => VaultError::Auth(hint(why)),
             }
         }
-        ErrorKind::Connection | ErrorKind::Io => VaultError::Unavailable(one_line(&err)),
+        ErrorKind::Connection | ErrorKind::Io => {
+            let text = one_line(&err);
+            VaultError::Unavailable(Detail::new(cause_of(Some(&err), &text), text))
+        }
         _ => {
             let text = one_line(&err);
             if let Some(scope) =
                 challenge_scope(&text).filter(|s| !crate::auth::is_key_vault_scope(s))
             {
-                VaultError::Auth(format!(
+                VaultError::Auth(Detail::from(format!(
                     "the vault's authentication challenge names {scope}, which is not a Key Vault scope; no token was sent; check the vault URL, its DNS name and any proxy on the way"
-                ))
+                )))
             } else if text.contains("challenge") || text.contains("resource") {
-                VaultError::Auth(format!(
+                VaultError::Auth(Detail::from(format!(
                     "{text}; for a private endpoint or the emulator pass --disable-challenge-resource-verification"
-                ))
+                )))
             } else {
-                VaultError::Unavailable(text)
+                VaultError::Unavailable(Detail::new(cause_of(Some(&err), &text), text))
             }
         }
     }
+}
+
+/// What a failure to reach or authenticate to the vault points at: from
+/// the error's chain where it carries a typed I/O error, else from the text
+/// the SDK, the resolver, the TLS library or the Azure CLI gave it.
+fn cause_of(err: Option<&azure_core::Error>, text: &str) -> Cause {
+    let lower = text.to_lowercase();
+    if crate::auth::cli_sign_in_expired(&lower) {
+        return Cause::CliSignInExpired;
+    }
+    if lower.contains("az not found") {
+        return Cause::CliMissing;
+    }
+    if lower.contains("az login") {
+        return Cause::CliSignIn;
+    }
+    if lower.contains("dns") || lower.contains("resolve") || lower.contains("name or service") {
+        return Cause::Dns;
+    }
+    if lower.contains("certificate") || lower.contains("tls") || lower.contains("unknownissuer") {
+        return Cause::Tls;
+    }
+    let refused = err.and_then(find_cause::<std::io::Error>).is_some_and(|e| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::HostUnreachable
+                | std::io::ErrorKind::NetworkUnreachable
+        )
+    });
+    if refused || lower.contains("connection refused") || lower.contains("connect") {
+        return Cause::Connect;
+    }
+    Cause::Other
 }
 
 /// The scope quoted in the SDK's challenge-verification error.

@@ -75,7 +75,7 @@ pub enum VaultError {
         detail: String,
     },
     #[error("could not authenticate: {0}")]
-    Auth(String),
+    Auth(Detail),
     /// A definite refusal of the identity itself, seen twice (the second
     /// time with a newly requested token): the token endpoint answered
     /// invalid_client, unauthorized_client, invalid_grant or an AADSTS code
@@ -88,9 +88,64 @@ pub enum VaultError {
     #[error("the vault did not answer in time ({0:?}); check network access to the vault, private endpoints and proxies")]
     Timeout(Duration),
     #[error("the vault is unreachable or failing: {0}")]
-    Unavailable(String),
+    Unavailable(Detail),
     #[error("the vault sent a response that could not be understood: {0}")]
     BadResponse(String),
+}
+
+/// The cause of an [`VaultError::Auth`] or [`VaultError::Unavailable`] as
+/// stated by the SDK or the network, and what it points at. The kind is
+/// decided where the error is created, so that advice is chosen by kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Detail {
+    pub kind: Cause,
+    pub text: String,
+}
+
+/// What a failure to reach or authenticate to the vault points at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Cause {
+    #[default]
+    Other,
+    /// The vault's host name does not resolve.
+    Dns,
+    /// The vault's TLS certificate is not trusted.
+    Tls,
+    /// No connection could be made (refused, unreachable, reset).
+    Connect,
+    /// The Azure CLI is not installed.
+    CliMissing,
+    /// The Azure CLI is not signed in.
+    CliSignIn,
+    /// The Azure CLI's sign-in has expired; the text says so and what to do.
+    CliSignInExpired,
+}
+
+impl Detail {
+    pub fn new(kind: Cause, text: impl Into<String>) -> Detail {
+        Detail {
+            kind,
+            text: text.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl From<String> for Detail {
+    fn from(text: String) -> Detail {
+        Detail::new(Cause::Other, text)
+    }
+}
+
+impl From<&str> for Detail {
+    fn from(text: &str) -> Detail {
+        Detail::new(Cause::Other, text)
+    }
 }
 
 /// A 403's message, by Key Vault's inner error code (which `detail` starts

@@ -1,0 +1,77 @@
+//! `akvfs check`: which identity is used, whether it gets a token, and whether it can list the vault.
+
+use crate::auth::{cli_sign_in_expired, whoami};
+use crate::config::{AuthConfig, VaultConfig};
+use crate::metrics::MountMetrics;
+use crate::vault::PageCount;
+
+use super::connect::connect;
+use super::{runtime, Error};
+
+/// `akvfs check`: identity, token, and list access. Prints names, never values.
+pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Error> {
+    let rt = runtime()?;
+    let conn = connect(&vault, &auth, &MountMetrics::detached())?;
+    println!("vault:    {}", vault.url);
+    println!(
+        "auth:     {} ({})",
+        conn.identity.mode.as_str(),
+        conn.identity.reason
+    );
+    match crate::harden::planned_mode(true, crate::config::CacheConfig::default().max_bytes) {
+        Ok(mode) => println!("memory:   {}", mode.describe()),
+        Err(e) => println!("memory:   {e}"),
+    }
+    rt.block_on(async {
+        let mode = conn.identity.mode.as_str();
+        let (claims, expires) =
+            whoami(&conn.identity.credential)
+                .await
+                .map_err(|detail| Error::Token {
+                    mode,
+                    // The token error reaches us as text only.
+                    sign_in_expired: cli_sign_in_expired(&detail.to_lowercase()),
+                    detail,
+                })?;
+        let who = claims
+            .upn
+            .clone()
+            .or(claims.unique_name.clone())
+            .or(claims.appid.clone())
+            .or(claims.azp.clone())
+            .unwrap_or_else(|| "(not stated in the token)".into());
+        println!("identity: {who}");
+        if let Some(oid) = &claims.oid {
+            println!("object:   {oid}");
+        }
+        if let Some(tid) = &claims.tid {
+            println!("tenant:   {tid}");
+        }
+        if let Some(mi) = &claims.xms_mirid {
+            println!("resource: {mi}");
+        }
+        let until = expires
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        println!("token:    ok, valid until {until}");
+        let pages = PageCount::default();
+        let names = conn
+            .vault
+            .list(&pages)
+            .await
+            .map_err(|source| Error::List {
+                vault: vault.url.clone(),
+                source,
+            })?;
+        println!(
+            "list:     ok, {} secrets ({} pages)",
+            names.len(),
+            pages.get()
+        );
+        for s in names {
+            let state = if s.enabled { "" } else { "  (disabled)" };
+            println!("  {}{state}", s.name);
+        }
+        Ok::<(), Error>(())
+    })
+}

@@ -1,0 +1,79 @@
+//! Why a command failed: what failed (vault, mountpoint, file, cause), rendered as one line with what to check.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::daemon::background::BackgroundError;
+use crate::vault::VaultError;
+
+use super::connect::hint;
+
+/// A failure that ends the command (or, under the supervisor, one attempt
+/// to start a mount). Its message is the one line the user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] io::Error),
+    #[error("cannot read --ca-file {}: {source}", path.display())]
+    CaFile { path: PathBuf, source: io::Error },
+    /// The HTTPS transport could not be built (`ca_file`'s contents, or the
+    /// system's trust store).
+    #[error("{}{detail}", ca_file.as_ref().map(|p| format!("--ca-file {}: ", p.display())).unwrap_or_default())]
+    Transport {
+        ca_file: Option<PathBuf>,
+        detail: String,
+    },
+    /// The configured identity cannot be used (missing settings, unreadable
+    /// files).
+    #[error("{0}")]
+    Identity(String),
+    /// The vault client could not be built from the URL.
+    #[error("{0}")]
+    Client(String),
+    #[error("cannot list secrets in {vault}: {source}{}", hint(source))]
+    List { vault: String, source: VaultError },
+    #[error("cannot read secrets in {vault}: {source}{}", hint(source))]
+    Read { vault: String, source: VaultError },
+    /// The identity's token could not be obtained (`akvfs check`).
+    #[error("{mode} authentication failed: {detail}{}", if *sign_in_expired { crate::auth::CLI_SIGN_IN_EXPIRED } else { "" })]
+    Token {
+        mode: &'static str,
+        detail: String,
+        sign_in_expired: bool,
+    },
+    /// The mountpoint is unusable, or unmounting it failed.
+    #[error("{0}")]
+    Mountpoint(String),
+    #[error("cannot mount on {}: {source}{}", mountpoint.display(), mount_advice(source))]
+    Mount {
+        mountpoint: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot start the FUSE session: {0}")]
+    Session(#[source] io::Error),
+    /// Core dumps or memory locking could not be set up.
+    #[error("{0}")]
+    Harden(String),
+    /// The config file cannot be read or is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// The metrics endpoint cannot listen.
+    #[error("{0}")]
+    Metrics(String),
+    #[error(transparent)]
+    Background(#[from] BackgroundError),
+    #[error("not every mount could start within the ready timeout ({} s): {why}", timeout.as_secs())]
+    NotReady { timeout: Duration, why: String },
+}
+
+/// What to check when the kernel refuses a mount.
+fn mount_advice(e: &io::Error) -> &'static str {
+    if e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EPERM) {
+        "; mounting needs root, or fusermount3 (package fuse3) for other users; --allow-other also needs user_allow_other in /etc/fuse.conf"
+    } else if e.kind() == io::ErrorKind::NotFound {
+        "; is /dev/fuse present and fuse3 installed?"
+    } else {
+        ""
+    }
+}
