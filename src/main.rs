@@ -52,14 +52,10 @@ fn main() {
         Command::Unmount(args) => {
             akvfs::mounts::unmount(&args.mountpoint, args.lazy).map_err(Failure)
         }
-        Command::Check(args) => {
-            let vault = akvfs::config::VaultConfig {
-                url: args.vault.vault.clone(),
-                ca_file: args.vault.ca_file.clone(),
-                verify_challenge_resource: !args.vault.disable_challenge_resource_verification,
-            };
-            run::check(vault, args.auth.to_config())
-        }
+        Command::Check(args) => match args.to_config() {
+            Ok((vault, auth)) => run::check(vault, auth),
+            Err(msg) => usage_error(&msg),
+        },
     };
     if let Err(Failure(msg)) = result {
         eprintln!("akvfs: error: {msg}");
