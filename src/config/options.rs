@@ -173,6 +173,11 @@ mount_options! {
         #[arg(long, value_name = "N", help_heading = "Cache")]
         pub max_cold_lookups_per_10s: Option<u32>,
 
+        /// Vault GETs for values not in the cache that may run at once (1 to 256); further
+        /// reads of uncached secrets wait for one to finish. [default: 16]
+        #[arg(long, value_name = "N", help_heading = "Cache")]
+        pub max_concurrent_fetches: Option<u32>,
+
         /// How often cached secrets are checked for new versions (jittered 0-10% shorter; at least 1s).
         /// A rotation becomes visible within about one interval. [default: 30s]
         #[arg(long, value_name = "DURATION", help_heading = "Refresh")]
@@ -329,6 +334,13 @@ impl MountOptions {
                 "must be between 1 and 4000 (Key Vault's own limit per vault)",
             ));
         }
+        let max_concurrent_fetches = self.max_concurrent_fetches.unwrap_or(16);
+        if !(1..=256).contains(&max_concurrent_fetches) {
+            return Err(FieldError::new(
+                "max_concurrent_fetches",
+                "must be between 1 and 256",
+            ));
+        }
         let max_requests = self.max_requests_per_10s.unwrap_or(50);
         if !(1..=4000).contains(&max_requests) {
             return Err(FieldError::new(
@@ -352,7 +364,7 @@ impl MountOptions {
                 negative_ttl: dur("negative_cache_ttl", self.negative_cache_ttl, "5s")?,
                 fetch_timeout,
                 max_cold_lookups_per_10s: max_cold_lookups,
-                ..CacheConfig::default()
+                max_concurrent_fetches: max_concurrent_fetches as usize,
             },
             refresh: crate::refresh::RefreshConfig {
                 interval,
@@ -465,6 +477,26 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.field, "max_cold_lookups_per_10s");
+    }
+
+    #[test]
+    fn concurrent_fetches_are_one_definition() {
+        let base = || MountOptions {
+            vault: Some("myvault".into()),
+            path: Some("/mnt".into()),
+            ..Default::default()
+        };
+        let cfg = base().validate(true, true).unwrap();
+        assert_eq!(cfg.cache.max_concurrent_fetches, 16);
+        let (o, _) = parse_mount_options("max_concurrent_fetches=4").unwrap();
+        let cfg = base().overlay(o).validate(true, true).unwrap();
+        assert_eq!(cfg.cache.max_concurrent_fetches, 4);
+        let file: MountOptions = toml::from_str("max_concurrent_fetches = 300").unwrap();
+        let err = base().overlay(file).validate(true, true).unwrap_err();
+        assert_eq!(
+            err.as_flag(),
+            "--max-concurrent-fetches: must be between 1 and 256"
+        );
     }
 
     #[test]
