@@ -52,14 +52,10 @@ fn main() {
         Command::Unmount(args) => {
             akvfs::daemon::mounts::unmount(&args.mountpoint, args.lazy).map_err(Error::Mountpoint)
         }
-        Command::Check(args) => {
-            let vault = akvfs::config::VaultConfig {
-                url: args.vault.vault.clone(),
-                ca_file: args.vault.ca_file.clone(),
-                verify_challenge_resource: !args.vault.disable_challenge_resource_verification,
-            };
-            service::check(vault, args.auth.to_config())
-        }
+        Command::Check(args) => match args.to_config() {
+            Ok((vault, auth)) => service::check(vault, auth),
+            Err(msg) => usage_error(&msg),
+        },
     };
     if let Err(e) = result {
         eprintln!("akvfs: error: {e}");

@@ -1,0 +1,520 @@
+//! The mount options, defined once: the same struct is the flags of `akvfs
+//! mount` (clap), a `[[mount]]` section of the config file (serde) and the
+//! `-o` options of fstab. Adding an option is one field here plus its rule in
+//! [`MountOptions::validate`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{
+    parse_duration, parse_mode, parse_size, parse_vault, AuthConfig, AuthMode, CacheConfig,
+    MountConfig, OwnerConfig, VaultConfig,
+};
+use crate::auth::{ENV_CLIENT_ID, ENV_FEDERATED_TOKEN_FILE, ENV_TENANT_ID};
+
+/// How a value written after `-o key=` becomes the field's type.
+trait OptionValue {
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String>;
+}
+
+impl OptionValue for bool {
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
+        Ok(toml::Value::Boolean(match value {
+            None | Some("true") | Some("1") | Some("yes") => true,
+            Some("false") | Some("0") | Some("no") => false,
+            Some(v) => return Err(format!("-o {key}={v}: expected true or false")),
+        }))
+    }
+}
+
+impl OptionValue for u32 {
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
+        let v = value.ok_or_else(|| format!("-o {key} needs a value ({key}=N)"))?;
+        Ok(toml::Value::Integer(
+            v.parse()
+                .map_err(|_| format!("-o {key}={v}: not a number"))?,
+        ))
+    }
+}
+
+impl OptionValue for String {
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
+        Ok(toml::Value::String(
+            value
+                .ok_or_else(|| format!("-o {key} needs a value ({key}=...)"))?
+                .to_string(),
+        ))
+    }
+}
+
+impl OptionValue for PathBuf {
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
+        String::from_option(key, value)
+    }
+}
+
+/// Declares [`MountOptions`] and derives from its one field list what would
+/// otherwise be written out per option: the overlay and the `-o` value types.
+macro_rules! mount_options {
+    (
+        $(#[$smeta:meta])*
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* pub $f:ident : Option<$t:ty>, )*
+        }
+    ) => {
+        $(#[$smeta])*
+        pub struct $name {
+            $( $(#[$fmeta])* pub $f: Option<$t>, )*
+        }
+
+        impl $name {
+            /// `over`'s fields win over `self`'s.
+            pub fn overlay(self, over: $name) -> $name {
+                $name { $( $f: over.$f.or(self.$f), )* }
+            }
+
+            /// `-o key[=value]` as the TOML value of field `key`; `None` for
+            /// a key that is no field (deserializing then names it).
+            fn option_value(key: &str, value: Option<&str>) -> Option<Result<toml::Value, String>> {
+                match key {
+                    $( stringify!($f) => Some(<$t as OptionValue>::from_option(key, value)), )*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+mount_options! {
+    /// One mount as flags, `-o` options or a config-file section: every field
+    /// optional. [`MountOptions::validate`] applies defaults and checks every
+    /// field, so the three sources share one set of rules and messages.
+    #[derive(clap::Args, Clone, Debug, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct MountOptions {
+        /// The vault (a positional argument on the command line).
+        #[arg(skip)]
+        pub vault: Option<String>,
+        /// The mountpoint (a positional argument on the command line).
+        #[arg(skip)]
+        pub path: Option<PathBuf>,
+
+        /// Which identity to use. auto tries, in order: a client secret (AZURE_CLIENT_SECRET),
+        /// workload identity (AZURE_FEDERATED_TOKEN_FILE), managed identity, the Azure CLI.
+        /// [default: auto]
+        #[arg(
+            long,
+            value_name = "AUTH",
+            value_parser = auth_parser(),
+            help_heading = "Authentication"
+        )]
+        pub auth: Option<String>,
+
+        /// Client (application) id of the identity; for managed identity, a user-assigned identity.
+        /// [default: AZURE_CLIENT_ID]
+        #[arg(long, value_name = "ID", help_heading = "Authentication")]
+        pub client_id: Option<String>,
+
+        /// Entra tenant id. [default: AZURE_TENANT_ID]
+        #[arg(long, value_name = "ID", help_heading = "Authentication")]
+        pub tenant_id: Option<String>,
+
+        /// Extra trusted root certificates, PEM (private CAs, TLS-inspecting proxies).
+        /// [default: the system trust store only]
+        #[arg(long, value_name = "PEM", help_heading = "Connection")]
+        pub ca_file: Option<PathBuf>,
+
+        /// Do not require the token challenge's resource to match the vault's domain.
+        /// Needed for private endpoints with custom DNS names and for the emulator.
+        #[arg(long, num_args = 0, default_missing_value = "true", help_heading = "Connection")]
+        pub disable_challenge_resource_verification: Option<bool>,
+
+        /// Owner of every file and the directory. [default: the mounting user]
+        #[arg(long, value_name = "N", help_heading = "Mount")]
+        pub uid: Option<u32>,
+
+        /// Group of every file and the directory. [default: the mounting user's group]
+        #[arg(long, value_name = "N", help_heading = "Mount")]
+        pub gid: Option<u32>,
+
+        /// Mode of every secret file, octal. [default: 0400]
+        #[arg(long, value_name = "MODE", help_heading = "Mount")]
+        pub file_mode: Option<String>,
+
+        /// Mode of the mount's root directory, octal. [default: 0500]
+        #[arg(long, value_name = "MODE", help_heading = "Mount")]
+        pub dir_mode: Option<String>,
+
+        /// Let users other than the mounting user access the mount (mode bits still apply).
+        #[arg(long, num_args = 0, default_missing_value = "true", help_heading = "Mount")]
+        pub allow_other: Option<bool>,
+
+        /// Mount even if the directory has files in it (they are hidden while mounted).
+        /// [default: refuse a non-empty directory]
+        #[arg(long, num_args = 0, default_missing_value = "true", help_heading = "Mount")]
+        pub nonempty: Option<bool>,
+
+        /// Memory budget of the value cache (LRU); least recently read values are evicted
+        /// and wiped beyond it. [default: 64MiB]
+        #[arg(long, value_name = "SIZE", help_heading = "Cache")]
+        pub cache_bytes: Option<String>,
+
+        /// How long a "not found" answer is remembered before asking the vault again. [default: 5s]
+        #[arg(long, value_name = "DURATION", help_heading = "Cache")]
+        pub negative_cache_ttl: Option<String>,
+
+        /// How long a read with nothing cached may wait for the vault before failing with EIO.
+        /// [default: 10s]
+        #[arg(long, value_name = "DURATION", help_heading = "Cache")]
+        pub fetch_timeout: Option<String>,
+
+        /// Upper bound on vault GETs that lookups of names missing from the listing may cause in
+        /// any 10 seconds (1 to 4000); beyond it such names are answered ENOENT. [default: 100]
+        #[arg(long, value_name = "N", help_heading = "Cache")]
+        pub max_cold_lookups_per_10s: Option<u32>,
+
+        /// Vault GETs for values not in the cache that may run at once (1 to 256); further
+        /// reads of uncached secrets wait for one to finish. [default: 16]
+        #[arg(long, value_name = "N", help_heading = "Cache")]
+        pub max_concurrent_fetches: Option<u32>,
+
+        /// How often cached secrets are checked for new versions (jittered 0-10% shorter; at least 1s).
+        /// A rotation becomes visible within about one interval. [default: 30s]
+        #[arg(long, value_name = "DURATION", help_heading = "Refresh")]
+        pub refresh_interval: Option<String>,
+
+        /// Secrets not used for this long stop being refreshed and are evicted and wiped.
+        /// [default: 10m]
+        #[arg(long, value_name = "DURATION", help_heading = "Refresh")]
+        pub idle_timeout: Option<String>,
+
+        /// While the vault is unreachable or throttling, keep serving cached values this long
+        /// after their last successful check; then fail closed. [default: 24h]
+        #[arg(long, value_name = "DURATION", help_heading = "Refresh")]
+        pub max_stale: Option<String>,
+
+        /// Upper bound on the refresher's calls to the vault in any 10 seconds (1 to 4000). Key
+        /// Vault allows 4,000 per vault across all clients; see docs/SCALING.md. [default: 50]
+        #[arg(long, value_name = "N", help_heading = "Refresh")]
+        pub max_requests_per_10s: Option<u32>,
+
+        /// Longest time a cached value is served without a GET proving the identity may still
+        /// read it; a 403 then removes it. Catches permission losses a listing cannot show.
+        /// [default: 10m]
+        #[arg(long, value_name = "DURATION", help_heading = "Refresh")]
+        pub max_unverified: Option<String>,
+
+        /// Route every open and read through the daemon (no kernel page cache across opens),
+        /// so each open sees the daemon's current value and can be logged. 13 to 18 times
+        /// slower than the default for open+read+close; see docs/BENCHMARKS.md.
+        #[arg(long, num_args = 0, default_missing_value = "true", help_heading = "Refresh")]
+        pub strict_open: Option<bool>,
+    }
+}
+
+/// `--auth` takes the names of [`AuthMode`] (listed in `--help`) and keeps
+/// them as written, for [`MountOptions::validate`].
+fn auth_parser() -> impl clap::builder::TypedValueParser<Value = String> {
+    use clap::builder::TypedValueParser;
+    clap::builder::EnumValueParser::<AuthMode>::new().map(|m| m.as_str().to_string())
+}
+
+/// A bad field: which one, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl FieldError {
+    fn new(field: &'static str, problem: impl Into<String>) -> FieldError {
+        FieldError {
+            field,
+            problem: problem.into(),
+        }
+    }
+
+    /// The field as a command-line flag.
+    pub fn as_flag(&self) -> String {
+        format!("--{}: {}", self.field.replace('_', "-"), self.problem)
+    }
+}
+
+/// A setting from the environment; empty counts as unset.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl MountOptions {
+    /// The vault and identity settings (all `akvfs check` needs), checked,
+    /// with the environment's defaults applied.
+    pub fn validate_connection(&self) -> Result<(VaultConfig, AuthConfig), FieldError> {
+        use clap::ValueEnum;
+        let vault = self
+            .vault
+            .as_deref()
+            .ok_or_else(|| FieldError::new("vault", "is required"))?;
+        let url = parse_vault(vault).map_err(|e| FieldError::new("vault", e))?;
+        let mode = match self.auth.as_deref() {
+            None => AuthMode::Auto,
+            Some(s) => AuthMode::from_str(s, true).map_err(|_| {
+                FieldError::new(
+                    "auth",
+                    format!("{s:?} is not one of auto, workload-identity, managed-identity, azure-cli, client-secret"),
+                )
+            })?,
+        };
+        Ok((
+            VaultConfig {
+                url,
+                ca_file: self.ca_file.clone(),
+                verify_challenge_resource: !self
+                    .disable_challenge_resource_verification
+                    .unwrap_or(false),
+            },
+            AuthConfig {
+                mode,
+                client_id: self.client_id.clone().or_else(|| env(ENV_CLIENT_ID)),
+                tenant_id: self.tenant_id.clone().or_else(|| env(ENV_TENANT_ID)),
+                federated_token_file: env(ENV_FEDERATED_TOKEN_FILE).map(PathBuf::from),
+            },
+        ))
+    }
+
+    /// Checks every field and applies defaults. `foreground` and `mlock` are
+    /// process settings, passed through.
+    pub fn validate(self, foreground: bool, mlock: bool) -> Result<MountConfig, FieldError> {
+        let (vault, auth) = self.validate_connection()?;
+        let path = self
+            .path
+            .ok_or_else(|| FieldError::new("path", "is required"))?;
+        let dur = |field: &'static str, v: Option<String>, default: &str| {
+            parse_duration(v.as_deref().unwrap_or(default)).map_err(|e| FieldError::new(field, e))
+        };
+        let mode_bits = |field: &'static str, v: Option<String>, default: &str| {
+            parse_mode(v.as_deref().unwrap_or(default)).map_err(|e| FieldError::new(field, e))
+        };
+        let cache_bytes = parse_size(self.cache_bytes.as_deref().unwrap_or("64MiB"))
+            .map_err(|e| FieldError::new("cache_bytes", e))?;
+        if cache_bytes < 64 << 10 {
+            return Err(FieldError::new(
+                "cache_bytes",
+                "must be at least 64KiB (one Key Vault secret is up to 25KiB)",
+            ));
+        }
+        let fetch_timeout = dur("fetch_timeout", self.fetch_timeout, "10s")?;
+        if fetch_timeout.is_zero() {
+            return Err(FieldError::new(
+                "fetch_timeout",
+                "must be greater than zero",
+            ));
+        }
+        let interval = dur("refresh_interval", self.refresh_interval, "30s")?;
+        if interval < Duration::from_secs(1) {
+            return Err(FieldError::new("refresh_interval", "must be at least 1s"));
+        }
+        let idle_timeout = dur("idle_timeout", self.idle_timeout, "10m")?;
+        if idle_timeout < interval {
+            return Err(FieldError::new(
+                "idle_timeout",
+                "must be at least the refresh interval",
+            ));
+        }
+        let max_unverified = dur("max_unverified", self.max_unverified, "10m")?;
+        if max_unverified < interval {
+            return Err(FieldError::new(
+                "max_unverified",
+                "must be at least the refresh interval",
+            ));
+        }
+        let max_cold_lookups = self.max_cold_lookups_per_10s.unwrap_or(100);
+        if !(1..=4000).contains(&max_cold_lookups) {
+            return Err(FieldError::new(
+                "max_cold_lookups_per_10s",
+                "must be between 1 and 4000 (Key Vault's own limit per vault)",
+            ));
+        }
+        let max_concurrent_fetches = self.max_concurrent_fetches.unwrap_or(16);
+        if !(1..=256).contains(&max_concurrent_fetches) {
+            return Err(FieldError::new(
+                "max_concurrent_fetches",
+                "must be between 1 and 256",
+            ));
+        }
+        let max_requests = self.max_requests_per_10s.unwrap_or(50);
+        if !(1..=4000).contains(&max_requests) {
+            return Err(FieldError::new(
+                "max_requests_per_10s",
+                "must be between 1 and 4000 (Key Vault's own limit per vault)",
+            ));
+        }
+        Ok(MountConfig {
+            vault,
+            mountpoint: path,
+            auth,
+            owner: OwnerConfig {
+                uid: self.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
+                gid: self.gid.unwrap_or_else(|| nix::unistd::getegid().as_raw()),
+                file_mode: mode_bits("file_mode", self.file_mode, "0400")?,
+                dir_mode: mode_bits("dir_mode", self.dir_mode, "0500")?,
+                allow_other: self.allow_other.unwrap_or(false),
+            },
+            cache: CacheConfig {
+                max_bytes: cache_bytes,
+                negative_ttl: dur("negative_cache_ttl", self.negative_cache_ttl, "5s")?,
+                fetch_timeout,
+                max_cold_lookups_per_10s: max_cold_lookups,
+                max_concurrent_fetches: max_concurrent_fetches as usize,
+            },
+            refresh: crate::refresh::RefreshConfig {
+                interval,
+                idle_timeout,
+                max_stale: dur("max_stale", self.max_stale, "24h")?,
+                max_unverified,
+                max_requests_per_10s: max_requests,
+            },
+            strict_open: self.strict_open.unwrap_or(false),
+            nonempty: self.nonempty.unwrap_or(false),
+            foreground,
+            mlock,
+        })
+    }
+}
+
+/// Generic mount options that mount(8) and systemd pass along.
+const IGNORED_OPTIONS: [&str; 22] = [
+    "defaults",
+    "ro",
+    "rw",
+    "auto",
+    "noauto",
+    "nofail",
+    "_netdev",
+    "user",
+    "users",
+    "nouser",
+    "nodev",
+    "nosuid",
+    "noexec",
+    "dev",
+    "suid",
+    "exec",
+    "atime",
+    "noatime",
+    "relatime",
+    "nodiratime",
+    "async",
+    "sync",
+];
+
+/// Mount options as given to `-o` (and by mount(8) from fstab), split into
+/// akvfs settings and the process-level `no_mlock`. Generic mount options that
+/// mount(8) and systemd pass along are accepted and ignored.
+pub fn parse_mount_options(opts: &str) -> Result<(MountOptions, bool), String> {
+    let mut table = toml::Table::new();
+    let mut mlock = true;
+    for opt in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let (key, value) = match opt.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => (opt, None),
+        };
+        if IGNORED_OPTIONS.contains(&key) || key.starts_with("x-") || key.starts_with("comment=") {
+            continue;
+        }
+        if key == "no_mlock" {
+            mlock = false;
+            continue;
+        }
+        // An unknown key goes in as a string; deserializing names it.
+        let value = MountOptions::option_value(key, value)
+            .unwrap_or_else(|| String::from_option(key, value))?;
+        table.insert(key.to_string(), value);
+    }
+    let raw: MountOptions = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("-o: {}", e.message()))?;
+    Ok((raw, mlock))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readability_and_lookup_budgets_are_validated() {
+        let raw = |over: MountOptions| {
+            MountOptions {
+                vault: Some("myvault".into()),
+                path: Some("/mnt".into()),
+                ..Default::default()
+            }
+            .overlay(over)
+            .validate(true, true)
+        };
+        let cfg = raw(MountOptions::default()).unwrap();
+        assert_eq!(cfg.refresh.max_unverified, Duration::from_secs(600));
+        assert_eq!(cfg.cache.max_cold_lookups_per_10s, 100);
+        let cfg = raw(MountOptions {
+            max_unverified: Some("2m".into()),
+            max_cold_lookups_per_10s: Some(7),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(cfg.refresh.max_unverified, Duration::from_secs(120));
+        assert_eq!(cfg.cache.max_cold_lookups_per_10s, 7);
+        let err = raw(MountOptions {
+            max_unverified: Some("10s".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.as_flag(),
+            "--max-unverified: must be at least the refresh interval"
+        );
+        let err = raw(MountOptions {
+            max_cold_lookups_per_10s: Some(0),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "max_cold_lookups_per_10s");
+    }
+
+    #[test]
+    fn concurrent_fetches_are_one_definition() {
+        let base = || MountOptions {
+            vault: Some("myvault".into()),
+            path: Some("/mnt".into()),
+            ..Default::default()
+        };
+        let cfg = base().validate(true, true).unwrap();
+        assert_eq!(cfg.cache.max_concurrent_fetches, 16);
+        let (o, _) = parse_mount_options("max_concurrent_fetches=4").unwrap();
+        let cfg = base().overlay(o).validate(true, true).unwrap();
+        assert_eq!(cfg.cache.max_concurrent_fetches, 4);
+        let file: MountOptions = toml::from_str("max_concurrent_fetches = 300").unwrap();
+        let err = base().overlay(file).validate(true, true).unwrap_err();
+        assert_eq!(
+            err.as_flag(),
+            "--max-concurrent-fetches: must be between 1 and 256"
+        );
+    }
+
+    #[test]
+    fn option_types_follow_the_fields() {
+        let (o, mlock) =
+            parse_mount_options("allow_other,uid=7,file_mode=0440,ca_file=/ca.pem,no_mlock")
+                .unwrap();
+        assert!(!mlock);
+        assert_eq!(o.allow_other, Some(true));
+        assert_eq!(o.uid, Some(7));
+        assert_eq!(o.file_mode.as_deref(), Some("0440"));
+        assert_eq!(o.ca_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(
+            parse_mount_options("uid=x").unwrap_err(),
+            "-o uid=x: not a number"
+        );
+        assert!(parse_mount_options("bogus=1")
+            .unwrap_err()
+            .contains("unknown field"));
+    }
+}
