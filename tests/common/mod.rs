@@ -335,43 +335,8 @@ impl Mount {
             .arg(path)
             .arg("--foreground")
             .args(conn_args(emu))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("akvfs starts");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        let mut m = Mount {
-            child: Some(child),
-            path: path.to_path_buf(),
-            _dir: None,
-            log,
-        };
-        let ok = wait_until(Duration::from_secs(30), || {
-            if let Some(Ok(Some(_))) = m.child.as_mut().map(|c| c.try_wait()) {
-                return true;
-            }
-            m.log().contains(" serving ") && is_mounted(&m.path)
-        });
-        if !ok || !is_mounted(&m.path) {
-            let status = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            panic!(
-                "akvfs did not mount (exit: {status:?}); stderr:\n{}",
-                m.log()
-            );
-        }
-        m
+            .args(extra);
+        Mount::from_command(cmd, path, None)
     }
 
     /// Starts a prepared akvfs command (`mount --foreground` or `run`) that
