@@ -365,8 +365,14 @@ fn imds_5xx_gives_an_error_within_the_fetch_timeout_and_keeps_cached_values() {
     let emu = emulator_in(&ns, &[("cached", "c"), ("cold", "d")], short_tokens);
     let m = cached_mount(&ns, &emu);
     emu.inject_fault(Fault::status(503).for_operation(Operation::TokenManagedIdentity));
-    let log = assert_fails_closed_and_keeps_cache(&m);
-    assert!(log.contains("cold"), "the failure is logged:\n{log}");
+    assert_fails_closed_and_keeps_cache(&m);
+    // The warning is written as the error is answered; give the log a
+    // moment to show it rather than race the reader.
+    assert!(
+        wait_until(Duration::from_secs(20), || m.log().contains("cold")),
+        "the failure is logged:\n{}",
+        m.log()
+    );
     assert!(emu.counts().get("faulted") >= 1);
     emu.clear_faults();
     assert!(
@@ -406,8 +412,14 @@ fn an_unreachable_imds_gives_an_error_within_the_fetch_timeout_and_keeps_cached_
         "dev",
         "lo",
     ]);
-    let log = assert_fails_closed_and_keeps_cache(&m);
-    assert!(log.contains("cold"), "the failure is logged:\n{log}");
+    assert_fails_closed_and_keeps_cache(&m);
+    // The warning is written as the error is answered; give the log a
+    // moment to show it rather than race the reader.
+    assert!(
+        wait_until(Duration::from_secs(20), || m.log().contains("cold")),
+        "the failure is logged:\n{}",
+        m.log()
+    );
 }
 
 #[test]

@@ -161,17 +161,25 @@ fn hot_unchanged_secrets_cost_list_pages_only() {
     for (k, _) in &secrets {
         m.read(k).unwrap();
     }
-    // Let a cycle pass so secrets fetched in the second they were written are settled.
-    std::thread::sleep(Duration::from_millis(2500));
-    emu.reset_counts();
-    std::thread::sleep(Duration::from_millis(3500));
-    let c = emu.counts();
-    let lists = c.get("list_secrets");
-    assert_eq!(c.get("get_secret"), 0, "no GET for unchanged secrets");
-    assert!(
-        lists >= 4 && lists % 4 == 0,
-        "whole listings of 4 pages: {lists}"
-    );
+    // Secrets fetched in the second they were written are settled by one
+    // more GET in a later cycle; on a loaded machine cycles can lag, so wait
+    // (generously) for a window of several cycles with no GET at all, rather
+    // than assume one window is enough.
+    let mut last = None;
+    for _ in 0..10 {
+        emu.reset_counts();
+        std::thread::sleep(Duration::from_millis(3500));
+        let c = emu.counts();
+        let (gets, lists) = (c.get("get_secret"), c.get("list_secrets"));
+        if gets == 0 {
+            // At least one whole listing of 4 pages in the window (a window
+            // may cut a listing at either end).
+            assert!(lists >= 4, "the refresher kept listing: {lists} pages");
+            return;
+        }
+        last = Some((gets, lists));
+    }
+    panic!("unchanged secrets kept costing GETs: {last:?} (gets, list pages) in the last window");
 }
 
 #[test]
