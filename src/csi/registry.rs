@@ -314,8 +314,7 @@ impl Registry {
         tracing::info!(identity = %key, "identity mount removed; its values and tokens are dropped");
     }
 
-    /// Ends every mount at shutdown without unmounting the targets: a
-    /// restarted plugin restores them on republish.
+    /// How many identity mounts are serving.
     pub fn identities(&self) -> usize {
         self.inner
             .lock()
