@@ -14,6 +14,17 @@
 //! required. With an fsGroup (`fsGroupPolicy: File`), files belong to that group and are
 //! group-readable; otherwise they are readable by every user of the pod.
 //!
+//! A SecretProviderClass of the Azure provider maps one to one for `keyvaultName`, `clientID`
+//! and `tenantId`; `objects` has no counterpart (every secret the identity may read is a file,
+//! and the vault's RBAC decides which), and the provider's other parameters (`usePodIdentity`,
+//! `useVMManagedIdentity`, `cloudName`, ...) are refused as unknown attributes.
+//!
+//! Revocation, per identity mount: removing the identity or its access to the vault (the list
+//! answers 403) removes every file within one `refresh_interval` (default 30s); a per-secret
+//! deny that a listing cannot show, within `max_unverified` (default 10m); a federated
+//! credential removed in Entra ID, when the Key Vault token is next renewed, at most 10 minutes
+//! plus one `refresh_interval` later (the identity is then refused and every value dropped).
+//!
 //! Refusals answer a gRPC code kubelet shows in the pod's events: InvalidArgument (attributes,
 //! a writable volume, mount flags), Unauthenticated (no token or a bad one), PermissionDenied
 //! (Entra ID or the vault refused the identity), NotFound (a vault that does not exist),

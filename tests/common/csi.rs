@@ -272,6 +272,31 @@ impl Plugin {
             .map(|_| ())
     }
 
+    /// NodeGetInfo's node id and NodeGetCapabilities' RPC types.
+    pub fn node_info(&mut self) -> (String, Vec<i32>) {
+        use akvfs::csi::proto::node_service_capability::Type;
+        use akvfs::csi::proto::{NodeGetCapabilitiesRequest, NodeGetInfoRequest};
+        let mut client = self.client.clone();
+        let info = self
+            .rt
+            .block_on(client.node_get_info(NodeGetInfoRequest {}))
+            .expect("NodeGetInfo");
+        let caps = self
+            .rt
+            .block_on(client.node_get_capabilities(NodeGetCapabilitiesRequest {}))
+            .expect("NodeGetCapabilities");
+        let types = caps
+            .into_inner()
+            .capabilities
+            .into_iter()
+            .filter_map(|c| match c.r#type {
+                Some(Type::Rpc(r)) => Some(r.r#type),
+                None => None,
+            })
+            .collect();
+        (info.into_inner().node_id, types)
+    }
+
     pub fn unpublish(&mut self, v: &Volume) -> Result<(), tonic::Status> {
         let req = NodeUnpublishVolumeRequest {
             volume_id: format!("csi-{}", v.pod.uid),
