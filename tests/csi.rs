@@ -251,11 +251,21 @@ fn republish_swaps_the_token_and_the_last_unpublish_wipes_the_identity() {
     }
     let (emu, a, _) = two_teams();
     let kubelet = KubeletDir::new();
-    let mut plugin = Plugin::start(&emu, &kubelet);
+    let port = free_port();
+    let mut plugin = Plugin::start_with(
+        &emu,
+        &kubelet,
+        &["--metrics-listen".into(), format!("127.0.0.1:{port}")],
+    );
     let mut v = Volume::new(&emu, &kubelet, &a, CLIENT_A);
     plugin.publish(&v).unwrap();
     assert_eq!(v.read("a-only").unwrap(), "value-a");
     let before = dev(&v.target);
+    let state_mounts = kubelet.state_dir().join("mounts").display().to_string();
+    assert!(
+        http_get(port, "/metrics").contains(&state_mounts),
+        "no metrics for the identity mount"
+    );
 
     // The same token again costs nothing; a rotated one is exchanged once.
     emu.reset_counts();
@@ -278,6 +288,10 @@ fn republish_swaps_the_token_and_the_last_unpublish_wipes_the_identity() {
         .unwrap()
         .count();
     assert_eq!(mounts, 0, "the identity's directory is removed");
+    assert!(
+        !http_get(port, "/metrics").contains(&state_mounts),
+        "its metrics stayed"
+    );
     // Its values went with it: a new publish reads from the vault again.
     emu.reset_counts();
     let v2 = Volume::new(&emu, &kubelet, &a, CLIENT_A);

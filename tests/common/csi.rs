@@ -138,6 +138,11 @@ pub struct Plugin {
 impl Plugin {
     /// Starts the plugin with its state under `kubelet` and waits until it answers.
     pub fn start(emu: &Emulator, kubelet: &KubeletDir) -> Plugin {
+        Plugin::start_with(emu, kubelet, &[])
+    }
+
+    /// [`Plugin::start`] with extra flags.
+    pub fn start_with(emu: &Emulator, kubelet: &KubeletDir, extra: &[String]) -> Plugin {
         let socket = kubelet.path.join("plugins/csi.akvfs.io/csi.sock");
         let env = vec![(
             "AZURE_AUTHORITY_HOST".to_string(),
@@ -156,6 +161,7 @@ impl Plugin {
                 &emu.info().ca_file,
             ])
             .arg("--disable-challenge-resource-verification")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -377,4 +383,26 @@ pub fn mount_at(path: &Path) -> Option<(String, String)> {
                 .to_string();
             (fs, opts)
         })
+}
+
+/// A free local port for `--metrics-listen`.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The body of `GET path` on 127.0.0.1:`port`.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
