@@ -295,10 +295,7 @@ impl Plugin {
             .into_inner()
             .capabilities
             .into_iter()
-            .filter_map(|c| match c.r#type {
-                Some(Type::Rpc(r)) => Some(r.r#type),
-                None => None,
-            })
+            .filter_map(|c| c.r#type.map(|Type::Rpc(r)| r.r#type))
             .collect();
         (info.into_inner().node_id, types)
     }
@@ -371,8 +368,7 @@ pub fn mount_at(path: &Path) -> Option<(String, String)> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = path.to_string_lossy();
     text.lines()
-        .filter(|l| l.split(' ').nth(4) == Some(&*want))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(&*want))
         .map(|l| {
             let opts = l.split(' ').nth(5).unwrap_or("").to_string();
             let fs = l
