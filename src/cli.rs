@@ -1,4 +1,4 @@
-//! The command line: `akvfs mount`, `akvfs unmount`, `akvfs check`.
+//! The command line: `akvfs mount`, `akvfs unmount`, `akvfs check`, `akvfs watch`.
 //!
 //! Flags are grouped by topic in `--help` and every default is stated. Values
 //! are parsed into the typed [`crate::config`] structures here, so a bad flag
@@ -65,6 +65,9 @@ pub enum Command {
     Unmount(UnmountArgs),
     /// Check identity, token and list access for a vault; prints names, never values.
     Check(CheckArgs),
+    /// Per-cluster watcher: the elected replica lists vaults and publishes their
+    /// metadata (never values) to one ConfigMap per vault for the nodes.
+    Watch(crate::watch::WatchArgs),
 }
 
 /// `akvfs mount`: the vault, the mountpoint, and the mount options as flags

@@ -217,8 +217,11 @@ class Handler(BaseHTTPRequestHandler):
         st = self.store
         with st.lock:
             fault = st.take_fault(verb, plural, name)
-            st.log.append({"verb": verb, "resource": plural, "namespace": ns, "name": name,
-                           "subresource": sub, "code": fault["code"] if fault else None})
+            entry = {"verb": verb, "resource": plural, "namespace": ns, "name": name,
+                     "subresource": sub, "code": fault["code"] if fault else None,
+                     "resourceVersion": q.get("resourceVersion")}
+            if fault or not watch:  # a served watch is logged once it is open
+                st.log.append(entry)
         if fault:
             code = fault["code"]
             reason = {409: "Conflict", 410: "Expired", 429: "TooManyRequests", 403: "Forbidden",
@@ -231,7 +234,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(code, status(code, reason, msg, {"name": name, "group": group, "kind": plural}), headers)
         av = api_version(group, version)
         if watch:
-            return self.watch(res, kind, av, ns, q)
+            return self.watch(res, kind, av, ns, q, entry)
         data = self.body() if method in ("POST", "PUT", "PATCH") else None
         if method == "DELETE":
             data = self.body()
@@ -348,7 +351,7 @@ class Handler(BaseHTTPRequestHandler):
         out = [{k: v for k, v in o.items() if k not in ("apiVersion", "kind")} for o in page]
         self.send_json(200, {"kind": kind + "List", "apiVersion": av, "metadata": meta, "items": out})
 
-    def watch(self, res, kind, av, ns, q):
+    def watch(self, res, kind, av, ns, q, entry):
         st = self.store
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -366,6 +369,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             with st.lock:
                 gen = st.generation
+                st.log.append(entry)
                 initial = []
                 if rv in ("", "0") or q.get("sendInitialEvents") == "true":
                     initial = [{"type": "ADDED", "object": copy.deepcopy(o)} for o in self.matching(res, ns, q)]
