@@ -27,6 +27,16 @@ struct Watcher {
 
 impl Watcher {
     fn start(emu: &Emulator, kubeconfig: &Path, dir: &Path, id: &str) -> Watcher {
+        Watcher::start_with(emu, kubeconfig, dir, id, &[])
+    }
+
+    fn start_with(
+        emu: &Emulator,
+        kubeconfig: &Path,
+        dir: &Path,
+        id: &str,
+        extra: &[&str],
+    ) -> Watcher {
         let log = dir.join(format!("{id}.log"));
         let mut env = sp_env(emu);
         env.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
@@ -38,6 +48,7 @@ impl Watcher {
             .args(["--interval", "500ms", "--namespace", NS, "--identity", id])
             .args(["--lease-duration", "3s", "--lease-renew-deadline", "2s"])
             .args(["--lease-retry-period", "300ms"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -144,6 +155,13 @@ fn one_leader_publishes_and_a_handover_loses_no_change() {
 #[test]
 fn publishes_metadata_only_and_only_on_change() {
     let emu = emulator_with(&[("alpha", "value-alpha-1"), ("beta", "value-beta-1")]);
+    let spec = akvfs_emulator::SecretSpec {
+        value: "value-gamma-1".into(),
+        content_type: Some("text/plain".into()),
+        exp: Some(1_900_000_000),
+        ..Default::default()
+    };
+    emu.inner().set_secret_with("gamma", spec).unwrap();
     let (fake, dir, cfg) = setup();
     let _w = Watcher::start(&emu, &cfg, dir.path(), "solo");
     wait_until("the notice appears", || {
@@ -176,6 +194,9 @@ fn publishes_metadata_only_and_only_on_change() {
     );
     assert_eq!(alpha["enabled"], true);
     assert!(alpha["contentType"].is_null() && alpha["expires"].is_null());
+    let gamma = &secrets(&fake).unwrap()["gamma"];
+    assert_eq!(gamma["contentType"], "text/plain");
+    assert_eq!(gamma["expires"], 1_900_000_000);
 
     // Three more listings with nothing changed: no write.
     let lists = emu.counts().get("list_secrets");
@@ -208,6 +229,27 @@ fn publishes_metadata_only_and_only_on_change() {
     assert_eq!(counts.get("get_secret_version"), 0);
     let text = fake.get(NOTICE).unwrap().to_string();
     assert!(!text.contains("value-"), "{text}");
+}
+
+#[test]
+fn heartbeat_rewrites_an_unchanged_notice() {
+    let emu = emulator_with(&[("alpha", "value-alpha-1")]);
+    let (fake, dir, cfg) = setup();
+    let _w = Watcher::start_with(&emu, &cfg, dir.path(), "solo", &["--heartbeat", "1s"]);
+    let beat = |fake: &KubeFake| -> Option<i64> {
+        fake.get(NOTICE)?["data"]["heartbeat"]
+            .as_str()?
+            .parse()
+            .ok()
+    };
+    wait_until("the notice appears", || beat(&fake).is_some());
+    let first = beat(&fake).unwrap();
+    let before = secrets(&fake).unwrap();
+    wait_until("the heartbeat is rewritten", || {
+        beat(&fake).is_some_and(|b| b > first)
+    });
+    assert_eq!(secrets(&fake).unwrap(), before);
+    assert_eq!(emu.counts().get("get_secret"), 0);
 }
 
 #[test]
