@@ -150,6 +150,16 @@ fn one_leader_publishes_and_a_handover_loses_no_change() {
     assert!(w2.log().contains("leading:"), "{}", w2.log());
     let lease = fake.get(LEASE).unwrap();
     assert!(lease["spec"]["leaseTransitions"].as_i64().unwrap() >= 1);
+
+    // A leader stopped with SIGTERM gives the Lease up at once.
+    let w3 = Watcher::start(&emu, &cfg, dir.path(), "w3");
+    wait_until("w3 sees that w2 leads", || {
+        w3.log().contains("another replica leads")
+    });
+    let pid = nix::unistd::Pid::from_raw(w2.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    wait_until("w3 takes over", || holder(&fake).as_deref() == Some("w3"));
+    assert!(w2.log().contains("giving the lease up"), "{}", w2.log());
 }
 
 #[test]

@@ -1,4 +1,4 @@
-"""Wire-level helpers for kubefake.py: Status bodies, patches, selectors."""
+"""Wire-level functions for kubefake.py: Status bodies, patches, selectors."""
 import copy
 
 
