@@ -314,6 +314,8 @@ fn kube_watch_resumes_with_bookmarks_and_relists_after_410() {
     use kube::runtime::watcher;
 
     let (fake, _dir, _cfg) = setup();
+    // The Kubernetes client's TLS uses rustls's process-wide provider.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut config = kube::Config::new(fake.url.parse().unwrap());
