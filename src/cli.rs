@@ -1,4 +1,5 @@
-//! The command line: `akvfs mount`, `akvfs run`, `akvfs unmount`, `akvfs check`, `akvfs csi`.
+//! The command line: `akvfs mount`, `akvfs run`, `akvfs unmount`, `akvfs check`, `akvfs csi`,
+//! `akvfs watch`.
 //!
 //! Flags are grouped by topic in `--help` and every default is stated. Values
 //! are parsed into the typed [`crate::config`] structures here, so a bad flag
@@ -68,6 +69,9 @@ pub enum Command {
     /// Serve as a Kubernetes CSI node plugin (driver csi.akvfs.io): each pod's inline csi
     /// volume is read with the pod's own workload identity.
     Csi(crate::csi::CsiArgs),
+    /// Per-cluster watcher: the elected replica lists vaults and publishes their
+    /// metadata (never values) to one ConfigMap per vault for the nodes.
+    Watch(crate::watch::WatchArgs),
 }
 
 /// `akvfs mount`: the vault, the mountpoint, and the mount options as flags

@@ -49,6 +49,7 @@ pub mod refresh;
 pub mod secret;
 pub mod service;
 pub mod vault;
+pub mod watch;
 
 // Kept at the crate root for existing users of these paths.
 pub use daemon::{harden, mounts};

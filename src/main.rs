@@ -52,6 +52,16 @@ fn main() {
         Command::Unmount(args) => {
             akvfs::daemon::mounts::unmount(&args.mountpoint, args.lazy).map_err(Error::Mountpoint)
         }
+        Command::Watch(args) => match args.to_config() {
+            Ok(cfg) => {
+                if let Err(e) = akvfs::watch::run(cfg) {
+                    eprintln!("akvfs: error: {e}");
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
+            Err(msg) => usage_error(&msg),
+        },
         Command::Check(args) => match args.to_config() {
             Ok((vault, auth)) => service::check(vault, auth),
             Err(msg) => usage_error(&msg),

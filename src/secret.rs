@@ -213,6 +213,8 @@ pub struct SecretSummary {
     pub enabled: bool,
     pub content_type: Option<String>,
     pub updated: Option<i64>,
+    /// Expiry (`exp` attribute), unix seconds.
+    pub expires: Option<i64>,
     /// Secrets that back a Key Vault certificate (`managed: true`).
     pub managed: bool,
 }

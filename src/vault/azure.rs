@@ -367,6 +367,7 @@ impl AzureVault {
                     enabled: attrs.enabled.unwrap_or(true),
                     content_type: item.content_type,
                     updated: attrs.updated.map(|t| t.unix_timestamp()),
+                    expires: attrs.expires.map(|t| t.unix_timestamp()),
                     managed: item.managed.unwrap_or(false),
                 });
             }

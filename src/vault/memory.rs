@@ -248,6 +248,7 @@ impl Vault for MemoryVault {
                         .is_some_and(|(v, _, _)| s.disabled_versions.contains(v)),
                 content_type: s.content_type.clone(),
                 updated: s.versions.last().map(|v| v.2),
+                expires: None,
                 managed: false,
             })
             .collect())

@@ -1,0 +1,190 @@
+//! `akvfs watch` flags and their validation.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::config::{parse_duration, parse_vault, AuthConfig, MountOptions, VaultConfig};
+
+/// Longest heartbeat period: nodes take a notice older than three of these as
+/// a dead watcher and fall back to their own polling.
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(300);
+
+#[derive(Args, Debug, Clone)]
+pub struct WatchArgs {
+    /// A vault to watch (name or https:// URL); repeat for several. Each gets
+    /// the notice ConfigMap `akvfs-notice-<first label of its host>`.
+    #[arg(long = "vault", value_name = "VAULT", required = true, value_parser = parse_vault)]
+    pub vaults: Vec<String>,
+
+    /// Which identity lists the vaults (it needs `list` on secrets only): auto,
+    /// workload-identity, managed-identity, azure-cli, client-secret. [default: auto]
+    #[arg(long, value_name = "AUTH", help_heading = "Authentication")]
+    pub auth: Option<String>,
+
+    /// Client (application) id of the identity. [default: AZURE_CLIENT_ID]
+    #[arg(long, value_name = "ID", help_heading = "Authentication")]
+    pub client_id: Option<String>,
+
+    /// Entra tenant id. [default: AZURE_TENANT_ID]
+    #[arg(long, value_name = "ID", help_heading = "Authentication")]
+    pub tenant_id: Option<String>,
+
+    /// Extra trusted root certificates, PEM. [default: the system trust store only]
+    #[arg(long, value_name = "PEM", help_heading = "Connection")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Do not require the token challenge's resource to match the vault's domain.
+    #[arg(long, help_heading = "Connection")]
+    pub disable_challenge_resource_verification: bool,
+
+    /// How often the leader lists each vault.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, help_heading = "Watch")]
+    pub interval: Duration,
+
+    /// Upper bound on the watcher's list calls per vault in any 10 seconds
+    /// (pages of 25 secrets are paced to stay under it).
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=4000), help_heading = "Watch")]
+    pub max_requests_per_10s: u32,
+
+    /// The vault's request limit per 10 seconds that the fleet shares; nodes
+    /// spread a rotation's GETs to stay within half of it.
+    #[arg(long = "limit-per-10s", value_name = "N", default_value_t = 4000, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Watch")]
+    pub limit_per_10s: u32,
+
+    /// Rewrite an unchanged notice this often so nodes can tell a live
+    /// watcher from a dead one (at most 5m).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, help_heading = "Watch")]
+    pub heartbeat: Duration,
+
+    /// The node DaemonSet, `NAME` or `NAMESPACE/NAME`, whose
+    /// status.desiredNumberScheduled is the fleet size.
+    #[arg(
+        long,
+        value_name = "DAEMONSET",
+        env = "AKVFS_FLEET_DAEMONSET",
+        conflicts_with = "fleet_size",
+        help_heading = "Fleet"
+    )]
+    pub fleet_daemonset: Option<String>,
+
+    /// A fixed fleet size (number of nodes), instead of a DaemonSet's.
+    #[arg(long, value_name = "N", env = "AKVFS_FLEET_SIZE", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Fleet")]
+    pub fleet_size: Option<u64>,
+
+    /// Namespace of the notices and the Lease. [default: POD_NAMESPACE, the
+    /// service account's namespace, or the kubeconfig's]
+    #[arg(
+        long,
+        value_name = "NS",
+        env = "POD_NAMESPACE",
+        help_heading = "Kubernetes"
+    )]
+    pub namespace: Option<String>,
+
+    /// Name of the Lease the replicas elect a leader on.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "akvfs-watch",
+        help_heading = "Kubernetes"
+    )]
+    pub lease_name: String,
+
+    /// This replica's identity in the Lease. [default: POD_NAME, else the host name]
+    #[arg(long, value_name = "ID", env = "POD_NAME", help_heading = "Kubernetes")]
+    pub identity: Option<String>,
+
+    /// How long a Lease stays valid after its last renewal.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration, help_heading = "Kubernetes")]
+    pub lease_duration: Duration,
+
+    /// A leader that could not renew for this long stops publishing (less than --lease-duration).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Kubernetes")]
+    pub lease_renew_deadline: Duration,
+
+    /// How often the leader renews and the others try to take over.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, help_heading = "Kubernetes")]
+    pub lease_retry_period: Duration,
+}
+
+/// Where the fleet size comes from.
+#[derive(Clone, Debug)]
+pub enum FleetSource {
+    Fixed(u64),
+    DaemonSet {
+        namespace: Option<String>,
+        name: String,
+    },
+}
+
+/// A validated `akvfs watch`.
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    pub vaults: Vec<(VaultConfig, AuthConfig)>,
+    pub fleet: FleetSource,
+    pub args: WatchArgs,
+}
+
+impl WatchArgs {
+    /// Checks the flags; the message names the flag to fix.
+    pub fn to_config(&self) -> Result<WatchConfig, String> {
+        let mut vaults = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        for v in &self.vaults {
+            let (vault, auth) = MountOptions {
+                vault: Some(v.clone()),
+                auth: self.auth.clone(),
+                client_id: self.client_id.clone(),
+                tenant_id: self.tenant_id.clone(),
+                ca_file: self.ca_file.clone(),
+                disable_challenge_resource_verification: Some(
+                    self.disable_challenge_resource_verification,
+                ),
+                ..MountOptions::default()
+            }
+            .validate_connection()
+            .map_err(|e| e.as_flag())?;
+            let name = super::notice::object_name(&vault.url);
+            if !names.insert(name.clone()) {
+                return Err(format!("--vault {}: another vault has the same first host label, so both would publish to the ConfigMap {name}; watch them from separate namespaces", vault.url));
+            }
+            vaults.push((vault, auth));
+        }
+        let fleet = match (&self.fleet_size, &self.fleet_daemonset) {
+            (Some(n), _) => FleetSource::Fixed(*n),
+            (None, Some(ds)) => match ds.split_once('/') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() => FleetSource::DaemonSet {
+                    namespace: Some(ns.to_string()),
+                    name: name.to_string(),
+                },
+                None if !ds.is_empty() => FleetSource::DaemonSet {
+                    namespace: None,
+                    name: ds.clone(),
+                },
+                _ => return Err(format!("--fleet-daemonset {ds:?} must be NAME or NAMESPACE/NAME")),
+            },
+            (None, None) => return Err("set --fleet-daemonset (the node DaemonSet, whose desired count is the fleet size) or --fleet-size N".into()),
+        };
+        if self.heartbeat.is_zero() || self.heartbeat > MAX_HEARTBEAT {
+            return Err("--heartbeat must be between 1s and 5m (nodes take a notice older than 15m as a dead watcher)".into());
+        }
+        if self.interval.is_zero() {
+            return Err("--interval must be at least 1s".into());
+        }
+        if self.lease_renew_deadline >= self.lease_duration
+            || self.lease_retry_period >= self.lease_renew_deadline
+        {
+            return Err("--lease-retry-period must be shorter than --lease-renew-deadline, and that shorter than --lease-duration".into());
+        }
+        if self.lease_duration < Duration::from_secs(1) {
+            return Err("--lease-duration must be at least 1s".into());
+        }
+        Ok(WatchConfig {
+            vaults,
+            fleet,
+            args: self.clone(),
+        })
+    }
+}
