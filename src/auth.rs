@@ -22,23 +22,27 @@ use std::sync::{Arc, Mutex, OnceLock};
 use zeroize::Zeroizing;
 
 use azure_core::credentials::{Secret, TokenCredential};
-use azure_core::http::{ClientMethodOptions, Transport};
+use azure_core::http::{ClientMethodOptions, ClientOptions, RetryOptions, Transport};
 use azure_identity::{
     AzureCliCredential, AzureCliCredentialOptions, ClientAssertion, ClientAssertionCredential,
     ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
     ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
 };
 
-use crate::config::{AuthConfig, AuthMode};
-use crate::error::one_line;
-use crate::vault::azure::client_options;
+use crate::config::{
+    AuthConfig, AuthMode, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_FEDERATED_TOKEN_FILE,
+    ENV_IDENTITY_ENDPOINT, ENV_TENANT_ID,
+};
+use crate::text::one_line;
 
-/// Environment variables akvfs reads for authentication.
-pub const ENV_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
-pub const ENV_CLIENT_ID: &str = "AZURE_CLIENT_ID";
-pub const ENV_TENANT_ID: &str = "AZURE_TENANT_ID";
-pub const ENV_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
-pub const ENV_IDENTITY_ENDPOINT: &str = "IDENTITY_ENDPOINT";
+/// Client options with the SDK retry policy off and our transport in place.
+pub fn client_options(transport: &Transport) -> ClientOptions {
+    ClientOptions {
+        transport: Some(transport.clone()),
+        retry: RetryOptions::none(),
+        ..Default::default()
+    }
+}
 
 /// The scope a Key Vault access token is requested for.
 pub const VAULT_SCOPE: &str = "https://vault.azure.net/.default";
@@ -485,56 +489,6 @@ fn build_credential(
 fn require(v: &Option<String>, flag: &str, env_name: &str, mode: &str) -> Result<String, String> {
     v.clone()
         .ok_or_else(|| format!("--auth {mode} needs {flag} or {env_name}"))
-}
-
-/// Counts the access tokens a credential obtains (a token with a new expiry
-/// is a new token) and records that one was obtained, for metrics and
-/// readiness.
-pub struct CountingCredential {
-    inner: Arc<dyn TokenCredential>,
-    metrics: Arc<crate::metrics::MountMetrics>,
-    last_expiry: std::sync::Mutex<Option<time::OffsetDateTime>>,
-}
-
-impl CountingCredential {
-    pub fn wrap(
-        inner: Arc<dyn TokenCredential>,
-        metrics: Arc<crate::metrics::MountMetrics>,
-    ) -> Arc<dyn TokenCredential> {
-        Arc::new(CountingCredential {
-            inner,
-            metrics,
-            last_expiry: std::sync::Mutex::new(None),
-        })
-    }
-}
-
-impl std::fmt::Debug for CountingCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CountingCredential")
-    }
-}
-
-#[async_trait::async_trait]
-impl TokenCredential for CountingCredential {
-    async fn get_token(
-        &self,
-        scopes: &[&str],
-        options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
-        let token = self.inner.get_token(scopes, options).await?;
-        let mut last = self.last_expiry.lock().unwrap_or_else(|e| e.into_inner());
-        if *last != Some(token.expires_on) {
-            *last = Some(token.expires_on);
-            self.metrics
-                .token_refreshes
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.metrics
-                .token_ok
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(token)
-    }
 }
 
 /// A client assertion read from the projected service-account token file each

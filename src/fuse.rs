@@ -28,8 +28,9 @@ use fuser::{
 use futures::FutureExt;
 use tokio::runtime::Handle;
 
-use crate::error::{one_line, FsError};
+use crate::error::FsError;
 use crate::fs::{Attr, FsCore, Kind};
+use crate::text::one_line;
 
 /// The `fuser::Filesystem` for one mount.
 pub struct AkvFs {

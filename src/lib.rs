@@ -31,7 +31,16 @@
 //! - [`metrics`]: per-mount counters and the metrics endpoint.
 //! - [`refresh`]: the background refresher of listings and values.
 //!
-//! Dependencies point one way: `fuse -> fs -> cache -> vault <- vault::azure`.
+//! - [`text`]: an error and its causes on one line, for every layer.
+//!
+//! # Dependencies
+//! They point one way: each module uses only modules before it here, which
+//! `tests/module_deps.rs` checks on every `cargo test`.
+//! Order: `locked < text < secret < config < daemon < auth < vault < error < cache < metrics < fs < refresh < fuse < service < cli`
+//!
+//! The data path reads down it (`fuse -> fs -> cache -> vault`, with
+//! `vault::azure` using `auth` for credentials); the control path
+//! (`service`, `daemon`) builds and drives it.
 
 pub mod auth;
 pub mod cache;
@@ -46,6 +55,7 @@ pub mod metrics;
 pub mod refresh;
 pub mod secret;
 pub mod service;
+pub mod text;
 pub mod vault;
 
 // Kept at the crate root for existing users of these paths.

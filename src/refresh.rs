@@ -33,34 +33,10 @@ use tokio::sync::watch;
 
 pub use crate::cache::Budget;
 use crate::cache::{CachedSecret, SecretKey};
+pub use crate::config::RefreshConfig;
 use crate::fs::FsCore;
 use crate::secret::{SecretName, SecretSummary};
 use crate::vault::{ListPacer, PageCount, VaultError};
-
-/// Refresher settings.
-#[derive(Clone, Copy, Debug)]
-pub struct RefreshConfig {
-    pub interval: Duration,
-    pub idle_timeout: Duration,
-    pub max_stale: Duration,
-    /// Longest time a cached value is served without a GET proving the
-    /// identity may still read it.
-    pub max_unverified: Duration,
-    /// Upstream calls the refresher may make in any 10 seconds.
-    pub max_requests_per_10s: u32,
-}
-
-impl Default for RefreshConfig {
-    fn default() -> Self {
-        RefreshConfig {
-            interval: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(600),
-            max_stale: Duration::from_secs(24 * 3600),
-            max_unverified: Duration::from_secs(600),
-            max_requests_per_10s: 50,
-        }
-    }
-}
 
 /// Tells the kernel to forget cached names and inode contents. Implemented
 /// over fuser's `Notifier`; a recording fake in tests.

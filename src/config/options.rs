@@ -10,7 +10,7 @@ use super::{
     parse_duration, parse_mode, parse_size, parse_vault, AuthConfig, AuthMode, CacheConfig,
     MountConfig, OwnerConfig, VaultConfig,
 };
-use crate::auth::{ENV_CLIENT_ID, ENV_FEDERATED_TOKEN_FILE, ENV_TENANT_ID};
+use super::{ENV_CLIENT_ID, ENV_FEDERATED_TOKEN_FILE, ENV_TENANT_ID};
 
 /// How a value written after `-o key=` becomes the field's type.
 trait OptionValue {
@@ -366,7 +366,7 @@ impl MountOptions {
                 max_cold_lookups_per_10s: max_cold_lookups,
                 max_concurrent_fetches: max_concurrent_fetches as usize,
             },
-            refresh: crate::refresh::RefreshConfig {
+            refresh: super::RefreshConfig {
                 interval,
                 idle_timeout,
                 max_stale: dur("max_stale", self.max_stale, "24h")?,

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{build_identity, CountingCredential, Identity};
+use crate::auth::{build_identity, Identity};
 use crate::config::{AuthConfig, VaultConfig};
 use crate::metrics::MountMetrics;
 use crate::vault::azure::{build_transport, AzureVault, TransportSettings};
 use crate::vault::metered::MeteredVault;
 use crate::vault::{Cause, Vault, VaultError};
 
+use super::credential::CountingCredential;
 use super::Error;
 
 /// The vault client and the identity behind it.
@@ -63,7 +64,7 @@ pub fn connect(
     .map_err(Error::Client)?;
     Ok(Connection {
         identity,
-        vault: Arc::new(MeteredVault::new(Arc::new(client), Arc::clone(metrics))),
+        vault: Arc::new(MeteredVault::new(Arc::new(client), metrics.clone())),
     })
 }
 

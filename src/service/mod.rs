@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod connect;
+mod credential;
 pub mod error;
 pub mod mount;
 pub mod supervisor;
