@@ -498,12 +498,6 @@ pub struct FederatedTokenFile {
     path: PathBuf,
 }
 
-impl FederatedTokenFile {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
 #[async_trait::async_trait]
 impl ClientAssertion for FederatedTokenFile {
     async fn secret(

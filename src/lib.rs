@@ -42,21 +42,37 @@
 //! `vault::azure` using `auth` for credentials); the control path
 //! (`service`, `daemon`) builds and drives it.
 
-pub mod auth;
-pub mod cache;
-pub mod cli;
-pub mod config;
-pub mod daemon;
-pub mod error;
-pub mod fs;
-pub mod fuse;
-pub mod locked;
-pub mod metrics;
-pub mod refresh;
-pub mod secret;
-pub mod service;
-pub mod text;
-pub mod vault;
+mod auth;
+mod cache;
+mod cli;
+mod config;
+mod daemon;
+mod error;
+mod fs;
+mod fuse;
+mod locked;
+mod metrics;
+mod refresh;
+mod secret;
+mod service;
+mod text;
+mod vault;
 
-// Kept at the crate root for existing users of these paths.
-pub use daemon::{harden, mounts};
+// What the binary uses.
+pub use auth::take_client_secret_from_env;
+pub use cli::{Cli, Command, LogFormat};
+pub use daemon::mounts::unmount;
+pub use locked::WipeOnFree;
+pub use service::{check, mount, run_config_with, Error};
+
+// What the integration tests reach directly: the metrics endpoint, and the
+// parsers of untrusted input that tests/parsers.rs drives with proptest.
+pub use auth::{classify_token_answer, is_key_vault_scope, TokenFailure, KEY_VAULT_SCOPES};
+pub use config::{
+    load_config_file, parse_duration, parse_mode, parse_mount_options, parse_size, ConfigFile,
+};
+pub use daemon::mounts::unescape as unescape_mountinfo;
+pub use metrics::{serve as serve_metrics, MountMetrics, Registry};
+pub use secret::unescape_json_string;
+pub use vault::azure::parse_secret_bundle;
+pub use vault::VaultError;

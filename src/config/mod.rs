@@ -9,8 +9,8 @@ mod file;
 mod options;
 mod units;
 
-pub use file::{load_config_file, ConfigFile, RawConfigFile};
-pub use options::{parse_mount_options, FieldError, MountOptions};
+pub use file::{load_config_file, ConfigFile};
+pub use options::{parse_mount_options, MountOptions};
 pub use units::{parse_duration, parse_mode, parse_size};
 
 /// Environment variables akvfs reads for authentication.

@@ -19,13 +19,8 @@ pub struct Prepare {
     pub nonempty: bool,
 }
 
-/// Checks `path` before mounting; lazily unmounts a stale akvfs mount there.
-/// Returns the absolute path to mount on.
-pub fn prepare_mountpoint(path: &Path) -> Result<PathBuf, String> {
-    prepare_mountpoint_with(path, Prepare::default())
-}
-
-/// [`prepare_mountpoint`] with options. Recovers what a killed daemon leaves
+/// Checks `path` before mounting and returns the absolute path to mount on.
+/// Recovers what a killed daemon leaves
 /// behind (a dead akvfs mount: detached lazily), creates a missing directory
 /// if asked, and refuses with a one-line reason: a live akvfs mount, another
 /// filesystem mounted there (dead or alive), a non-directory, and a

@@ -253,7 +253,7 @@ impl Registry {
             let path = std::path::PathBuf::from(&m.mountpoint);
             let probing = Arc::clone(&m.probing);
             let check = tokio::task::spawn_blocking(move || {
-                let dead = crate::mounts::is_dead(&path);
+                let dead = crate::daemon::mounts::is_dead(&path);
                 probing.store(false, Ordering::Release);
                 dead
             });

@@ -18,7 +18,8 @@ pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Error> {
         conn.identity.mode.as_str(),
         conn.identity.reason
     );
-    match crate::harden::planned_mode(true, crate::config::CacheConfig::default().max_bytes) {
+    match crate::daemon::harden::planned_mode(true, crate::config::CacheConfig::default().max_bytes)
+    {
         Ok(mode) => println!("memory:   {}", mode.describe()),
         Err(e) => println!("memory:   {e}"),
     }
