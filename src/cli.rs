@@ -161,9 +161,10 @@ pub struct UnmountArgs {
     pub lazy: bool,
 }
 
-/// `akvfs check`: the vault and how to reach it, with the same options (and
-/// the same validation) as `akvfs mount`; only the connection and identity
-/// settings are used.
+/// `akvfs check`: the vault and how to reach it. It takes every option of
+/// `akvfs mount` and validates them all the same way, so a mount's own line
+/// can be checked unchanged; only the connection and identity settings are
+/// then used.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// A vault name (myvault -> https://myvault.vault.azure.net) or an https:// URL.
@@ -181,7 +182,7 @@ impl CheckArgs {
             vault: Some(self.vault.clone()),
             ..self.settings.clone()
         }
-        .validate_connection()
+        .validate_for_check()
         .map_err(|e| e.as_flag())
     }
 }

@@ -44,6 +44,22 @@ fn bad_flags_are_usage_errors() {
     }
 }
 
+/// `akvfs check` takes a mount's own flags, so its line can be checked
+/// unchanged, and validates them all: a bad mount-only value is a usage
+/// error there too, not silently ignored.
+#[test]
+fn check_validates_the_mount_flags_it_accepts() {
+    for (args, hint) in [
+        (vec!["myvault", "--cache-bytes", "lots"], "--cache-bytes"),
+        (vec!["myvault", "--max-stale", "soon"], "--max-stale"),
+        (vec!["myvault", "--file-mode", "999"], "octal"),
+    ] {
+        let mut cmd = akvfs(&[]);
+        cmd.arg("check").args(&args);
+        assert_clean_failure(&run(cmd), 2, &[hint]);
+    }
+}
+
 #[test]
 fn bad_vault_names_and_urls_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();

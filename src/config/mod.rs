@@ -153,6 +153,31 @@ fn is_vault_name(s: &str) -> bool {
         && !s.contains("--")
 }
 
+/// Refresher settings.
+#[derive(Clone, Copy, Debug)]
+pub struct RefreshConfig {
+    pub interval: Duration,
+    pub idle_timeout: Duration,
+    pub max_stale: Duration,
+    /// Longest time a cached value is served without a GET proving the
+    /// identity may still read it.
+    pub max_unverified: Duration,
+    /// Upstream calls the refresher may make in any 10 seconds.
+    pub max_requests_per_10s: u32,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        RefreshConfig {
+            interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
+            max_stale: Duration::from_secs(24 * 3600),
+            max_unverified: Duration::from_secs(600),
+            max_requests_per_10s: 50,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,29 +209,18 @@ mod tests {
             assert!(parse_vault(bad).is_err(), "{bad} accepted");
         }
     }
-}
 
-/// Refresher settings.
-#[derive(Clone, Copy, Debug)]
-pub struct RefreshConfig {
-    pub interval: Duration,
-    pub idle_timeout: Duration,
-    pub max_stale: Duration,
-    /// Longest time a cached value is served without a GET proving the
-    /// identity may still read it.
-    pub max_unverified: Duration,
-    /// Upstream calls the refresher may make in any 10 seconds.
-    pub max_requests_per_10s: u32,
-}
-
-impl Default for RefreshConfig {
-    fn default() -> Self {
-        RefreshConfig {
-            interval: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(600),
-            max_stale: Duration::from_secs(24 * 3600),
-            max_unverified: Duration::from_secs(600),
-            max_requests_per_10s: 50,
-        }
+    #[test]
+    fn check_validates_mount_only_settings_too() {
+        let with_cache = |size: &str| MountOptions {
+            vault: Some("myvault".into()),
+            cache_bytes: Some(size.into()),
+            allow_other: Some(true),
+            ..MountOptions::default()
+        };
+        let e = with_cache("lots").validate_for_check().unwrap_err();
+        assert_eq!(e.field, "cache_bytes", "{e:?}");
+        let (vault, _) = with_cache("1MiB").validate_for_check().unwrap();
+        assert_eq!(vault.url, "https://myvault.vault.azure.net");
     }
 }

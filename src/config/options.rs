@@ -281,6 +281,21 @@ impl MountOptions {
         ))
     }
 
+    /// `akvfs check`: every setting validated exactly as for a mount, so a
+    /// line copied from a mount command, unit or fstab entry is checked
+    /// whole (a bad `--cache-size` fails here, not at the next mount); the
+    /// mount-only settings are then left unused. Returns the vault and
+    /// identity settings, which are all `check` uses.
+    pub fn validate_for_check(self) -> Result<(VaultConfig, AuthConfig), FieldError> {
+        let placeholder = PathBuf::from("/");
+        let cfg = MountOptions {
+            path: Some(self.path.clone().unwrap_or(placeholder)),
+            ..self
+        }
+        .validate(true, true)?;
+        Ok((cfg.vault, cfg.auth))
+    }
+
     /// Checks every field and applies defaults. `foreground` and `mlock` are
     /// process settings, passed through.
     pub fn validate(self, foreground: bool, mlock: bool) -> Result<MountConfig, FieldError> {
