@@ -177,7 +177,7 @@ pub struct CheckArgs {
 
 impl CheckArgs {
     /// The vault and identity settings, validated as for a mount.
-    pub fn to_config(&self) -> Result<(VaultConfig, AuthConfig), String> {
+    pub fn to_config(&self) -> Result<(VaultConfig, AuthConfig, std::time::Duration), String> {
         MountOptions {
             vault: Some(self.vault.clone()),
             ..self.settings.clone()

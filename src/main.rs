@@ -52,7 +52,7 @@ fn main() {
             akvfs::unmount(&args.mountpoint, args.lazy).map_err(Error::Mountpoint)
         }
         Command::Check(args) => match args.to_config() {
-            Ok((vault, auth)) => akvfs::check(vault, auth),
+            Ok((vault, auth, timeout)) => akvfs::check(vault, auth, timeout),
             Err(msg) => usage_error(&msg),
         },
     };

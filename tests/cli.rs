@@ -286,3 +286,27 @@ fn memory_that_cannot_be_locked_is_refused_with_advice() {
     let out = run(cmd);
     assert_clean_failure(&out, 1, &["cannot lock memory", "64 KiB", "--no-mlock"]);
 }
+
+/// `akvfs check` bounds each call by `--fetch-timeout`, the same setting
+/// that bounds a mount's reads: a vault that accepts connections but never
+/// answers makes it fail with what to check instead of hanging.
+#[test]
+fn check_gives_up_on_a_silent_vault_after_the_fetch_timeout() {
+    let emu = emulator_with(&[]);
+    // Connections complete in the kernel's backlog; nothing ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", silent.local_addr().unwrap());
+    let mut cmd = akvfs(&wi_env(&emu));
+    let ca = emu.info().ca_file.clone();
+    cmd.args([
+        "check",
+        &url,
+        "--fetch-timeout",
+        "1s",
+        "--ca-file",
+        ca.as_str(),
+    ]);
+    cmd.arg("--disable-challenge-resource-verification");
+    let out = run(cmd);
+    assert_clean_failure(&out, 1, &["did not answer in time", &url]);
+}

@@ -220,7 +220,8 @@ mod tests {
         };
         let e = with_cache("lots").validate_for_check().unwrap_err();
         assert_eq!(e.field, "cache_bytes", "{e:?}");
-        let (vault, _) = with_cache("1MiB").validate_for_check().unwrap();
+        let (vault, _, timeout) = with_cache("1MiB").validate_for_check().unwrap();
+        assert_eq!(timeout, Duration::from_secs(10));
         assert_eq!(vault.url, "https://myvault.vault.azure.net");
     }
 }

@@ -284,16 +284,17 @@ impl MountOptions {
     /// `akvfs check`: every setting validated exactly as for a mount, so a
     /// line copied from a mount command, unit or fstab entry is checked
     /// whole (a bad `--cache-size` fails here, not at the next mount); the
-    /// mount-only settings are then left unused. Returns the vault and
-    /// identity settings, which are all `check` uses.
-    pub fn validate_for_check(self) -> Result<(VaultConfig, AuthConfig), FieldError> {
+    /// mount-only settings are then left unused. Returns what `check` uses:
+    /// the vault and identity settings, and `fetch_timeout` as the bound on
+    /// each of its calls.
+    pub fn validate_for_check(self) -> Result<(VaultConfig, AuthConfig, Duration), FieldError> {
         let placeholder = PathBuf::from("/");
         let cfg = MountOptions {
             path: Some(self.path.clone().unwrap_or(placeholder)),
             ..self
         }
         .validate(true, true)?;
-        Ok((cfg.vault, cfg.auth))
+        Ok((cfg.vault, cfg.auth, cfg.cache.fetch_timeout))
     }
 
     /// Checks every field and applies defaults. `foreground` and `mlock` are
