@@ -454,3 +454,6 @@ fn xattr_reply(reply: ReplyXattr, value: &[u8], size: u32, op: &str, what: &dyn 
         reply.error(fail(op, what, &FsError::Range));
     }
 }
+
+#[cfg(test)]
+mod tests;
