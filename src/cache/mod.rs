@@ -13,11 +13,12 @@ use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use lru::LruCache;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::config::CacheConfig;
 use crate::secret::{Secret, SecretBytes, SecretName, SecretProps, VersionId};

@@ -13,7 +13,9 @@ mod xattr;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use crate::cache::{CachedSecret, SecretCache, SecretKey};
 use crate::config::OwnerConfig;

@@ -26,10 +26,11 @@
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 pub use crate::cache::Budget;
 use crate::cache::{CachedSecret, SecretKey};
