@@ -176,7 +176,7 @@ pub struct CheckArgs {
 }
 
 impl CheckArgs {
-    /// The vault and identity settings, validated as for a mount.
+    /// The vault and identity settings and the per-call timeout, every option validated as for a mount.
     pub fn to_config(&self) -> Result<(VaultConfig, AuthConfig, std::time::Duration), String> {
         MountOptions {
             vault: Some(self.vault.clone()),

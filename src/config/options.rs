@@ -283,7 +283,7 @@ impl MountOptions {
 
     /// `akvfs check`: every setting validated exactly as for a mount, so a
     /// line copied from a mount command, unit or fstab entry is checked
-    /// whole (a bad `--cache-size` fails here, not at the next mount); the
+    /// whole (a bad `--cache-bytes` fails here, not at the next mount); the
     /// mount-only settings are then left unused. Returns what `check` uses:
     /// the vault and identity settings, and `fetch_timeout` as the bound on
     /// each of its calls.
