@@ -5,12 +5,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod dash_o;
 mod file;
 mod options;
 mod units;
 
+pub use dash_o::parse_mount_options;
 pub use file::{load_config_file, ConfigFile};
-pub use options::{parse_mount_options, MountOptions};
+pub use options::MountOptions;
 pub use units::{parse_duration, parse_mode, parse_size};
 
 /// Environment variables akvfs reads for authentication.
