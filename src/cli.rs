@@ -168,9 +168,10 @@ pub struct UnmountArgs {
     pub lazy: bool,
 }
 
-/// `akvfs check`: the vault and how to reach it, with the same options (and
-/// the same validation) as `akvfs mount`; only the connection and identity
-/// settings are used.
+/// `akvfs check`: the vault and how to reach it. It takes every option of
+/// `akvfs mount` and validates them all the same way, so a mount's own line
+/// can be checked unchanged; only the connection and identity settings are
+/// then used.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// A vault name (myvault -> https://myvault.vault.azure.net) or an https:// URL.
@@ -182,13 +183,13 @@ pub struct CheckArgs {
 }
 
 impl CheckArgs {
-    /// The vault and identity settings, validated as for a mount.
-    pub fn to_config(&self) -> Result<(VaultConfig, AuthConfig), String> {
+    /// The vault and identity settings and the per-call timeout, every option validated as for a mount.
+    pub fn to_config(&self) -> Result<(VaultConfig, AuthConfig, std::time::Duration), String> {
         MountOptions {
             vault: Some(self.vault.clone()),
             ..self.settings.clone()
         }
-        .validate_connection()
+        .validate_for_check()
         .map_err(|e| e.as_flag())
     }
 }

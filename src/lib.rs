@@ -31,25 +31,59 @@
 //! - [`metrics`]: per-mount counters and the metrics endpoint.
 //! - [`refresh`]: the background refresher of listings and values.
 //! - [`csi`]: `akvfs csi`, the Kubernetes CSI node plugin: one mount per pod identity.
+//! - [`watch`]: `akvfs watch`, the per-cluster watcher that publishes vault metadata.
 //!
-//! Dependencies point one way: `fuse -> fs -> cache -> vault <- vault::azure`.
+//! - [`text`]: an error and its causes on one line, for every layer.
+//!
+//! # Dependencies
+//! They point one way: each module uses only modules before it here, which
+//! `tests/module_deps.rs` checks on every `cargo test`.
+//! Order: `locked < text < secret < config < daemon < auth < vault < error < cache < metrics < fs < refresh < fuse < service < watch < csi < cli`
+//!
+//! The data path reads down it (`fuse -> fs -> cache -> vault`, with
+//! `vault::azure` using `auth` for credentials); the control path
+//! (`service`, `daemon`) builds and drives it.
 
-pub mod auth;
-pub mod cache;
-pub mod cli;
-pub mod config;
-pub mod csi;
-pub mod daemon;
-pub mod error;
-pub mod fs;
-pub mod fuse;
-pub mod locked;
-pub mod metrics;
-pub mod refresh;
-pub mod secret;
-pub mod service;
-pub mod vault;
-pub mod watch;
+mod auth;
+mod cache;
+mod cli;
+mod config;
+mod csi;
+mod daemon;
+mod error;
+mod fs;
+mod fuse;
+mod locked;
+mod metrics;
+mod refresh;
+mod secret;
+mod service;
+mod text;
+mod vault;
+mod watch;
 
-// Kept at the crate root for existing users of these paths.
-pub use daemon::{harden, mounts};
+// What the binary uses.
+pub use auth::take_client_secret_from_env;
+pub use cli::{Cli, Command, LogFormat};
+pub use daemon::mounts::unmount;
+pub use locked::WipeOnFree;
+pub use service::{check, mount, run_config_with, Error};
+pub use csi::run as run_csi;
+pub use watch::run as run_watch;
+
+/// The CSI protocol's generated types: the test harness plays kubelet with them.
+pub mod csi_proto {
+    pub use crate::csi::proto::*;
+}
+
+// What the integration tests reach directly: the metrics endpoint, and the
+// parsers of untrusted input that tests/parsers.rs drives with proptest.
+pub use auth::{classify_token_answer, is_key_vault_scope, TokenFailure, KEY_VAULT_SCOPES};
+pub use config::{
+    load_config_file, parse_duration, parse_mode, parse_mount_options, parse_size, ConfigFile,
+};
+pub use daemon::mounts::unescape as unescape_mountinfo;
+pub use metrics::{serve as serve_metrics, MountMetrics, Registry};
+pub use secret::unescape_json_string;
+pub use vault::azure::parse_secret_bundle;
+pub use vault::VaultError;

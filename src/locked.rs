@@ -90,9 +90,6 @@ pub fn mode() -> Option<MemoryMode> {
     MODE.get().copied()
 }
 
-/// The region's name in /proc/PID/maps and smaps.
-pub const REGION_NAME: &str = "akvfs-secrets";
-
 struct Region {
     heap: Mutex<Heap>,
     start: usize,
@@ -206,18 +203,13 @@ fn name_region(ptr: *mut libc::c_void, len: usize) {
 }
 
 /// The region's size, if one was created.
+#[cfg(test)]
 pub fn region_size() -> Option<usize> {
     REGION.get().map(|r| r.len)
 }
 
-/// Bytes of the region in use, if one was created.
-pub fn region_used() -> Option<usize> {
-    REGION
-        .get()
-        .map(|r| r.heap.lock().map(|h| h.used()).unwrap_or(0))
-}
-
 /// How many values did not fit in the region since start.
+#[cfg(test)]
 pub fn overflows() -> u64 {
     OVERFLOWS.load(Ordering::Relaxed)
 }
@@ -298,6 +290,7 @@ impl LockedBuf {
     }
 
     /// Whether the bytes are in the locked region.
+    #[cfg(test)]
     pub fn in_region(&self) -> bool {
         matches!(self.0, Storage::Region { .. })
     }

@@ -3,19 +3,18 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use akvfs::cli::{Cli, Command};
-use akvfs::service::{self, Error};
+use akvfs::{Cli, Command, Error, LogFormat};
 
 /// Wipes freed heap blocks once memory locking chose the secret region (see
 /// akvfs::locked).
 #[global_allocator]
-static ALLOC: akvfs::locked::WipeOnFree = akvfs::locked::WipeOnFree;
+static ALLOC: akvfs::WipeOnFree = akvfs::WipeOnFree;
 
 fn main() {
     reset_process_state();
     // While the process has one thread: out of the environment, into memory
     // that is wiped.
-    akvfs::auth::take_client_secret_from_env();
+    akvfs::take_client_secret_from_env();
     // A bug must still end in one line, with no backtrace and nothing from
     // memory beyond the panic's own message and location.
     std::panic::set_hook(Box::new(|info| {
@@ -41,20 +40,20 @@ fn main() {
     init_logging(&cli.log_level, cli.log_format, background);
     let result = match cli.command {
         Command::Mount(args) => match args.to_config() {
-            Ok(cfg) => service::mount(cfg, args.metrics_listen),
+            Ok(cfg) => akvfs::mount(cfg, args.metrics_listen),
             Err(msg) => usage_error(&msg),
         },
-        Command::Run(args) => service::run_config_with(
+        Command::Run(args) => akvfs::run_config_with(
             &args.config,
             args.metrics_listen,
             Some(args.ready_timeout).filter(|t| !t.is_zero()),
         ),
         Command::Unmount(args) => {
-            akvfs::daemon::mounts::unmount(&args.mountpoint, args.lazy).map_err(Error::Mountpoint)
+            akvfs::unmount(&args.mountpoint, args.lazy).map_err(Error::Mountpoint)
         }
         Command::Watch(args) => match args.to_config() {
             Ok(cfg) => {
-                if let Err(e) = akvfs::watch::run(cfg) {
+                if let Err(e) = akvfs::run_watch(cfg) {
                     eprintln!("akvfs: error: {e}");
                     std::process::exit(1);
                 }
@@ -63,10 +62,10 @@ fn main() {
             Err(msg) => usage_error(&msg),
         },
         Command::Check(args) => match args.to_config() {
-            Ok((vault, auth)) => service::check(vault, auth),
+            Ok((vault, auth, timeout)) => akvfs::check(vault, auth, timeout),
             Err(msg) => usage_error(&msg),
         },
-        Command::Csi(args) => akvfs::csi::run(args),
+        Command::Csi(args) => akvfs::run_csi(args),
     };
     if let Err(e) = result {
         eprintln!("akvfs: error: {e}");
@@ -167,7 +166,7 @@ fn usage_error(msg: &str) -> ! {
 /// Logs go to stderr (which a background `akvfs mount` points at the journal,
 /// syslog or a log file once it serves). A bare level applies to akvfs; the SDK and FUSE
 /// libraries log at warn unless the filter names them.
-fn init_logging(level: &str, format: akvfs::cli::LogFormat, background: bool) {
+fn init_logging(level: &str, format: LogFormat, background: bool) {
     let spec = if level.contains('=') || level.contains(',') {
         level.to_string()
     } else {
@@ -184,8 +183,8 @@ fn init_logging(level: &str, format: akvfs::cli::LogFormat, background: bool) {
         .with_writer(std::io::stderr)
         .with_target(false);
     match format {
-        akvfs::cli::LogFormat::Json => builder.json().init(),
-        akvfs::cli::LogFormat::Text => builder
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
             .with_ansi(!background && std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
     }

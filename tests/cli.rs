@@ -44,6 +44,22 @@ fn bad_flags_are_usage_errors() {
     }
 }
 
+/// `akvfs check` takes a mount's own flags, so its line can be checked
+/// unchanged, and validates them all: a bad mount-only value is a usage
+/// error there too, not silently ignored.
+#[test]
+fn check_validates_the_mount_flags_it_accepts() {
+    for (args, hint) in [
+        (vec!["myvault", "--cache-bytes", "lots"], "--cache-bytes"),
+        (vec!["myvault", "--max-stale", "soon"], "--max-stale"),
+        (vec!["myvault", "--file-mode", "999"], "octal"),
+    ] {
+        let mut cmd = akvfs(&[]);
+        cmd.arg("check").args(&args);
+        assert_clean_failure(&run(cmd), 2, &[hint]);
+    }
+}
+
 #[test]
 fn bad_vault_names_and_urls_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -269,4 +285,28 @@ fn memory_that_cannot_be_locked_is_refused_with_advice() {
     }
     let out = run(cmd);
     assert_clean_failure(&out, 1, &["cannot lock memory", "64 KiB", "--no-mlock"]);
+}
+
+/// `akvfs check` bounds each call by `--fetch-timeout`, the same setting
+/// that bounds a mount's reads: a vault that accepts connections but never
+/// answers makes it fail with what to check instead of hanging.
+#[test]
+fn check_gives_up_on_a_silent_vault_after_the_fetch_timeout() {
+    let emu = emulator_with(&[]);
+    // Connections complete in the kernel's backlog; nothing ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", silent.local_addr().unwrap());
+    let mut cmd = akvfs(&wi_env(&emu));
+    let ca = emu.info().ca_file.clone();
+    cmd.args([
+        "check",
+        &url,
+        "--fetch-timeout",
+        "1s",
+        "--ca-file",
+        ca.as_str(),
+    ]);
+    cmd.arg("--disable-challenge-resource-verification");
+    let out = run(cmd);
+    assert_clean_failure(&out, 1, &["did not answer in time", &url]);
 }

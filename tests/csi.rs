@@ -324,7 +324,7 @@ fn an_fs_group_consumer_reads_as_a_non_root_user() {
     // kubelet passes the fsGroup because the plugin reports VOLUME_MOUNT_GROUP.
     let (node, caps) = plugin.node_info();
     assert_eq!(node, "node-1");
-    use akvfs::csi::proto::node_service_capability::rpc::Type as Rpc;
+    use akvfs::csi_proto::node_service_capability::rpc::Type as Rpc;
     assert!(caps.contains(&(Rpc::VolumeMountGroup as i32)), "{caps:?}");
     let mut v = Volume::new(&emu, &kubelet, &a, CLIENT_A);
     v.group = Some(4242);

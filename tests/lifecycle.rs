@@ -433,8 +433,8 @@ fn under_systemd_a_start_that_cannot_get_ready_fails_with_the_reason() {
 fn healthz_fails_on_a_dead_mount() {
     let emu = emulator_with(&[("a", "1")]);
     let mut m = Mount::new(&emu, &[]);
-    let registry = Arc::new(akvfs::metrics::Registry::default());
-    registry.add(akvfs::metrics::MountMetrics::new(
+    let registry = Arc::new(akvfs::Registry::default());
+    registry.add(akvfs::MountMetrics::new(
         &m.path.display().to_string(),
         &emu.info().vault_url,
         Duration::from_secs(60),
@@ -446,7 +446,7 @@ fn healthz_fails_on_a_dead_mount() {
         .unwrap();
     let port = free_port();
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    rt.block_on(akvfs::metrics::serve(
+    rt.block_on(akvfs::serve_metrics(
         format!("127.0.0.1:{port}").parse().unwrap(),
         Arc::clone(&registry),
         stop_rx,
@@ -662,7 +662,7 @@ fn a_background_mount_says_where_it_logs_and_logs_there() {
 
 #[test]
 fn a_403_says_whether_the_firewall_a_role_assignment_or_an_access_policy_refused() {
-    use akvfs::vault::VaultError;
+    use akvfs::VaultError;
     let text = |detail: &str| {
         VaultError::Forbidden {
             operation: "list",

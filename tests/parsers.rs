@@ -12,13 +12,11 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use akvfs::auth::{classify_token_answer, is_key_vault_scope, TokenFailure, KEY_VAULT_SCOPES};
-use akvfs::config::{
-    load_config_file, parse_duration, parse_mode, parse_mount_options, parse_size,
-};
-use akvfs::mounts::unescape;
-use akvfs::secret::unescape_json_string;
-use akvfs::vault::azure::parse_secret_bundle;
+use akvfs::parse_secret_bundle;
+use akvfs::unescape_json_string;
+use akvfs::unescape_mountinfo as unescape;
+use akvfs::{classify_token_answer, is_key_vault_scope, TokenFailure, KEY_VAULT_SCOPES};
+use akvfs::{load_config_file, parse_duration, parse_mode, parse_mount_options, parse_size};
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -265,7 +263,7 @@ fn key_vault_scopes() {
 }
 
 /// Writes `text` to a fresh config file and loads it.
-fn load(text: &str) -> Result<akvfs::config::ConfigFile, String> {
+fn load(text: &str) -> Result<akvfs::ConfigFile, String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, text).unwrap();
@@ -375,8 +373,8 @@ fn metrics_requests() {
         .port();
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let registry = std::sync::Arc::new(akvfs::metrics::Registry::default());
-    rt.block_on(akvfs::metrics::serve(addr, registry, stop))
+    let registry = std::sync::Arc::new(akvfs::Registry::default());
+    rt.block_on(akvfs::serve_metrics(addr, registry, stop))
         .unwrap();
     let ask = |request: &[u8]| -> String {
         let mut conn = std::net::TcpStream::connect(addr).unwrap();

@@ -3,7 +3,9 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 const WINDOW: Duration = Duration::from_secs(10);
 

@@ -7,91 +7,33 @@
 //! should see. Cached reads never wait on the vault: only a miss fetches.
 
 mod budget;
+mod entry;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use lru::LruCache;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::config::CacheConfig;
-use crate::secret::{Secret, SecretBytes, SecretName, SecretProps, VersionId};
+use crate::secret::{Secret, SecretName, VersionId};
 use crate::vault::{clamp_server_delay, Vault, VaultError};
 
 pub use budget::Budget;
-
-/// Bytes charged per entry on top of its value, for names, metadata and the
-/// map itself, so a budget also bounds many tiny secrets.
-const ENTRY_OVERHEAD: u64 = 512;
+#[cfg(test)]
+use entry::ENTRY_OVERHEAD;
+pub use entry::{CachedSecret, SecretKey};
 
 /// Names whose refusal is remembered at most. Each costs under 300 bytes of
 /// locked memory; past this the oldest refusal is forgotten first, so a
 /// flood of random names cannot grow the process.
 pub const NEGATIVE_CACHE_MAX: usize = 4096;
-
-/// One version of one secret, as cached.
-#[derive(Debug)]
-pub struct CachedSecret {
-    pub props: SecretProps,
-    pub value: SecretBytes,
-    /// When the vault last confirmed this is the latest version.
-    verified_at: Mutex<Instant>,
-    /// When the kernel last asked for it (lookup, getattr or read).
-    accessed_at: Mutex<Instant>,
-    /// When the vault answered the GET that produced it: the last proof that
-    /// the identity may read it.
-    fetched_at: Instant,
-    /// Wall-clock second of the fetch. A list item whose `updated` is not
-    /// older than this may hide a later version made in the same second.
-    pub fetched_unix: i64,
-}
-
-impl CachedSecret {
-    pub fn key(&self) -> SecretKey {
-        SecretKey {
-            name: self.props.name.clone(),
-            version: self.props.version.clone(),
-        }
-    }
-
-    fn cost(&self) -> u64 {
-        self.value.len() as u64 + ENTRY_OVERHEAD
-    }
-
-    pub fn verified_at(&self) -> Instant {
-        *lock(&self.verified_at)
-    }
-
-    pub fn mark_verified(&self, at: Instant) {
-        *lock(&self.verified_at) = at;
-    }
-
-    /// When the GET that produced this entry was answered.
-    pub fn fetched_at(&self) -> Instant {
-        self.fetched_at
-    }
-
-    pub fn accessed_at(&self) -> Instant {
-        *lock(&self.accessed_at)
-    }
-
-    /// Records a use by the kernel, for idle eviction.
-    pub fn touch(&self) {
-        *lock(&self.accessed_at) = Instant::now();
-    }
-}
-
-/// A specific version of a secret.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SecretKey {
-    pub name: SecretName,
-    pub version: VersionId,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct FetchKey {

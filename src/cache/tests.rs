@@ -13,7 +13,7 @@ fn cache_with(vault: &Arc<MemoryVault>, cfg: CacheConfig) -> Arc<SecretCache> {
     SecretCache::new(vault.clone() as Arc<dyn Vault>, cfg)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn concurrent_first_reads_make_one_get() {
     let vault = Arc::new(MemoryVault::new());
     vault.put("db", b"pw");
@@ -35,7 +35,7 @@ async fn concurrent_first_reads_make_one_get() {
     assert_eq!(vault.gets.load(Ordering::SeqCst), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn not_found_is_remembered_briefly() {
     let vault = Arc::new(MemoryVault::new());
     let cfg = CacheConfig {
@@ -60,7 +60,7 @@ async fn not_found_is_remembered_briefly() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn byte_budget_evicts_least_recently_read() {
     let vault = Arc::new(MemoryVault::new());
     for n in ["a", "b", "c"] {
@@ -83,7 +83,7 @@ async fn byte_budget_evicts_least_recently_read() {
     assert_eq!(cache.stats.evictions.load(Ordering::SeqCst), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn transient_errors_are_retried_within_the_timeout() {
     let vault = Arc::new(MemoryVault::new());
     vault.put("x", b"v");
@@ -101,7 +101,7 @@ async fn transient_errors_are_retried_within_the_timeout() {
     assert!(vault.gets.load(Ordering::SeqCst) >= 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_hung_vault_fails_within_the_fetch_timeout() {
     let vault = Arc::new(MemoryVault::new());
     vault.put("x", b"v");
@@ -115,7 +115,7 @@ async fn a_hung_vault_fails_within_the_fetch_timeout() {
     assert!(matches!(err, VaultError::Timeout(_)), "{err:?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn old_versions_stay_readable_by_key() {
     let vault = Arc::new(MemoryVault::new());
     vault.put("r", b"one");
@@ -134,7 +134,7 @@ async fn old_versions_stay_readable_by_key() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_retry_after_of_u64_max_neither_panics_nor_stalls() {
     let vault = Arc::new(MemoryVault::new());
     vault.put("db", b"pw");
@@ -160,7 +160,7 @@ async fn a_retry_after_of_u64_max_neither_panics_nor_stalls() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_panic_in_the_fetch_path_completes_every_waiter_with_an_error() {
     let vault = Arc::new(MemoryVault::new());
     vault.put("db", b"pw");
@@ -185,7 +185,7 @@ async fn a_panic_in_the_fetch_path_completes_every_waiter_with_an_error() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_negative_cache_is_bounded() {
     let vault = Arc::new(MemoryVault::new());
     let cache = cache_with(&vault, CacheConfig::default());

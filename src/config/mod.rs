@@ -5,13 +5,22 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod dash_o;
 mod file;
 mod options;
 mod units;
 
-pub use file::{load_config_file, ConfigFile, RawConfigFile};
-pub use options::{parse_mount_options, FieldError, MountOptions};
+pub use dash_o::parse_mount_options;
+pub use file::{load_config_file, ConfigFile};
+pub use options::MountOptions;
 pub use units::{parse_duration, parse_mode, parse_size};
+
+/// Environment variables akvfs reads for authentication.
+pub const ENV_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
+pub const ENV_CLIENT_ID: &str = "AZURE_CLIENT_ID";
+pub const ENV_TENANT_ID: &str = "AZURE_TENANT_ID";
+pub const ENV_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
+pub const ENV_IDENTITY_ENDPOINT: &str = "IDENTITY_ENDPOINT";
 
 /// How akvfs authenticates to Entra ID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -104,7 +113,7 @@ pub struct MountConfig {
     pub auth: AuthConfig,
     pub owner: OwnerConfig,
     pub cache: CacheConfig,
-    pub refresh: crate::refresh::RefreshConfig,
+    pub refresh: RefreshConfig,
     /// Serve every open through the daemon instead of the kernel page cache.
     pub strict_open: bool,
     /// Mount over a directory that has files in it.
@@ -146,6 +155,31 @@ fn is_vault_name(s: &str) -> bool {
         && !s.contains("--")
 }
 
+/// Refresher settings.
+#[derive(Clone, Copy, Debug)]
+pub struct RefreshConfig {
+    pub interval: Duration,
+    pub idle_timeout: Duration,
+    pub max_stale: Duration,
+    /// Longest time a cached value is served without a GET proving the
+    /// identity may still read it.
+    pub max_unverified: Duration,
+    /// Upstream calls the refresher may make in any 10 seconds.
+    pub max_requests_per_10s: u32,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        RefreshConfig {
+            interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
+            max_stale: Duration::from_secs(24 * 3600),
+            max_unverified: Duration::from_secs(600),
+            max_requests_per_10s: 50,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +210,20 @@ mod tests {
         ] {
             assert!(parse_vault(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn check_validates_mount_only_settings_too() {
+        let with_cache = |size: &str| MountOptions {
+            vault: Some("myvault".into()),
+            cache_bytes: Some(size.into()),
+            allow_other: Some(true),
+            ..MountOptions::default()
+        };
+        let e = with_cache("lots").validate_for_check().unwrap_err();
+        assert_eq!(e.field, "cache_bytes", "{e:?}");
+        let (vault, _, timeout) = with_cache("1MiB").validate_for_check().unwrap();
+        assert_eq!(timeout, Duration::from_secs(10));
+        assert_eq!(vault.url, "https://myvault.vault.azure.net");
     }
 }

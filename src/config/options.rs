@@ -6,52 +6,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::dash_o::OptionValue;
 use super::{
     parse_duration, parse_mode, parse_size, parse_vault, AuthConfig, AuthMode, CacheConfig,
     MountConfig, OwnerConfig, VaultConfig,
 };
-use crate::auth::{ENV_CLIENT_ID, ENV_FEDERATED_TOKEN_FILE, ENV_TENANT_ID};
-
-/// How a value written after `-o key=` becomes the field's type.
-trait OptionValue {
-    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String>;
-}
-
-impl OptionValue for bool {
-    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
-        Ok(toml::Value::Boolean(match value {
-            None | Some("true") | Some("1") | Some("yes") => true,
-            Some("false") | Some("0") | Some("no") => false,
-            Some(v) => return Err(format!("-o {key}={v}: expected true or false")),
-        }))
-    }
-}
-
-impl OptionValue for u32 {
-    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
-        let v = value.ok_or_else(|| format!("-o {key} needs a value ({key}=N)"))?;
-        Ok(toml::Value::Integer(
-            v.parse()
-                .map_err(|_| format!("-o {key}={v}: not a number"))?,
-        ))
-    }
-}
-
-impl OptionValue for String {
-    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
-        Ok(toml::Value::String(
-            value
-                .ok_or_else(|| format!("-o {key} needs a value ({key}=...)"))?
-                .to_string(),
-        ))
-    }
-}
-
-impl OptionValue for PathBuf {
-    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
-        String::from_option(key, value)
-    }
-}
+use super::{ENV_CLIENT_ID, ENV_FEDERATED_TOKEN_FILE, ENV_TENANT_ID};
 
 /// Declares [`MountOptions`] and derives from its one field list what would
 /// otherwise be written out per option: the overlay and the `-o` value types.
@@ -75,7 +35,7 @@ macro_rules! mount_options {
 
             /// `-o key[=value]` as the TOML value of field `key`; `None` for
             /// a key that is no field (deserializing then names it).
-            fn option_value(key: &str, value: Option<&str>) -> Option<Result<toml::Value, String>> {
+            pub(super) fn option_value(key: &str, value: Option<&str>) -> Option<Result<toml::Value, String>> {
                 match key {
                     $( stringify!($f) => Some(<$t as OptionValue>::from_option(key, value)), )*
                     _ => None,
@@ -281,6 +241,22 @@ impl MountOptions {
         ))
     }
 
+    /// `akvfs check`: every setting validated exactly as for a mount, so a
+    /// line copied from a mount command, unit or fstab entry is checked
+    /// whole (a bad `--cache-bytes` fails here, not at the next mount); the
+    /// mount-only settings are then left unused. Returns what `check` uses:
+    /// the vault and identity settings, and `fetch_timeout` as the bound on
+    /// each of its calls.
+    pub fn validate_for_check(self) -> Result<(VaultConfig, AuthConfig, Duration), FieldError> {
+        let placeholder = PathBuf::from("/");
+        let cfg = MountOptions {
+            path: Some(self.path.clone().unwrap_or(placeholder)),
+            ..self
+        }
+        .validate(true, true)?;
+        Ok((cfg.vault, cfg.auth, cfg.cache.fetch_timeout))
+    }
+
     /// Checks every field and applies defaults. `foreground` and `mlock` are
     /// process settings, passed through.
     pub fn validate(self, foreground: bool, mlock: bool) -> Result<MountConfig, FieldError> {
@@ -366,7 +342,7 @@ impl MountOptions {
                 max_cold_lookups_per_10s: max_cold_lookups,
                 max_concurrent_fetches: max_concurrent_fetches as usize,
             },
-            refresh: crate::refresh::RefreshConfig {
+            refresh: super::RefreshConfig {
                 interval,
                 idle_timeout,
                 max_stale: dur("max_stale", self.max_stale, "24h")?,
@@ -381,140 +357,6 @@ impl MountOptions {
     }
 }
 
-/// Generic mount options that mount(8) and systemd pass along.
-const IGNORED_OPTIONS: [&str; 22] = [
-    "defaults",
-    "ro",
-    "rw",
-    "auto",
-    "noauto",
-    "nofail",
-    "_netdev",
-    "user",
-    "users",
-    "nouser",
-    "nodev",
-    "nosuid",
-    "noexec",
-    "dev",
-    "suid",
-    "exec",
-    "atime",
-    "noatime",
-    "relatime",
-    "nodiratime",
-    "async",
-    "sync",
-];
-
-/// Mount options as given to `-o` (and by mount(8) from fstab), split into
-/// akvfs settings and the process-level `no_mlock`. Generic mount options that
-/// mount(8) and systemd pass along are accepted and ignored.
-pub fn parse_mount_options(opts: &str) -> Result<(MountOptions, bool), String> {
-    let mut table = toml::Table::new();
-    let mut mlock = true;
-    for opt in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-        let (key, value) = match opt.split_once('=') {
-            Some((k, v)) => (k.trim(), Some(v.trim())),
-            None => (opt, None),
-        };
-        if IGNORED_OPTIONS.contains(&key) || key.starts_with("x-") || key.starts_with("comment=") {
-            continue;
-        }
-        if key == "no_mlock" {
-            mlock = false;
-            continue;
-        }
-        // An unknown key goes in as a string; deserializing names it.
-        let value = MountOptions::option_value(key, value)
-            .unwrap_or_else(|| String::from_option(key, value))?;
-        table.insert(key.to_string(), value);
-    }
-    let raw: MountOptions = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| format!("-o: {}", e.message()))?;
-    Ok((raw, mlock))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn readability_and_lookup_budgets_are_validated() {
-        let raw = |over: MountOptions| {
-            MountOptions {
-                vault: Some("myvault".into()),
-                path: Some("/mnt".into()),
-                ..Default::default()
-            }
-            .overlay(over)
-            .validate(true, true)
-        };
-        let cfg = raw(MountOptions::default()).unwrap();
-        assert_eq!(cfg.refresh.max_unverified, Duration::from_secs(600));
-        assert_eq!(cfg.cache.max_cold_lookups_per_10s, 100);
-        let cfg = raw(MountOptions {
-            max_unverified: Some("2m".into()),
-            max_cold_lookups_per_10s: Some(7),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(cfg.refresh.max_unverified, Duration::from_secs(120));
-        assert_eq!(cfg.cache.max_cold_lookups_per_10s, 7);
-        let err = raw(MountOptions {
-            max_unverified: Some("10s".into()),
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert_eq!(
-            err.as_flag(),
-            "--max-unverified: must be at least the refresh interval"
-        );
-        let err = raw(MountOptions {
-            max_cold_lookups_per_10s: Some(0),
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert_eq!(err.field, "max_cold_lookups_per_10s");
-    }
-
-    #[test]
-    fn concurrent_fetches_are_one_definition() {
-        let base = || MountOptions {
-            vault: Some("myvault".into()),
-            path: Some("/mnt".into()),
-            ..Default::default()
-        };
-        let cfg = base().validate(true, true).unwrap();
-        assert_eq!(cfg.cache.max_concurrent_fetches, 16);
-        let (o, _) = parse_mount_options("max_concurrent_fetches=4").unwrap();
-        let cfg = base().overlay(o).validate(true, true).unwrap();
-        assert_eq!(cfg.cache.max_concurrent_fetches, 4);
-        let file: MountOptions = toml::from_str("max_concurrent_fetches = 300").unwrap();
-        let err = base().overlay(file).validate(true, true).unwrap_err();
-        assert_eq!(
-            err.as_flag(),
-            "--max-concurrent-fetches: must be between 1 and 256"
-        );
-    }
-
-    #[test]
-    fn option_types_follow_the_fields() {
-        let (o, mlock) =
-            parse_mount_options("allow_other,uid=7,file_mode=0440,ca_file=/ca.pem,no_mlock")
-                .unwrap();
-        assert!(!mlock);
-        assert_eq!(o.allow_other, Some(true));
-        assert_eq!(o.uid, Some(7));
-        assert_eq!(o.file_mode.as_deref(), Some("0440"));
-        assert_eq!(o.ca_file, Some(PathBuf::from("/ca.pem")));
-        assert_eq!(
-            parse_mount_options("uid=x").unwrap_err(),
-            "-o uid=x: not a number"
-        );
-        assert!(parse_mount_options("bogus=1")
-            .unwrap_err()
-            .contains("unknown field"));
-    }
-}
+#[path = "options_tests.rs"]
+mod tests;

@@ -24,10 +24,13 @@ use super::request::{NodeDefaults, Publish};
 use super::state::{digest, identity_key, StateDir, TargetRecord};
 use super::token::{self, Assertion, PodCredential};
 use super::Refusal;
-use crate::auth::{CountingCredential, Identity};
+use crate::auth::Identity;
+use crate::service::credential::CountingCredential;
 use crate::config::AuthMode;
 use crate::metrics::{MountMetrics, Registry as MetricsRegistry};
-use crate::service::{Connection, Error as ServiceError, MountHandle, PreparedMount};
+use crate::service::connect::Connection;
+use crate::service::mount::{MountHandle, PreparedMount};
+use crate::service::Error as ServiceError;
 use crate::vault::azure::AzureVault;
 use crate::vault::metered::MeteredVault;
 use crate::vault::VaultError;
@@ -252,7 +255,7 @@ impl Registry {
                 credential,
                 reason: format!("the service-account token of {}", p.pod.subject()),
             },
-            vault: Arc::new(MeteredVault::new(Arc::new(client), Arc::clone(&metrics))),
+            vault: Arc::new(MeteredVault::new(Arc::new(client), metrics.clone() as Arc<dyn crate::vault::metered::CallRecorder>)),
         };
         let vault = cfg.vault.url.clone();
         let handle = PreparedMount::with_connection(&self.rt, cfg, Arc::clone(&metrics), conn)
@@ -314,14 +317,6 @@ impl Registry {
         tracing::info!(identity = %key, "identity mount removed; its values and tokens are dropped");
     }
 
-    /// How many identity mounts are serving.
-    pub fn identities(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .mounts
-            .len()
-    }
 }
 
 /// A mount that could not start, as the gRPC answer kubelet shows in the pod's events.

@@ -17,8 +17,8 @@ use super::Refusal;
 use crate::auth::{
     classify_token_error, is_key_vault_scope, FreshToken, TokenFailure, VAULT_SCOPE,
 };
-use crate::error::one_line;
-use crate::vault::azure::client_options;
+use crate::text::one_line;
+use crate::auth::client_options;
 
 /// Clock difference tolerated between the cluster and this node.
 const SKEW_SECS: i64 = 60;

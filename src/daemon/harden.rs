@@ -5,28 +5,23 @@
 
 use std::io;
 
+pub use super::error::HardenError;
 use crate::locked::MemoryMode;
 
 /// Turns off core dumps and makes the process non-dumpable (which also keeps
 /// same-user processes from attaching with ptrace or reading /proc/PID/mem).
-pub fn disable_core_dumps() -> Result<(), String> {
+pub fn disable_core_dumps() -> Result<(), HardenError> {
     let zero = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: setrlimit reads a valid, initialized rlimit struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } != 0 {
-        return Err(format!(
-            "cannot disable core dumps (setrlimit RLIMIT_CORE): {}",
-            io::Error::last_os_error()
-        ));
+        return Err(HardenError::CoreLimit(io::Error::last_os_error()));
     }
     // SAFETY: PR_SET_DUMPABLE takes a plain integer argument.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(format!(
-            "cannot mark the process non-dumpable (prctl PR_SET_DUMPABLE): {}",
-            io::Error::last_os_error()
-        ));
+        return Err(HardenError::Dumpable(io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -39,10 +34,6 @@ pub const MLOCKALL_MIN_LIMIT: u64 = 256 << 20;
 const LIMIT_MARGIN: u64 = 128 << 10;
 /// The smallest secret region worth starting with.
 const MIN_REGION: u64 = 256 << 10;
-
-const ADVICE: &str = "run as root, grant CAP_IPC_LOCK, raise the locked-memory limit \
-                      (ulimit -l unlimited, or LimitMEMLOCK=infinity under systemd), \
-                      or pass --no-mlock to accept that cached secrets may be written to swap";
 
 /// The soft RLIMIT_MEMLOCK in bytes; `u64::MAX` for unlimited.
 pub fn memlock_limit() -> u64 {
@@ -83,22 +74,20 @@ fn mlockall_permitted(limit: u64) -> bool {
 /// The secret region's size for a locked-memory limit and a budget of cached
 /// values: twice the budget (older versions held by open files, fetches in
 /// flight, block overhead) plus 1 MiB, within the limit.
-pub fn region_bytes(limit: u64, budget: u64) -> Result<usize, String> {
+pub fn region_bytes(limit: u64, budget: u64) -> Result<usize, HardenError> {
     let want = budget.saturating_mul(2).saturating_add(1 << 20);
     let have = limit.saturating_sub(LIMIT_MARGIN) & !0xfff;
     if have < MIN_REGION {
-        return Err(format!(
-            "cannot lock memory for secret values: the locked-memory limit is {}, below the {} \
-             that akvfs needs at least; {ADVICE}",
-            crate::locked::human(limit),
-            crate::locked::human(MIN_REGION + LIMIT_MARGIN)
-        ));
+        return Err(HardenError::LimitTooLow {
+            limit,
+            needed: MIN_REGION + LIMIT_MARGIN,
+        });
     }
     Ok(want.min(have).min(usize::MAX as u64) as usize)
 }
 
 /// What [`lock_memory`] would choose, without locking anything.
-pub fn planned_mode(mlock: bool, budget: u64) -> Result<MemoryMode, String> {
+pub fn planned_mode(mlock: bool, budget: u64) -> Result<MemoryMode, HardenError> {
     if !mlock {
         return Ok(MemoryMode::Off);
     }
@@ -117,7 +106,7 @@ pub fn planned_mode(mlock: bool, budget: u64) -> Result<MemoryMode, String> {
 /// for secret values sized within the limit, with `budget` bytes of cached
 /// values in mind. With `mlock` false (`--no-mlock`) nothing is locked.
 /// Never falls back to unlocked memory by itself. Logs the mode.
-pub fn lock_memory(mlock: bool, budget: u64) -> Result<MemoryMode, String> {
+pub fn lock_memory(mlock: bool, budget: u64) -> Result<MemoryMode, HardenError> {
     let limit = memlock_limit();
     let mode = if !mlock {
         MemoryMode::Off
@@ -157,16 +146,16 @@ pub fn lock_memory(mlock: bool, budget: u64) -> Result<MemoryMode, String> {
     Ok(mode)
 }
 
-fn lock_region(limit: u64, budget: u64) -> Result<MemoryMode, String> {
+fn lock_region(limit: u64, budget: u64) -> Result<MemoryMode, HardenError> {
     let bytes = region_bytes(limit, budget)?;
-    crate::locked::create_region(bytes).map_err(|e| format!("{e}; {ADVICE}"))?;
+    crate::locked::create_region(bytes).map_err(|detail| HardenError::Region { detail })?;
     Ok(MemoryMode::Secrets { bytes, limit })
 }
 
 /// Locks current and future memory. Pages are locked as they are first
 /// touched (MCL_ONFAULT), so thread stacks and arenas are not populated up
 /// front.
-fn lock_all() -> Result<(), String> {
+fn lock_all() -> Result<(), HardenError> {
     let flags = libc::MCL_CURRENT | libc::MCL_FUTURE;
     // SAFETY: mlockall takes flags only.
     let mut rc = unsafe { libc::mlockall(flags | libc::MCL_ONFAULT) };
@@ -176,10 +165,7 @@ fn lock_all() -> Result<(), String> {
         rc = unsafe { libc::mlockall(flags) };
     }
     if rc != 0 {
-        return Err(format!(
-            "cannot lock all memory (mlockall): {}",
-            io::Error::last_os_error()
-        ));
+        return Err(HardenError::LockAll(io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -196,6 +182,14 @@ mod tests {
         // A small budget needs no more than twice itself plus 1 MiB.
         assert_eq!(region_bytes(64 << 20, 1 << 20).unwrap(), 3 << 20);
         let e = region_bytes(64 << 10, 64 << 20).unwrap_err();
-        assert!(e.contains("CAP_IPC_LOCK") && e.contains("64 KiB"), "{e}");
+        assert!(
+            matches!(e, HardenError::LimitTooLow { limit, .. } if limit == 64 << 10),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("CAP_IPC_LOCK") && text.contains("64 KiB"),
+            "{text}"
+        );
     }
 }

@@ -6,6 +6,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use super::error::MountpointError;
+
 /// The filesystem type akvfs mounts show in /proc/mounts.
 pub const FS_TYPE: &str = "fuse.akvfs";
 
@@ -19,19 +21,15 @@ pub struct Prepare {
     pub nonempty: bool,
 }
 
-/// Checks `path` before mounting; lazily unmounts a stale akvfs mount there.
-/// Returns the absolute path to mount on.
-pub fn prepare_mountpoint(path: &Path) -> Result<PathBuf, String> {
-    prepare_mountpoint_with(path, Prepare::default())
-}
-
-/// [`prepare_mountpoint`] with options. Recovers what a killed daemon leaves
+/// Checks `path` before mounting and returns the absolute path to mount on.
+/// Recovers what a killed daemon leaves
 /// behind (a dead akvfs mount: detached lazily), creates a missing directory
 /// if asked, and refuses with a one-line reason: a live akvfs mount, another
 /// filesystem mounted there (dead or alive), a non-directory, and a
 /// directory with files in it (unless `nonempty`).
-pub fn prepare_mountpoint_with(path: &Path, opts: Prepare) -> Result<PathBuf, String> {
+pub fn prepare_mountpoint_with(path: &Path, opts: Prepare) -> Result<PathBuf, MountpointError> {
     let shown = path.display();
+    let at = || path.to_path_buf();
     // A few stacked dead mounts are detached one by one; more is not a crash.
     for _ in 0..8 {
         match probe(path) {
@@ -39,10 +37,11 @@ pub fn prepare_mountpoint_with(path: &Path, opts: Prepare) -> Result<PathBuf, St
                 let abs = lexical_absolute(path);
                 match mounted_at(&abs)? {
                     Some(m) if m.fs_type != FS_TYPE => {
-                        return Err(format!(
-                            "{shown} holds a dead {} mount of {} that akvfs did not make; unmount it first (umount -l {shown})",
-                            m.fs_type, m.source
-                        ))
+                        return Err(MountpointError::ForeignDeadMount {
+                            path: at(),
+                            fs_type: m.fs_type,
+                            source_name: m.source,
+                        })
                     }
                     _ => {}
                 }
@@ -50,33 +49,25 @@ pub fn prepare_mountpoint_with(path: &Path, opts: Prepare) -> Result<PathBuf, St
                     mountpoint = %shown,
                     "found a stale mount (\"Transport endpoint is not connected\"), left by a daemon that exited without unmounting; detaching it"
                 );
-                unmount(path, true).map_err(|e| {
-                    format!("{shown} holds a stale mount that could not be detached: {e}")
+                unmount(path, true).map_err(|e| MountpointError::StaleNotDetached {
+                    path: at(),
+                    source: Box::new(e),
                 })?;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound && opts.create => {
-                std::fs::create_dir_all(path).map_err(|e| {
-                    format!("cannot create the mount directory {shown}: {e}; check the parent directory's permissions")
-                })?;
+                std::fs::create_dir_all(path)
+                    .map_err(|source| MountpointError::Create { path: at(), source })?;
                 tracing::info!(mountpoint = %shown, "created the mount directory");
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(format!(
-                    "mountpoint {shown} does not exist; create it first (mkdir -p {shown})"
-                ))
+                return Err(MountpointError::Missing { path: at() })
             }
-            Err(e) => return Err(format!("cannot use mountpoint {shown}: {e}")),
-            Ok(m) if !m.is_dir() => {
-                return Err(format!(
-                    "mountpoint {shown} is not a directory; mount on an empty directory"
-                ))
-            }
+            Err(source) => return Err(MountpointError::Unusable { path: at(), source }),
+            Ok(m) if !m.is_dir() => return Err(MountpointError::NotDirectory { path: at() }),
             Ok(_) => return check_live(path, opts),
         }
     }
-    Err(format!(
-        "{shown} still holds a stale mount after detaching several; unmount them (umount -R -l {shown})"
-    ))
+    Err(MountpointError::TooManyStale { path: at() })
 }
 
 /// statfs always reaches a FUSE daemon (stat may be answered from the
@@ -115,18 +106,17 @@ fn lexical_absolute(path: &Path) -> PathBuf {
 }
 
 /// The checks on a live directory: what is mounted there, and what is in it.
-fn check_live(path: &Path, opts: Prepare) -> Result<PathBuf, String> {
-    let shown = path.display();
-    let abs = std::fs::canonicalize(path)
-        .map_err(|e| format!("cannot resolve mountpoint {shown}: {e}"))?;
+fn check_live(path: &Path, opts: Prepare) -> Result<PathBuf, MountpointError> {
+    let abs = std::fs::canonicalize(path).map_err(|source| MountpointError::Resolve {
+        path: path.to_path_buf(),
+        source,
+    })?;
     match mounted_at(&abs)? {
         Some(m) if m.fs_type == FS_TYPE => {
-            return Err(format!(
-                "{} is already an akvfs mount of {} served by a running akvfs; unmount it first (akvfs unmount {})",
-                abs.display(),
-                m.source,
-                abs.display()
-            ))
+            return Err(MountpointError::AlreadyServed {
+                path: abs,
+                source_name: m.source,
+            })
         }
         // systemd's automount point (x-systemd.automount in fstab): the
         // mount it triggers lands here, and listing it would wait for us.
@@ -136,23 +126,22 @@ fn check_live(path: &Path, opts: Prepare) -> Result<PathBuf, String> {
         // be hidden, and the emptiness check below covers them.
         Some(m) if m.root != "/" => {}
         Some(m) => {
-            return Err(format!(
-                "{} is already a mount point ({} of {}); akvfs does not mount over another filesystem: unmount it or choose another directory",
-                abs.display(),
-                m.fs_type,
-                m.source
-            ))
+            return Err(MountpointError::OtherFilesystem {
+                path: abs,
+                fs_type: m.fs_type,
+                source_name: m.source,
+            })
         }
         None => {}
     }
     if !opts.nonempty {
-        let mut entries = std::fs::read_dir(&abs)
-            .map_err(|e| format!("cannot read mountpoint {}: {e}", abs.display()))?;
+        let mut entries =
+            std::fs::read_dir(&abs).map_err(|source| MountpointError::Unreadable {
+                path: abs.clone(),
+                source,
+            })?;
         if entries.next().is_some() {
-            return Err(format!(
-                "mountpoint {} is not empty, and mounting would hide its files; use an empty directory, or pass -o nonempty (nonempty = true in a config file) to mount over them",
-                abs.display()
-            ));
+            return Err(MountpointError::NotEmpty { path: abs });
         }
     }
     Ok(abs)
@@ -160,7 +149,7 @@ fn check_live(path: &Path, opts: Prepare) -> Result<PathBuf, String> {
 
 /// A normal user's `allow_other` mount needs `user_allow_other` in
 /// /etc/fuse.conf (fusermount3 refuses it otherwise); say so up front.
-pub fn check_allow_other(allow_other: bool) -> Result<(), String> {
+pub fn check_allow_other(allow_other: bool) -> Result<(), MountpointError> {
     if !allow_other || nix::unistd::geteuid().is_root() {
         return Ok(());
     }
@@ -168,9 +157,7 @@ pub fn check_allow_other(allow_other: bool) -> Result<(), String> {
     if conf.lines().any(|l| l.trim() == "user_allow_other") {
         return Ok(());
     }
-    Err("--allow-other needs the line user_allow_other in /etc/fuse.conf when mounting as a normal user; \
-         add it (as root), or mount without --allow-other"
-        .into())
+    Err(MountpointError::AllowOtherNotPermitted)
 }
 
 /// One line of /proc/self/mountinfo that we care about.
@@ -184,9 +171,9 @@ pub struct MountEntry {
 }
 
 /// The topmost mount at exactly `path`, if any.
-pub fn mounted_at(path: &Path) -> Result<Option<MountEntry>, String> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+pub fn mounted_at(path: &Path) -> Result<Option<MountEntry>, MountpointError> {
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(MountpointError::Mountinfo)?;
     let target = path.to_string_lossy();
     let mut found = None;
     for line in text.lines() {
@@ -233,8 +220,8 @@ pub fn unescape(s: &str) -> String {
 }
 
 /// Unmounts `path`; `lazy` detaches it even while files are open.
-pub fn unmount(path: &Path, lazy: bool) -> Result<(), String> {
-    let shown = path.display();
+pub fn unmount(path: &Path, lazy: bool) -> Result<(), MountpointError> {
+    let at = || path.to_path_buf();
     if nix::unistd::geteuid().is_root() {
         let flags = if lazy {
             nix::mount::MntFlags::MNT_DETACH
@@ -242,29 +229,31 @@ pub fn unmount(path: &Path, lazy: bool) -> Result<(), String> {
             nix::mount::MntFlags::empty()
         };
         return nix::mount::umount2(path, flags).map_err(|e| match e {
-            nix::errno::Errno::EBUSY => format!(
-                "{shown} is busy: a process has a file open or its working directory there; close it, or use --lazy"
-            ),
-            nix::errno::Errno::EINVAL => format!("{shown} is not a mount point"),
-            nix::errno::Errno::ENOENT => format!("{shown} does not exist"),
-            e => format!("cannot unmount {shown}: {e}"),
+            nix::errno::Errno::EBUSY => MountpointError::Busy { path: at() },
+            nix::errno::Errno::EINVAL => MountpointError::NotMounted { path: at() },
+            nix::errno::Errno::ENOENT => MountpointError::Gone { path: at() },
+            e => MountpointError::Unmount {
+                path: at(),
+                detail: e.to_string(),
+            },
         });
     }
     let mut cmd = Command::new("fusermount3");
     cmd.arg(if lazy { "-uz" } else { "-u" }).arg(path);
     let out = cmd
         .output()
-        .map_err(|e| format!("cannot run fusermount3 to unmount {shown}: {e}; install fuse3"))?;
+        .map_err(|source| MountpointError::NoFusermount { path: at(), source })?;
     if out.status.success() {
         return Ok(());
     }
     let err = String::from_utf8_lossy(&out.stderr);
     let err = err.trim();
+    let detail = err.to_string();
     Err(if err.contains("not found in") {
-        format!("{shown} is not a mount of this user (fusermount3: {err}); a mount made by root or another user is unmounted by them")
+        MountpointError::NotOurs { path: at(), detail }
     } else if err.contains("busy") {
-        format!("{shown} is busy: a process has a file open or its working directory there; close it, or use --lazy")
+        MountpointError::Busy { path: at() }
     } else {
-        format!("cannot unmount {shown}: {err}")
+        MountpointError::Unmount { path: at(), detail }
     })
 }

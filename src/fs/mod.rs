@@ -13,7 +13,9 @@ mod xattr;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use crate::cache::{CachedSecret, SecretCache, SecretKey};
 use crate::config::OwnerConfig;
@@ -25,16 +27,13 @@ use crate::vault::{PageCount, VaultError};
 /// The root directory's inode.
 pub const ROOT_INO: u64 = 1;
 
-/// Kernel cache lifetimes and listing freshness.
+/// Kernel cache lifetimes.
 #[derive(Clone, Copy, Debug)]
 pub struct FsTimings {
     /// How long the kernel may cache a name -> inode binding.
     pub entry_ttl: Duration,
     /// How long the kernel may cache an inode's attributes.
     pub attr_ttl: Duration,
-    /// A directory listing older than this is refreshed in the background
-    /// (the stale one is served meanwhile).
-    pub listing_ttl: Duration,
 }
 
 impl Default for FsTimings {
@@ -42,7 +41,6 @@ impl Default for FsTimings {
         FsTimings {
             entry_ttl: Duration::from_secs(60),
             attr_ttl: Duration::from_secs(60),
-            listing_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -128,7 +126,6 @@ impl Inodes {
 struct Listing {
     names: Arc<Vec<SecretSummary>>,
     loaded_at: Option<Instant>,
-    refreshing: bool,
 }
 
 /// The filesystem core shared by all FUSE worker threads.
@@ -161,6 +158,7 @@ fn unix_time(secs: Option<i64>, fallback: SystemTime) -> SystemTime {
 }
 
 impl FsCore {
+    #[cfg(test)]
     pub fn new(cache: Arc<SecretCache>, owner: OwnerConfig, timings: FsTimings) -> Arc<FsCore> {
         FsCore::with_metrics(cache, owner, timings, MountMetrics::detached())
     }
@@ -206,10 +204,6 @@ impl FsCore {
                 .stale_reads
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-    }
-
-    pub fn timings(&self) -> FsTimings {
-        self.timings
     }
 
     fn vault_err(&self, name: &SecretName, source: VaultError) -> FsError {
@@ -407,8 +401,7 @@ impl FsCore {
     }
 
     /// The vault's secret names, loading the listing if none was loaded yet.
-    /// A listing older than the listing TTL is served as is and refreshed in
-    /// the background by `refresh_listing_if_stale`.
+    /// A loaded listing is served as is; the refresher replaces it.
     pub async fn listing(&self) -> Result<Arc<Vec<SecretSummary>>, FsError> {
         if let Some(names) = self.loaded_listing() {
             return Ok(names);
@@ -425,25 +418,10 @@ impl FsCore {
         l.loaded_at.map(|_| Arc::clone(&l.names))
     }
 
-    /// Whether the listing should be refreshed; marks it as being refreshed.
-    pub fn listing_needs_refresh(&self) -> bool {
-        let mut l = lock(&self.listing);
-        let stale = l
-            .loaded_at
-            .is_some_and(|t| t.elapsed() >= self.timings.listing_ttl);
-        if stale && !l.refreshing {
-            l.refreshing = true;
-            true
-        } else {
-            false
-        }
-    }
-
     /// Lists the vault now and replaces the listing.
     pub async fn reload_listing(&self) -> Result<Arc<Vec<SecretSummary>>, FsError> {
         let result = self.cache.vault().list(&PageCount::default()).await;
         let mut l = lock(&self.listing);
-        l.refreshing = false;
         match result {
             Ok(mut names) => {
                 names.sort_by(|a, b| a.name.cmp(&b.name));
@@ -464,7 +442,6 @@ impl FsCore {
         let mut l = lock(&self.listing);
         l.names = Arc::new(names);
         l.loaded_at = Some(Instant::now());
-        l.refreshing = false;
     }
 
     /// Opens the root directory: takes a snapshot of the listing so that one
@@ -623,11 +600,6 @@ impl FsCore {
     /// Number of names in the current listing, for statfs.
     pub fn file_count(&self) -> u64 {
         lock(&self.listing).names.len() as u64
-    }
-
-    /// Inodes currently known to the kernel.
-    pub fn inode_count(&self) -> usize {
-        lock(&self.inodes).by_ino.len()
     }
 }
 

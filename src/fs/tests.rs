@@ -21,7 +21,7 @@ fn setup() -> (Arc<MemoryVault>, Arc<FsCore>) {
     (vault, FsCore::new(cache, owner, FsTimings::default()))
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn lookup_gives_exact_size_and_read_gives_exact_bytes() {
     let (vault, fs) = setup();
     vault.put("db-password", b"s3cr3t\n\x00tail");
@@ -41,7 +41,7 @@ async fn lookup_gives_exact_size_and_read_gives_exact_bytes() {
     assert_eq!(vault.gets.load(Ordering::SeqCst), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn names_that_cannot_exist_never_reach_the_vault() {
     let (vault, fs) = setup();
     for n in [".git", "a.txt", "with space", "x_y"] {
@@ -51,7 +51,7 @@ async fn names_that_cannot_exist_never_reach_the_vault() {
     assert_eq!(vault.gets.load(Ordering::SeqCst), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn errors_map_to_documented_errnos() {
     let (vault, fs) = setup();
     assert_eq!(
@@ -103,7 +103,7 @@ async fn errors_map_to_documented_errnos() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_rotation_binds_a_new_inode_and_the_old_one_keeps_its_version() {
     let (vault, fs) = setup();
     vault.put("rot", b"old-value");
@@ -126,7 +126,7 @@ async fn a_rotation_binds_a_new_inode_and_the_old_one_keeps_its_version() {
     assert!(fs.getattr(new.attr.ino).is_ok());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn directory_lists_every_name_once_sorted() {
     let (vault, fs) = setup();
     for i in (0..60).rev() {
@@ -145,7 +145,7 @@ async fn directory_lists_every_name_once_sorted() {
     fs.releasedir(fh);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn xattrs_carry_metadata() {
     let (vault, fs) = setup();
     let v = vault.put("meta", b"x");
@@ -177,7 +177,7 @@ async fn xattrs_carry_metadata() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn directory_entries_are_built_once_per_listing() {
     let (vault, fs) = setup();
     vault.put("a", b"1");
@@ -201,7 +201,7 @@ async fn directory_entries_are_built_once_per_listing() {
     assert_eq!(fs.readdir(first, 0).unwrap().len(), 3);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn lookups_of_unlisted_names_are_budgeted_per_mount() {
     let vault = Arc::new(MemoryVault::new());
     vault.put("real", b"v");

@@ -19,26 +19,12 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::cache::SecretCache;
-use crate::vault::VaultError;
+use crate::vault::metered::CallRecorder;
 
 /// Upper bounds (seconds) of the upstream latency histogram's buckets.
 const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-/// The status label of an upstream call.
-pub fn status_label(r: &Result<(), &VaultError>) -> &'static str {
-    match r {
-        Ok(()) => "200",
-        Err(VaultError::NotFound) => "404",
-        Err(VaultError::Disabled) | Err(VaultError::Forbidden { .. }) => "403",
-        Err(VaultError::Auth(_)) | Err(VaultError::IdentityRejected(_)) => "401",
-        Err(VaultError::Throttled { .. }) => "429",
-        Err(VaultError::Timeout(_)) => "timeout",
-        Err(VaultError::Unavailable(_)) => "unavailable",
-        Err(VaultError::BadResponse(_)) => "bad_response",
-    }
-}
 
 /// Everything measured for one mount.
 pub struct MountMetrics {
@@ -168,6 +154,12 @@ impl MountMetrics {
     }
 }
 
+impl CallRecorder for MountMetrics {
+    fn upstream(&self, operation: &'static str, status: &'static str, took: Option<Duration>) {
+        MountMetrics::upstream(self, operation, status, took)
+    }
+}
+
 /// All mounts of the process, and their exposition.
 pub struct Registry {
     mounts: Arc<exposition::Mounts>,
@@ -261,7 +253,7 @@ impl Registry {
             let path = std::path::PathBuf::from(&m.mountpoint);
             let probing = Arc::clone(&m.probing);
             let check = tokio::task::spawn_blocking(move || {
-                let dead = crate::mounts::is_dead(&path);
+                let dead = crate::daemon::mounts::is_dead(&path);
                 probing.store(false, Ordering::Release);
                 dead
             });

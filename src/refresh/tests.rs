@@ -81,7 +81,7 @@ async fn read(core: &FsCore, name: &str) -> Result<Vec<u8>, i32> {
         .to_vec())
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unchanged_secrets_cost_list_pages_and_no_gets() {
     let s = setup(RefreshConfig::default());
     for i in 0..100 {
@@ -98,7 +98,7 @@ async fn unchanged_secrets_cost_list_pages_and_no_gets() {
     assert!(s.kernel.names.lock().unwrap().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_rotation_is_fetched_once_and_the_name_rebound() {
     let s = setup(RefreshConfig::default());
     s.vault.put("db", b"old");
@@ -121,7 +121,7 @@ async fn a_rotation_is_fetched_once_and_the_name_rebound() {
     assert_eq!(r.gets, 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn two_updates_within_one_second_are_not_missed() {
     let s = setup(RefreshConfig::default());
     s.vault.put("fast", b"one");
@@ -142,7 +142,7 @@ async fn two_updates_within_one_second_are_not_missed() {
     assert_eq!(read(&s.core, "fast").await.unwrap(), b"two");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn deleted_and_disabled_secrets_are_revoked_and_wiped() {
     let s = setup(RefreshConfig::default());
     for n in ["gone", "off", "stays"] {
@@ -173,7 +173,7 @@ async fn deleted_and_disabled_secrets_are_revoked_and_wiped() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_outage_keeps_serving_until_max_stale() {
     let s = setup(RefreshConfig {
         max_stale: Duration::from_millis(300),
@@ -196,7 +196,7 @@ async fn an_outage_keeps_serving_until_max_stale() {
     assert_eq!(read(&s.core, "k").await.unwrap_err(), libc::EIO);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn idle_secrets_are_evicted() {
     let s = setup(RefreshConfig {
         idle_timeout: Duration::from_millis(200),
@@ -210,7 +210,7 @@ async fn idle_secrets_are_evicted() {
     assert!(s.core.cache().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn new_secrets_appear_in_the_listing() {
     let s = setup(RefreshConfig::default());
     s.vault.put("a", b"1");
@@ -227,7 +227,7 @@ async fn new_secrets_appear_in_the_listing() {
     assert_eq!(names, vec!["a", "b"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_budget_is_never_exceeded() {
     let s = setup(RefreshConfig {
         max_requests_per_10s: 3,
@@ -265,7 +265,7 @@ async fn past_max_unverified() {
     tokio::time::sleep(Duration::from_millis(5)).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_lost_get_permission_with_list_kept_is_caught_by_the_readability_check() {
     // Baseline: within --max-unverified the listing alone is trusted.
     let s = setup(RefreshConfig::default());
@@ -304,7 +304,7 @@ async fn a_lost_get_permission_with_list_kept_is_caught_by_the_readability_check
     assert_eq!(read(&s.core, "ok").await.unwrap(), b"fine");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn readability_checks_stay_within_the_budget() {
     let s = setup(RefreshConfig {
         max_requests_per_10s: 5,
@@ -323,7 +323,7 @@ async fn readability_checks_stay_within_the_budget() {
     assert_eq!(s.vault.gets.load(Ordering::SeqCst) - gets, 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_secret_evicted_by_the_memory_budget_is_still_revoked() {
     let cache_cfg = CacheConfig {
         max_bytes: 3000,
@@ -372,7 +372,7 @@ async fn a_secret_evicted_by_the_memory_budget_is_still_revoked() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn disabling_the_latest_version_revokes_an_older_one_held_open() {
     let s = setup(RefreshConfig::default());
     s.vault.put("db", b"old");
@@ -407,7 +407,7 @@ async fn disabling_the_latest_version_revokes_an_older_one_held_open() {
     assert_eq!(read(&s.core, "db").await.unwrap(), b"new");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn max_stale_applies_per_secret_when_the_list_works_but_gets_fail() {
     let rotate_and_break_gets = |s: &Setup| {
         s.vault.put("db", b"new");
@@ -441,7 +441,7 @@ async fn max_stale_applies_per_secret_when_the_list_works_but_gets_fail() {
     assert_eq!(read(&s.core, "db").await.unwrap_err(), libc::EIO);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_huge_retry_after_is_clamped() {
     let s = setup(RefreshConfig::default());
     s.vault.put("a", b"1");
@@ -519,7 +519,7 @@ fn expired_secrets_are_served_warned_about_once_and_exported() {
     ));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn readability_checks_do_not_storm_a_failing_vault() {
     let s = setup(always_recheck());
     for i in 0..20 {
@@ -540,7 +540,7 @@ async fn readability_checks_do_not_storm_a_failing_vault() {
     assert!(made <= 5, "{made} GETs, not one per secret");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_panicking_cycle_does_not_stop_change_detection() {
     let s = setup_with(
         RefreshConfig {

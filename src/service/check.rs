@@ -1,15 +1,18 @@
 //! `akvfs check`: which identity is used, whether it gets a token, and whether it can list the vault.
 
+use std::time::Duration;
+
 use crate::auth::{cli_sign_in_expired, whoami};
 use crate::config::{AuthConfig, VaultConfig};
 use crate::metrics::MountMetrics;
-use crate::vault::PageCount;
+use crate::vault::{PageCount, VaultError};
 
 use super::connect::connect;
 use super::{runtime, Error};
 
 /// `akvfs check`: identity, token, and list access. Prints names, never values.
-pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Error> {
+/// The token and the listing each get `timeout` (`fetch_timeout`).
+pub fn check(vault: VaultConfig, auth: AuthConfig, timeout: Duration) -> Result<(), Error> {
     let rt = runtime()?;
     let conn = connect(&vault, &auth, &MountMetrics::detached())?;
     println!("vault:    {}", vault.url);
@@ -18,21 +21,22 @@ pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Error> {
         conn.identity.mode.as_str(),
         conn.identity.reason
     );
-    match crate::harden::planned_mode(true, crate::config::CacheConfig::default().max_bytes) {
+    match crate::daemon::harden::planned_mode(true, crate::config::CacheConfig::default().max_bytes)
+    {
         Ok(mode) => println!("memory:   {}", mode.describe()),
         Err(e) => println!("memory:   {e}"),
     }
     rt.block_on(async {
         let mode = conn.identity.mode.as_str();
-        let (claims, expires) =
-            whoami(&conn.identity.credential)
-                .await
-                .map_err(|detail| Error::Token {
-                    mode,
-                    // The token error reaches us as text only.
-                    sign_in_expired: cli_sign_in_expired(&detail.to_lowercase()),
-                    detail,
-                })?;
+        let (claims, expires) = tokio::time::timeout(timeout, whoami(&conn.identity.credential))
+            .await
+            .unwrap_or_else(|_| Err(VaultError::Timeout(timeout).to_string()))
+            .map_err(|detail| Error::Token {
+                mode,
+                // The token error reaches us as text only.
+                sign_in_expired: cli_sign_in_expired(&detail.to_lowercase()),
+                detail,
+            })?;
         let who = claims
             .upn
             .clone()
@@ -55,10 +59,9 @@ pub fn check(vault: VaultConfig, auth: AuthConfig) -> Result<(), Error> {
             .unwrap_or_default();
         println!("token:    ok, valid until {until}");
         let pages = PageCount::default();
-        let names = conn
-            .vault
-            .list(&pages)
+        let names = tokio::time::timeout(timeout, conn.vault.list(&pages))
             .await
+            .unwrap_or(Err(VaultError::Timeout(timeout)))
             .map_err(|source| Error::List {
                 vault: vault.url.clone(),
                 source,

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{build_identity, CountingCredential, Identity};
+use crate::auth::{build_identity, Identity};
 use crate::config::{AuthConfig, VaultConfig};
 use crate::metrics::MountMetrics;
 use crate::vault::azure::{build_transport, AzureVault, TransportSettings};
 use crate::vault::metered::MeteredVault;
 use crate::vault::{Cause, Vault, VaultError};
 
+use super::credential::CountingCredential;
 use super::Error;
 
 /// The vault client and the identity behind it.
@@ -63,32 +64,62 @@ pub fn connect(
     .map_err(Error::Client)?;
     Ok(Connection {
         identity,
-        vault: Arc::new(MeteredVault::new(Arc::new(client), Arc::clone(metrics))),
+        vault: Arc::new(MeteredVault::new(Arc::new(client), metrics.clone())),
     })
 }
 
-/// What to check after a vault error, chosen by its kind. Errors whose
-/// text already says what to check (timeouts, 403s, refused identities, an
-/// expired Azure CLI sign-in, challenge failures) get nothing more.
-pub fn hint(err: &VaultError) -> &'static str {
+/// What to check after a vault error whose text does not already say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advice {
+    InstallCli,
+    RunAzLogin,
+    CheckDns,
+    CheckTrust,
+    CheckNetwork,
+}
+
+impl Advice {
+    /// The advice as appended to the error's line.
+    pub fn text(self) -> &'static str {
+        match self {
+            Advice::InstallCli => {
+                " (install the Azure CLI and run az login, or choose another --auth)"
+            }
+            Advice::RunAzLogin => " (run az login)",
+            Advice::CheckDns => {
+                " (check the vault name, DNS, and for private endpoints the private DNS zone)"
+            }
+            Advice::CheckTrust => {
+                " (the vault's TLS certificate is not trusted: check --ca-file, SSL_CERT_FILE, or a TLS-inspecting proxy)"
+            }
+            Advice::CheckNetwork => {
+                " (check the URL and port, firewalls, and the vault's network rules)"
+            }
+        }
+    }
+}
+
+/// The advice for a vault error, chosen by its kind. Errors whose text
+/// already says what to check (timeouts, 403s, refused identities, an
+/// expired Azure CLI sign-in, challenge failures) get none.
+pub fn advice(err: &VaultError) -> Option<Advice> {
     let cause = match err {
         VaultError::Auth(d) | VaultError::Unavailable(d) => d.kind,
-        _ => return "",
+        _ => return None,
     };
     match cause {
-        Cause::CliMissing => {
-            " (install the Azure CLI and run az login, or choose another --auth)"
-        }
-        Cause::CliSignIn => " (run az login)",
-        Cause::Dns => {
-            " (check the vault name, DNS, and for private endpoints the private DNS zone)"
-        }
-        Cause::Tls => {
-            " (the vault's TLS certificate is not trusted: check --ca-file, SSL_CERT_FILE, or a TLS-inspecting proxy)"
-        }
-        Cause::Connect => " (check the URL and port, firewalls, and the vault's network rules)",
-        Cause::CliSignInExpired | Cause::Other => "",
+        Cause::CliMissing => Some(Advice::InstallCli),
+        Cause::CliSignIn => Some(Advice::RunAzLogin),
+        Cause::Dns => Some(Advice::CheckDns),
+        Cause::Tls => Some(Advice::CheckTrust),
+        Cause::Connect => Some(Advice::CheckNetwork),
+        Cause::CliSignInExpired | Cause::Other => None,
     }
+}
+
+/// [`advice`] as text to append; empty when there is none.
+pub fn hint(err: &VaultError) -> &'static str {
+    advice(err).map_or("", Advice::text)
 }
 
 #[cfg(test)]
@@ -99,19 +130,28 @@ mod tests {
     #[test]
     fn advice_follows_the_cause() {
         let unavailable = |kind| VaultError::Unavailable(Detail::new(kind, "x"));
-        assert!(hint(&unavailable(Cause::Dns)).contains("DNS"));
-        assert!(hint(&unavailable(Cause::Tls)).contains("--ca-file"));
-        assert!(hint(&unavailable(Cause::Connect)).contains("firewalls"));
+        assert_eq!(advice(&unavailable(Cause::Dns)), Some(Advice::CheckDns));
+        assert_eq!(advice(&unavailable(Cause::Tls)), Some(Advice::CheckTrust));
+        assert_eq!(
+            advice(&unavailable(Cause::Connect)),
+            Some(Advice::CheckNetwork)
+        );
         let auth = |kind| VaultError::Auth(Detail::new(kind, "x"));
-        assert!(hint(&auth(Cause::CliMissing)).contains("install the Azure CLI"));
-        assert_eq!(hint(&auth(Cause::CliSignIn)), " (run az login)");
+        assert_eq!(advice(&auth(Cause::CliMissing)), Some(Advice::InstallCli));
+        assert_eq!(advice(&auth(Cause::CliSignIn)), Some(Advice::RunAzLogin));
+        // The rendered line carries the advice's text once.
+        let err = Error::List {
+            vault: "v".into(),
+            source: unavailable(Cause::Dns),
+        };
+        assert_eq!(err.to_string().matches(Advice::CheckDns.text()).count(), 1);
     }
 
     #[test]
     fn advice_already_in_the_message_is_not_repeated() {
         // The expired sign-in's remedy is part of the error's own text.
         let expired = VaultError::Auth(Detail::new(Cause::CliSignInExpired, "x"));
-        assert_eq!(hint(&expired), "");
+        assert_eq!(advice(&expired), None);
         for err in [
             VaultError::Timeout(Duration::from_secs(1)),
             VaultError::IdentityRejected("dns connect tls".into()),
@@ -122,7 +162,7 @@ mod tests {
             VaultError::Unavailable("dns connect tls certificate".into()),
             VaultError::NotFound,
         ] {
-            assert_eq!(hint(&err), "", "{err:?}");
+            assert_eq!(advice(&err), None, "{err:?}");
         }
     }
 }

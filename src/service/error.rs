@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::daemon::background::BackgroundError;
+use crate::daemon::harden::HardenError;
+use crate::daemon::mounts::MountpointError;
 use crate::vault::VaultError;
 
 use super::connect::hint;
@@ -43,8 +45,8 @@ pub enum Error {
         sign_in_expired: bool,
     },
     /// The mountpoint is unusable, or unmounting it failed.
-    #[error("{0}")]
-    Mountpoint(String),
+    #[error(transparent)]
+    Mountpoint(#[from] MountpointError),
     #[error("cannot mount on {}: {source}{}", mountpoint.display(), mount_advice(source))]
     Mount {
         mountpoint: PathBuf,
@@ -53,8 +55,8 @@ pub enum Error {
     #[error("cannot start the FUSE session: {0}")]
     Session(#[source] io::Error),
     /// Core dumps or memory locking could not be set up.
-    #[error("{0}")]
-    Harden(String),
+    #[error(transparent)]
+    Harden(#[from] HardenError),
     /// The config file cannot be read or is invalid.
     #[error("{0}")]
     Config(String),

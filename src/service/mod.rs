@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod connect;
+pub(crate) mod credential;
 pub mod error;
 pub mod mount;
 pub mod supervisor;
@@ -15,10 +16,9 @@ use crate::config::MountConfig;
 use crate::metrics::{MountMetrics, Registry};
 
 pub use check::check;
-pub use connect::{connect, hint, Connection};
 pub use error::Error;
-pub use mount::{mount, MountHandle, PreparedMount};
-pub use supervisor::{run_config, run_config_with};
+pub use mount::mount;
+pub use supervisor::run_config_with;
 
 fn runtime() -> Result<Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()

@@ -95,7 +95,7 @@ impl PreparedMount {
         rt: &Runtime,
         cfg: MountConfig,
         metrics: Arc<MountMetrics>,
-        conn: super::Connection,
+        conn: super::connect::Connection,
     ) -> Result<PreparedMount, Error> {
         let vault_url = cfg.vault.url.clone();
         let listing = match rt.block_on(first_listing(&conn.vault, cfg.cache.fetch_timeout)) {

@@ -242,11 +242,6 @@ impl Supervisor {
     }
 }
 
-/// `akvfs run --config FILE` with the default ready timeout.
-pub fn run_config(path: &Path, metrics_listen: Option<std::net::SocketAddr>) -> Result<(), Error> {
-    run_config_with(path, metrics_listen, Some(Duration::from_secs(60)))
-}
-
 /// `akvfs run --config FILE`: every mount in the file, in the foreground.
 /// Mounts that cannot start are retried with backoff and reported by
 /// `/readyz` and `akvfs_mount_up`. SIGHUP re-reads the file: new mounts

@@ -14,8 +14,7 @@ use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
 use azure_core::http::headers::HeaderName;
 use azure_core::http::{
-    AsyncRawResponse, ClientMethodOptions, ClientOptions, Context, HttpClient, Request,
-    RetryOptions, Transport,
+    AsyncRawResponse, ClientMethodOptions, Context, HttpClient, Request, Transport,
 };
 use azure_security_keyvault_secrets::models::{
     SecretClientGetSecretOptions, SecretClientListSecretPropertiesOptions,
@@ -26,11 +25,13 @@ use serde::Deserialize;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{Cause, Detail, ListPacer, Vault, VaultError};
-use crate::auth::{classify_token_error, ForeignScope, FreshToken, TokenFailure, KEY_VAULT_SCOPES};
-use crate::error::one_line;
+use crate::auth::{
+    classify_token_error, client_options, ForeignScope, FreshToken, TokenFailure, KEY_VAULT_SCOPES,
+};
 use crate::secret::{
     unescape_json_string, Secret, SecretBytes, SecretName, SecretProps, SecretSummary, VersionId,
 };
+use crate::text::one_line;
 
 /// Largest response body read from the vault or the token endpoint. A Key
 /// Vault value is at most 25 KB (about 150 KB with every byte JSON-escaped)
@@ -154,15 +155,6 @@ pub fn build_transport(settings: &TransportSettings) -> Result<Transport, String
         inner: client,
         limit: MAX_RESPONSE_BYTES,
     })))
-}
-
-/// Client options with the SDK retry policy off and our transport in place.
-pub fn client_options(transport: &Transport) -> ClientOptions {
-    ClientOptions {
-        transport: Some(transport.clone()),
-        retry: RetryOptions::none(),
-        ..Default::default()
-    }
 }
 
 /// A vault reached through the Azure SDK.

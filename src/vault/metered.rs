@@ -3,21 +3,40 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 use super::{ListPacer, Vault, VaultError};
-use crate::metrics::{status_label, MountMetrics};
 use crate::secret::{Secret, SecretName, SecretSummary, VersionId};
+
+/// Where each upstream call is reported (a mount's metrics).
+pub trait CallRecorder: Send + Sync {
+    /// One call: its operation (`get`, `list`), status label and duration.
+    fn upstream(&self, operation: &'static str, status: &'static str, took: Option<Duration>);
+}
+
+/// The status label of an upstream call.
+pub fn status_label(r: &Result<(), &VaultError>) -> &'static str {
+    match r {
+        Ok(()) => "200",
+        Err(VaultError::NotFound) => "404",
+        Err(VaultError::Disabled) | Err(VaultError::Forbidden { .. }) => "403",
+        Err(VaultError::Auth(_)) | Err(VaultError::IdentityRejected(_)) => "401",
+        Err(VaultError::Throttled { .. }) => "429",
+        Err(VaultError::Timeout(_)) => "timeout",
+        Err(VaultError::Unavailable(_)) => "unavailable",
+        Err(VaultError::BadResponse(_)) => "bad_response",
+    }
+}
 
 pub struct MeteredVault {
     inner: Arc<dyn Vault>,
-    metrics: Arc<MountMetrics>,
+    metrics: Arc<dyn CallRecorder>,
 }
 
 impl MeteredVault {
-    pub fn new(inner: Arc<dyn Vault>, metrics: Arc<MountMetrics>) -> MeteredVault {
+    pub fn new(inner: Arc<dyn Vault>, metrics: Arc<dyn CallRecorder>) -> MeteredVault {
         MeteredVault { inner, metrics }
     }
 }
@@ -25,7 +44,7 @@ impl MeteredVault {
 /// Wraps the caller's pacer: times each page from its request to the next.
 struct PageTimer<'a> {
     inner: &'a dyn ListPacer,
-    metrics: &'a MountMetrics,
+    metrics: &'a dyn CallRecorder,
     pages: AtomicU32,
     started: Mutex<Option<Instant>>,
 }
@@ -71,7 +90,7 @@ impl Vault for MeteredVault {
     async fn list(&self, pacer: &dyn ListPacer) -> Result<Vec<SecretSummary>, VaultError> {
         let timer = PageTimer {
             inner: pacer,
-            metrics: &self.metrics,
+            metrics: &*self.metrics,
             pages: AtomicU32::new(0),
             started: Mutex::new(None),
         };

@@ -7,6 +7,7 @@
 //! network.
 
 pub mod azure;
+#[cfg(test)]
 pub mod memory;
 pub mod metered;
 

@@ -70,7 +70,7 @@ async fn serve(cfg: WatchConfig) -> Result<(), String> {
     ));
     let mut publishers = Vec::new();
     for (vault, auth) in &cfg.vaults {
-        let conn = crate::service::connect(vault, auth, &MountMetrics::detached())
+        let conn = crate::service::connect::connect(vault, auth, &MountMetrics::detached())
             .map_err(|e| format!("vault {}: {e}", vault.url))?;
         let publisher = Publisher {
             vault: conn.vault,

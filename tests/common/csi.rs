@@ -10,11 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use akvfs::csi::proto::node_client::NodeClient;
-use akvfs::csi::proto::volume_capability::{
+use akvfs::csi_proto::node_client::NodeClient;
+use akvfs::csi_proto::volume_capability::{
     access_mode::Mode, AccessMode, AccessType, MountVolume,
 };
-use akvfs::csi::proto::{NodePublishVolumeRequest, NodeUnpublishVolumeRequest, VolumeCapability};
+use akvfs::csi_proto::{NodePublishVolumeRequest, NodeUnpublishVolumeRequest, VolumeCapability};
 use akvfs_emulator::{Identity, ServiceAccountToken};
 
 use super::{akvfs, wait_until, Emulator};
@@ -280,8 +280,8 @@ impl Plugin {
 
     /// NodeGetInfo's node id and NodeGetCapabilities' RPC types.
     pub fn node_info(&mut self) -> (String, Vec<i32>) {
-        use akvfs::csi::proto::node_service_capability::Type;
-        use akvfs::csi::proto::{NodeGetCapabilitiesRequest, NodeGetInfoRequest};
+        use akvfs::csi_proto::node_service_capability::Type;
+        use akvfs::csi_proto::{NodeGetCapabilitiesRequest, NodeGetInfoRequest};
         let mut client = self.client.clone();
         let info = self
             .rt

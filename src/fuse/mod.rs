@@ -28,8 +28,9 @@ use fuser::{
 use futures::FutureExt;
 use tokio::runtime::Handle;
 
-use crate::error::{one_line, FsError};
+use crate::error::FsError;
 use crate::fs::{Attr, FsCore, Kind};
+use crate::text::one_line;
 
 /// The `fuser::Filesystem` for one mount.
 pub struct AkvFs {
@@ -453,3 +454,6 @@ fn xattr_reply(reply: ReplyXattr, value: &[u8], size: u32, op: &str, what: &dyn 
         reply.error(fail(op, what, &FsError::Range));
     }
 }
+
+#[cfg(test)]
+mod tests;

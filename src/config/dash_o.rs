@@ -1,0 +1,102 @@
+//! `-o key[=value],…` option strings (the command line's `-o`, and mount(8)
+//! from fstab) read into [`MountOptions`], each value typed by its field.
+
+use std::path::PathBuf;
+
+use super::MountOptions;
+
+/// How a value written after `-o key=` becomes the field's type.
+pub(super) trait OptionValue {
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String>;
+}
+
+impl OptionValue for bool {
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
+        Ok(toml::Value::Boolean(match value {
+            None | Some("true") | Some("1") | Some("yes") => true,
+            Some("false") | Some("0") | Some("no") => false,
+            Some(v) => return Err(format!("-o {key}={v}: expected true or false")),
+        }))
+    }
+}
+
+impl OptionValue for u32 {
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
+        let v = value.ok_or_else(|| format!("-o {key} needs a value ({key}=N)"))?;
+        Ok(toml::Value::Integer(
+            v.parse()
+                .map_err(|_| format!("-o {key}={v}: not a number"))?,
+        ))
+    }
+}
+
+impl OptionValue for String {
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
+        Ok(toml::Value::String(
+            value
+                .ok_or_else(|| format!("-o {key} needs a value ({key}=...)"))?
+                .to_string(),
+        ))
+    }
+}
+
+impl OptionValue for PathBuf {
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
+        String::from_option(key, value)
+    }
+}
+
+/// Generic mount options that mount(8) and systemd pass along.
+const IGNORED_OPTIONS: [&str; 22] = [
+    "defaults",
+    "ro",
+    "rw",
+    "auto",
+    "noauto",
+    "nofail",
+    "_netdev",
+    "user",
+    "users",
+    "nouser",
+    "nodev",
+    "nosuid",
+    "noexec",
+    "dev",
+    "suid",
+    "exec",
+    "atime",
+    "noatime",
+    "relatime",
+    "nodiratime",
+    "async",
+    "sync",
+];
+
+/// Mount options as given to `-o` (and by mount(8) from fstab), split into
+/// akvfs settings and the process-level `no_mlock`. Generic mount options that
+/// mount(8) and systemd pass along are accepted and ignored.
+pub fn parse_mount_options(opts: &str) -> Result<(MountOptions, bool), String> {
+    let mut table = toml::Table::new();
+    let mut mlock = true;
+    for opt in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let (key, value) = match opt.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => (opt, None),
+        };
+        if IGNORED_OPTIONS.contains(&key) || key.starts_with("x-") || key.starts_with("comment=") {
+            continue;
+        }
+        if key == "no_mlock" {
+            mlock = false;
+            continue;
+        }
+        // An unknown key goes in as a string; deserializing names it.
+        let value = MountOptions::option_value(key, value)
+            .unwrap_or_else(|| String::from_option(key, value))?;
+        table.insert(key.to_string(), value);
+    }
+    let raw: MountOptions = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("-o: {}", e.message()))?;
+    Ok((raw, mlock))
+}

@@ -1,0 +1,81 @@
+//! Rules of the mount options: defaults, bounds and the shared definition.
+
+use super::*;
+use crate::config::parse_mount_options;
+
+#[test]
+fn readability_and_lookup_budgets_are_validated() {
+    let raw = |over: MountOptions| {
+        MountOptions {
+            vault: Some("myvault".into()),
+            path: Some("/mnt".into()),
+            ..Default::default()
+        }
+        .overlay(over)
+        .validate(true, true)
+    };
+    let cfg = raw(MountOptions::default()).unwrap();
+    assert_eq!(cfg.refresh.max_unverified, Duration::from_secs(600));
+    assert_eq!(cfg.cache.max_cold_lookups_per_10s, 100);
+    let cfg = raw(MountOptions {
+        max_unverified: Some("2m".into()),
+        max_cold_lookups_per_10s: Some(7),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(cfg.refresh.max_unverified, Duration::from_secs(120));
+    assert_eq!(cfg.cache.max_cold_lookups_per_10s, 7);
+    let err = raw(MountOptions {
+        max_unverified: Some("10s".into()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(
+        err.as_flag(),
+        "--max-unverified: must be at least the refresh interval"
+    );
+    let err = raw(MountOptions {
+        max_cold_lookups_per_10s: Some(0),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(err.field, "max_cold_lookups_per_10s");
+}
+
+#[test]
+fn concurrent_fetches_are_one_definition() {
+    let base = || MountOptions {
+        vault: Some("myvault".into()),
+        path: Some("/mnt".into()),
+        ..Default::default()
+    };
+    let cfg = base().validate(true, true).unwrap();
+    assert_eq!(cfg.cache.max_concurrent_fetches, 16);
+    let (o, _) = parse_mount_options("max_concurrent_fetches=4").unwrap();
+    let cfg = base().overlay(o).validate(true, true).unwrap();
+    assert_eq!(cfg.cache.max_concurrent_fetches, 4);
+    let file: MountOptions = toml::from_str("max_concurrent_fetches = 300").unwrap();
+    let err = base().overlay(file).validate(true, true).unwrap_err();
+    assert_eq!(
+        err.as_flag(),
+        "--max-concurrent-fetches: must be between 1 and 256"
+    );
+}
+
+#[test]
+fn option_types_follow_the_fields() {
+    let (o, mlock) =
+        parse_mount_options("allow_other,uid=7,file_mode=0440,ca_file=/ca.pem,no_mlock").unwrap();
+    assert!(!mlock);
+    assert_eq!(o.allow_other, Some(true));
+    assert_eq!(o.uid, Some(7));
+    assert_eq!(o.file_mode.as_deref(), Some("0440"));
+    assert_eq!(o.ca_file, Some(PathBuf::from("/ca.pem")));
+    assert_eq!(
+        parse_mount_options("uid=x").unwrap_err(),
+        "-o uid=x: not a number"
+    );
+    assert!(parse_mount_options("bogus=1")
+        .unwrap_err()
+        .contains("unknown field"));
+}
