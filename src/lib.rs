@@ -43,6 +43,7 @@ pub mod fs;
 pub mod fuse;
 pub mod locked;
 pub mod metrics;
+pub mod notice;
 pub mod refresh;
 pub mod secret;
 pub mod service;

@@ -105,6 +105,8 @@ pub struct MountConfig {
     pub owner: OwnerConfig,
     pub cache: CacheConfig,
     pub refresh: crate::refresh::RefreshConfig,
+    /// Change notices to follow, if any.
+    pub notice: Option<crate::notice::NoticeConfig>,
     /// Serve every open through the daemon instead of the kernel page cache.
     pub strict_open: bool,
     /// Mount over a directory that has files in it.
