@@ -87,6 +87,8 @@ pub struct Fleet {
     meter: Meter,
     next_agent: AtomicU64,
     hot: Vec<String>,
+    /// Hot secrets deleted or disabled by a scenario (restarted nodes no longer read them).
+    removed: std::sync::Mutex<Vec<String>>,
 }
 
 impl Fleet {
@@ -122,6 +124,15 @@ impl Fleet {
         ws.iter().map(|w| w.pages.load(Ordering::Relaxed)).sum()
     }
 
+    fn live_hot(&self) -> Vec<String> {
+        let removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+        self.hot
+            .iter()
+            .filter(|h| !removed.contains(h))
+            .cloned()
+            .collect()
+    }
+
     fn agent_name(&self) -> String {
         format!(
             "node-{:05}",
@@ -142,7 +153,7 @@ impl Fleet {
                     Arc::clone(&self.vault),
                     self.cfg.clone(),
                     self.bus.source(),
-                    self.hot.clone(),
+                    self.live_hot(),
                 );
                 set.spawn(async move { Agent::start(name, vault, &cfg, source, &hot).await });
             }
@@ -228,6 +239,7 @@ async fn run(args: Args) -> Result<(), String> {
         agents: Default::default(),
         next_agent: AtomicU64::new(0),
         hot,
+        removed: Default::default(),
     });
     fleet.start_watcher()?;
     fleet.start_watcher()?;

@@ -4,8 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use akvfs::notice::node::changed_count;
-use akvfs::notice::{window_secs, Notice};
+use akvfs::notice::Notice;
 use serde_json::{json, Value};
 
 use super::agents::Agent;
@@ -45,10 +44,15 @@ async fn converge(
     }
 }
 
-/// The window the fleet computes for the notice it holds now.
-fn predicted_w(n: &Option<Notice>) -> u64 {
-    n.as_ref()
-        .map(|n| window_secs(n.fleet_size, changed_count(n, None), n.limit_per_10s))
+/// The window the nodes computed for the last notice they got (the widest, should they
+/// differ).
+async fn fleet_w(f: &Fleet) -> u64 {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let agents = f.agents.lock().await;
+    agents
+        .iter()
+        .map(|a| a.stats.get(&a.stats.window))
+        .max()
         .unwrap_or(0)
 }
 
@@ -98,7 +102,7 @@ async fn rotation(f: &Fleet, label: &str, names: &[String], slack: u64) -> Value
     })
     .await;
     // The W the fleet computed from the notice that carried the change.
-    let w = predicted_w(&f.bus.current());
+    let w = fleet_w(f).await;
     let limit = Duration::from_secs(w + slack + 60);
     let (ok, all, secs) = converge(f, limit, |a| {
         versions
@@ -180,7 +184,7 @@ async fn leader_kill(f: &Fleet) -> Value {
     })
     .await;
     let taken = t0.elapsed().as_secs_f64();
-    let w = predicted_w(&f.bus.current());
+    let w = fleet_w(f).await;
     let (ok, all, secs) = converge(f, Duration::from_secs(w + 90), |a| {
         a.cached_version(&names[0]).as_deref() == Some(v1.as_str())
             && a.cached_version(&names[1]).as_deref() == Some(v2.as_str())
@@ -224,7 +228,7 @@ async fn relist(f: &Fleet) -> Value {
     };
     f.bus.drop_events(false);
     f.bus.expire();
-    let w = predicted_w(&f.bus.current());
+    let w = fleet_w(f).await;
     let (ok, all, secs) = converge(f, Duration::from_secs(w + 90), |a| {
         a.cached_version(&name).as_deref() == Some(v.as_str())
     })
@@ -253,11 +257,15 @@ async fn delete_disable(f: &Fleet) -> Value {
     let t0 = Instant::now();
     let _ = f.emu.disable_secret(&dis);
     let _ = f.emu.delete_secret(&del);
+    f.removed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend([dis.clone(), del.clone()]);
     let _ = published(f, Duration::from_secs(60), |n| {
         !n.secrets.keys().any(|k| k.as_str() == del)
     })
     .await;
-    let w = predicted_w(&f.bus.current());
+    let w = fleet_w(f).await;
     let (ok, all, secs) = converge(f, Duration::from_secs(w + 90), |a| {
         a.cached_version(&dis).is_none() && a.cached_version(&del).is_none()
     })
@@ -350,8 +358,8 @@ async fn forged(f: &Fleet) -> Value {
     }
     n.listed_at = super::bus::unix_now();
     n.heartbeat = n.listed_at;
-    let w = predicted_w(&Some(n.clone()));
     f.bus.publish(n);
+    let w = fleet_w(f).await;
     tokio::time::sleep(Duration::from_secs(w + 10)).await;
     let agents = f.agents.lock().await;
     let after: Vec<Option<String>> = agents.iter().map(|a| a.cached_version(&name)).collect();

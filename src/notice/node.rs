@@ -13,7 +13,7 @@
 //! down, the object is missing or invalid, or the heartbeat is older than
 //! [`super::STALE_AFTER`], the mount goes back to its own interval.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::window::{delay_for, window_secs};
-use super::{Notice, NoticeSource, SourceEvent, STALE_AFTER};
+use super::{Notice, NoticeSource, SecretMeta, SourceEvent, STALE_AFTER};
 use crate::refresh::{Refresher, Verified};
 use crate::secret::SecretName;
 
@@ -46,6 +46,8 @@ pub struct NoticeStats {
     pub failed: AtomicU64,
     /// 1 while notices are live.
     pub live: AtomicU64,
+    /// The window `W` (seconds) of the last notice.
+    pub window: AtomicU64,
 }
 
 impl NoticeStats {
@@ -77,7 +79,11 @@ pub struct NoticeNode {
     live: bool,
     /// When the current notice's heartbeat turns stale.
     stale_at: Option<Instant>,
-    last_names: Option<Vec<SecretName>>,
+    /// The previous notice's secrets, to tell what a notice changed.
+    last: Option<BTreeMap<SecretName, SecretMeta>>,
+    /// Changes whose window is still open, until when: a change that arrives
+    /// while earlier ones are still being fetched widens the window for both.
+    open: HashMap<SecretName, Instant>,
     pending: HashMap<SecretName, Pending>,
     /// The last target fetched per name: never fetched twice.
     done: HashMap<SecretName, Target>,
@@ -99,7 +105,8 @@ impl NoticeNode {
             stats: Arc::default(),
             live: false,
             stale_at: None,
-            last_names: None,
+            last: None,
+            open: HashMap::new(),
             pending: HashMap::new(),
             done: HashMap::new(),
         }
@@ -184,12 +191,7 @@ impl NoticeNode {
             self.stale_at = Some(Instant::now() + (STALE_AFTER - age));
             self.set_live(true, "");
         }
-        let window = window_secs(
-            n.fleet_size,
-            changed_count(n, self.last_names.as_deref()),
-            n.limit_per_10s,
-        );
-        self.last_names = Some(n.secrets.keys().cloned().collect());
+        let window = self.window_for(n);
         let tracked = self.refresher.tracked_updated();
         self.done.retain(|name, _| tracked.contains_key(name));
         self.pending.retain(|name, _| tracked.contains_key(name));
@@ -314,6 +316,23 @@ impl NoticeNode {
         );
     }
 
+    /// `W` for a notice: its changes plus those whose window is still open.
+    fn window_for(&mut self, n: &Notice) -> u64 {
+        let now = Instant::now();
+        self.open.retain(|_, until| *until > now);
+        let changed: std::collections::HashSet<SecretName> =
+            changed_names(n, self.last.as_ref()).into_iter().collect();
+        let also_open = self.open.keys().filter(|k| !changed.contains(k)).count();
+        let count = u32::try_from(changed.len() + also_open).unwrap_or(u32::MAX);
+        let window = window_secs(n.fleet_size, count, n.limit_per_10s);
+        for c in changed {
+            self.open.insert(c, now + Duration::from_secs(window));
+        }
+        self.last = Some(n.secrets.clone());
+        self.stats.window.store(window, Ordering::Relaxed);
+        window
+    }
+
     /// GETs scheduled and not yet made.
     pub fn pending(&self) -> usize {
         self.pending.len()
@@ -324,21 +343,27 @@ impl NoticeNode {
     }
 }
 
-/// How many secrets changed together, for `W`: those whose `updated` lies
-/// within [`CHANGE_HORIZON_SECS`] before `listedAt`, plus the names gone
-/// since the previous notice; at least one.
-pub fn changed_count(n: &Notice, previous: Option<&[SecretName]>) -> u32 {
-    let recent = n
-        .secrets
-        .values()
-        .filter(|m| m.updated > n.listed_at.saturating_sub(CHANGE_HORIZON_SECS))
-        .count();
-    let gone = previous
-        .map(|p| {
-            p.iter()
-                .filter(|name| !n.secrets.contains_key(*name))
-                .count()
-        })
-        .unwrap_or(0);
-    u32::try_from(recent + gone).unwrap_or(u32::MAX).max(1)
+/// What a notice changed: against the previous notice, every secret whose
+/// metadata differs and every name gone; for a node's first notice (nothing
+/// to compare with), the secrets whose `updated` lies within
+/// [`CHANGE_HORIZON_SECS`] before `listedAt`.
+pub fn changed_names(
+    n: &Notice,
+    previous: Option<&BTreeMap<SecretName, SecretMeta>>,
+) -> Vec<SecretName> {
+    match previous {
+        None => n
+            .secrets
+            .iter()
+            .filter(|(_, m)| m.updated > n.listed_at.saturating_sub(CHANGE_HORIZON_SECS))
+            .map(|(k, _)| k.clone())
+            .collect(),
+        Some(p) => n
+            .secrets
+            .iter()
+            .filter(|(k, m)| p.get(*k) != Some(*m))
+            .map(|(k, _)| k.clone())
+            .chain(p.keys().filter(|k| !n.secrets.contains_key(*k)).cloned())
+            .collect(),
+    }
 }

@@ -207,16 +207,25 @@ fn source_settings_parse() {
 }
 
 #[test]
-fn changed_count_counts_recent_versions_and_removals() {
+fn changes_are_counted_against_the_previous_notice() {
+    let names =
+        |v: Vec<crate::secret::SecretName>| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     let n = parse_notice(&data(
         r#"{"a":{"updated":1767225590,"enabled":true},"b":{"updated":1767225400,"enabled":true},"c":{"updated":1000,"enabled":true}}"#,
     ))
     .unwrap();
-    assert_eq!(node::changed_count(&n, None), 2);
-    let gone = [crate::secret::SecretName::parse("d").unwrap()];
-    assert_eq!(node::changed_count(&n, Some(&gone)), 3);
-    let old = parse_notice(&data(r#"{"c":{"updated":1000,"enabled":true}}"#)).unwrap();
-    assert_eq!(node::changed_count(&old, None), 1);
+    // A first notice: what changed within the horizon before listedAt.
+    assert_eq!(names(node::changed_names(&n, None)), ["a", "b"]);
+    // Against the previous notice: changed metadata (a newer a, a disabled c), and d gone.
+    let prev = parse_notice(&data(
+        r#"{"a":{"updated":1767225000,"enabled":true},"b":{"updated":1767225400,"enabled":true},"c":{"updated":1000,"enabled":false},"d":{"updated":5,"enabled":true}}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        names(node::changed_names(&n, Some(&prev.secrets))),
+        ["a", "c", "d"]
+    );
+    assert!(node::changed_names(&n, Some(&n.secrets)).is_empty());
 }
 
 mod scheduler;

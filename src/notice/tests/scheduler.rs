@@ -283,3 +283,30 @@ async fn polling_slows_while_notices_are_live_and_resumes_when_they_are_not() {
     wait(0.1).await;
     assert_eq!(n.refresher.poll_interval(), normal);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_change_inside_an_open_window_widens_it() {
+    let n = node(&["a", "b"]).await;
+    n.tx.send(notice(&[("a", T0, true), ("b", T0, true)]))
+        .await
+        .unwrap();
+    wait(1.0).await;
+    n.tx.send(notice(&[("a", T0 + 10, true), ("b", T0, true)]))
+        .await
+        .unwrap();
+    wait(1.0).await;
+    assert_eq!(n.stats.get(&n.stats.window), 50);
+    // b changes while a's 50 s are still running: both count.
+    n.tx.send(notice(&[("a", T0 + 10, true), ("b", T0 + 20, true)]))
+        .await
+        .unwrap();
+    wait(1.0).await;
+    assert_eq!(n.stats.get(&n.stats.window), 100);
+    // Once both windows have closed, a lone change is one again.
+    wait(200.0).await;
+    n.tx.send(notice(&[("a", T0 + 30, true), ("b", T0 + 20, true)]))
+        .await
+        .unwrap();
+    wait(1.0).await;
+    assert_eq!(n.stats.get(&n.stats.window), 50);
+}
