@@ -134,6 +134,10 @@ impl Follower {
     }
 
     async fn run(mut self) {
+        // Both ring and aws-lc-rs are linked (the Azure SDK's transport brings
+        // the other), so rustls cannot pick on its own; a provider someone
+        // installed first stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut attempt = 0;
         let client = loop {
             if let Some(c) = self.client.take() {

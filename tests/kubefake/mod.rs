@@ -24,7 +24,12 @@ impl KubeFake {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kubefake/kubefake.py");
         let mut child = Command::new("python3")
             .arg(&script)
-            .args(["--port", "0", "--bookmark-interval", &bookmark_secs.to_string()])
+            .args([
+                "--port",
+                "0",
+                "--bookmark-interval",
+                &bookmark_secs.to_string(),
+            ])
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
@@ -57,7 +62,13 @@ impl KubeFake {
     }
 
     /// One HTTP/1.0 request; returns the status code and the JSON body.
-    pub fn request(&self, method: &str, path: &str, content_type: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to kubefake");
         write!(
@@ -68,7 +79,11 @@ impl KubeFake {
         .expect("send to kubefake");
         let mut out = String::new();
         s.read_to_string(&mut out).expect("read from kubefake");
-        let code = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let code = out
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         let json = out
             .split_once("\r\n\r\n")
             .and_then(|(_, b)| serde_json::from_str(b).ok())
@@ -77,7 +92,12 @@ impl KubeFake {
     }
 
     /// A plain API call with a JSON body (`application/json`).
-    pub fn api(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    pub fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         self.request(method, path, "application/json", body.as_ref())
     }
 
@@ -85,7 +105,8 @@ impl KubeFake {
     /// update, patch, delete or `*`) on `resource` (a plural such as
     /// `leases`) fail with `code` (409, 410, 429, 500, ...).
     pub fn fail(&self, verb: &str, resource: &str, code: u16, count: u32) {
-        let f = serde_json::json!({"verb": verb, "resource": resource, "code": code, "count": count});
+        let f =
+            serde_json::json!({"verb": verb, "resource": resource, "code": code, "count": count});
         self.api("POST", "/_fake/fail", Some(f));
     }
 
