@@ -325,8 +325,12 @@ impl NoticeNode {
         let also_open = self.open.keys().filter(|k| !changed.contains(k)).count();
         let count = u32::try_from(changed.len() + also_open).unwrap_or(u32::MAX);
         let window = window_secs(n.fleet_size, count, n.limit_per_10s);
-        for c in changed {
-            self.open.insert(c, now + Duration::from_secs(window));
+        // A first notice's changes are a guess from version times: they
+        // size its own window but do not hold later ones open.
+        if self.last.is_some() {
+            for c in changed {
+                self.open.insert(c, now + Duration::from_secs(window));
+            }
         }
         self.last = Some(n.secrets.clone());
         self.stats.window.store(window, Ordering::Relaxed);
