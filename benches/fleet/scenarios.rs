@@ -56,6 +56,17 @@ async fn fleet_w(f: &Fleet) -> u64 {
         .unwrap_or(0)
 }
 
+/// `updated` of `name` in a notice (`i64::MIN` when absent).
+fn updated_of(n: Option<&Notice>, name: &str) -> i64 {
+    n.and_then(|n| {
+        n.secrets
+            .iter()
+            .find(|(k, _)| k.as_str() == name)
+            .map(|(_, m)| m.updated)
+    })
+    .unwrap_or(i64::MIN)
+}
+
 /// Waits for the watchers to publish content with `pred` true.
 async fn published(f: &Fleet, limit: Duration, pred: impl Fn(&Notice) -> bool) -> Option<f64> {
     let t = Instant::now();
@@ -80,6 +91,7 @@ fn window_text(u: &Usage, limit: u32) -> String {
 /// Rotates `names` at once; waits for every agent to hold the new versions.
 async fn rotation(f: &Fleet, label: &str, names: &[String], slack: u64) -> Value {
     let t0 = Instant::now();
+    let old = f.bus.current();
     let mut versions = Vec::new();
     for n in names {
         match f.emu.set_secret(n, &format!("{n}-{}", fastrand::u64(..))) {
@@ -94,11 +106,11 @@ async fn rotation(f: &Fleet, label: &str, names: &[String], slack: u64) -> Value
             }
         }
     }
+    // Until the notice carrying every change is out.
     let seen = published(f, Duration::from_secs(60), |n| {
         names
             .iter()
-            .all(|x| n.secrets.keys().any(|k| k.as_str() == x.as_str()))
-            && n.listed_at >= super::bus::unix_now() - 60
+            .all(|x| updated_of(Some(n), x) > updated_of(old.as_ref(), x))
     })
     .await;
     // The W the fleet computed from the notice that carried the change.
@@ -174,13 +186,13 @@ async fn leader_kill(f: &Fleet) -> Value {
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let old = f.bus.current();
     let v2 = f
         .emu
         .set_secret(&names[1], "after-kill-2")
         .unwrap_or_default();
     let _ = published(f, Duration::from_secs(60), |n| {
-        n.secrets.keys().any(|k| k.as_str() == names[1])
-            && n.listed_at >= super::bus::unix_now() - 5
+        updated_of(Some(n), &names[1]) > updated_of(old.as_ref(), &names[1])
     })
     .await;
     let taken = t0.elapsed().as_secs_f64();
@@ -209,13 +221,14 @@ async fn leader_kill(f: &Fleet) -> Value {
 async fn relist(f: &Fleet) -> Value {
     let name = f.hot[3 % f.hot.len()].clone();
     let t0 = Instant::now();
+    let old = f.bus.current();
     f.bus.drop_events(true);
     let v = f
         .emu
         .set_secret(&name, "during-the-gap")
         .unwrap_or_default();
     let _ = published(f, Duration::from_secs(30), |n| {
-        n.listed_at >= super::bus::unix_now() - 2 && n.secrets.keys().any(|k| k.as_str() == name)
+        updated_of(Some(n), &name) > updated_of(old.as_ref(), &name)
     })
     .await;
     tokio::time::sleep(Duration::from_secs(f.args.watch_interval + 1)).await;
