@@ -30,6 +30,7 @@
 //!   secret values.
 //! - [`metrics`]: per-mount counters and the metrics endpoint.
 //! - [`refresh`]: the background refresher of listings and values.
+//! - [`notice`]: change notices a mount follows (published by `akvfs watch`).
 //! - [`csi`]: `akvfs csi`, the Kubernetes CSI node plugin: one mount per pod identity.
 //! - [`watch`]: `akvfs watch`, the per-cluster watcher that publishes vault metadata.
 //!
@@ -38,7 +39,7 @@
 //! # Dependencies
 //! They point one way: each module uses only modules before it here, which
 //! `tests/module_deps.rs` checks on every `cargo test`.
-//! Order: `locked < text < secret < config < daemon < auth < vault < error < cache < metrics < fs < refresh < fuse < service < watch < csi < cli`
+//! Order: `locked < text < secret < config < daemon < auth < vault < error < cache < metrics < fs < refresh < notice < fuse < service < watch < csi < cli`
 //!
 //! The data path reads down it (`fuse -> fs -> cache -> vault`, with
 //! `vault::azure` using `auth` for credentials); the control path
@@ -55,6 +56,7 @@ mod fs;
 mod fuse;
 mod locked;
 mod metrics;
+mod notice;
 mod refresh;
 mod secret;
 mod service;
@@ -65,11 +67,29 @@ mod watch;
 // What the binary uses.
 pub use auth::take_client_secret_from_env;
 pub use cli::{Cli, Command, LogFormat};
+pub use csi::run as run_csi;
 pub use daemon::mounts::unmount;
 pub use locked::WipeOnFree;
 pub use service::{check, mount, run_config_with, Error};
-pub use csi::run as run_csi;
 pub use watch::run as run_watch;
+
+/// What the fleet simulation (benches/fleet) and the notice tests drive: the
+/// real node-side code without FUSE.
+#[doc(hidden)]
+pub mod sim {
+    pub use crate::cache::SecretCache;
+    pub use crate::config::{MountConfig, MountOptions};
+    pub use crate::fs::{FsCore, FsTimings, ROOT_INO};
+    pub use crate::metrics::MountMetrics;
+    pub use crate::notice::{
+        kube::ConfigMapSource, Notice, NoticeNode, NoticeSource, NoticeStats, SecretMeta,
+        SourceEvent,
+    };
+    pub use crate::refresh::{KernelCache, Refresher};
+    pub use crate::secret::SecretName;
+    pub use crate::service::connect::connect;
+    pub use crate::vault::{PageCount, Vault};
+}
 
 /// The CSI protocol's generated types: the test harness plays kubelet with them.
 pub mod csi_proto {

@@ -7,11 +7,13 @@ use std::time::Duration;
 
 mod dash_o;
 mod file;
+pub mod notice;
 mod options;
 mod units;
 
 pub use dash_o::parse_mount_options;
 pub use file::{load_config_file, ConfigFile};
+pub use notice::NoticeConfig;
 pub use options::MountOptions;
 pub use units::{parse_duration, parse_mode, parse_size};
 
@@ -114,6 +116,8 @@ pub struct MountConfig {
     pub owner: OwnerConfig,
     pub cache: CacheConfig,
     pub refresh: RefreshConfig,
+    /// Change notices to follow, if any.
+    pub notice: Option<NoticeConfig>,
     /// Serve every open through the daemon instead of the kernel page cache.
     pub strict_open: bool,
     /// Mount over a directory that has files in it.

@@ -169,6 +169,22 @@ mount_options! {
         /// slower than the default for open+read+close; see docs/BENCHMARKS.md.
         #[arg(long, num_args = 0, default_missing_value = "true", help_heading = "Refresh")]
         pub strict_open: Option<bool>,
+
+        /// Follow change notices published by `akvfs watch`: configmap:<namespace>/<name>. A
+        /// notice only decides when this node asks the vault; values and revocations still come
+        /// from the node's own GETs. See docs/SCALING.md. [default: none, polling only]
+        #[arg(long, value_name = "SOURCE", help_heading = "Refresh")]
+        pub notice: Option<String>,
+
+        /// Listing interval while change notices are live (heartbeat fresh); the refresh
+        /// interval applies again when they are not. [default: 6h]
+        #[arg(long, value_name = "DURATION", help_heading = "Refresh")]
+        pub notice_poll_interval: Option<String>,
+
+        /// This node's name, which sets its place in a rotation's window.
+        /// [default: NODE_NAME, else the host name]
+        #[arg(long, value_name = "NAME", help_heading = "Refresh")]
+        pub node_name: Option<String>,
     }
 }
 
@@ -349,12 +365,56 @@ impl MountOptions {
                 max_unverified,
                 max_requests_per_10s: max_requests,
             },
+            notice: notice_config(
+                self.notice,
+                self.notice_poll_interval,
+                self.node_name,
+                interval,
+            )?,
             strict_open: self.strict_open.unwrap_or(false),
             nonempty: self.nonempty.unwrap_or(false),
             foreground,
             mlock,
         })
     }
+}
+
+/// The notice settings: none without `notice`.
+fn notice_config(
+    notice: Option<String>,
+    poll: Option<String>,
+    node_name: Option<String>,
+    interval: Duration,
+) -> Result<Option<super::notice::NoticeConfig>, FieldError> {
+    let Some(spec) = notice else {
+        return Ok(None);
+    };
+    let source =
+        super::notice::SourceSpec::parse(&spec).map_err(|e| FieldError::new("notice", e))?;
+    let live_poll = match poll {
+        Some(p) => parse_duration(&p).map_err(|e| FieldError::new("notice_poll_interval", e))?,
+        None => super::notice::DEFAULT_LIVE_POLL,
+    };
+    if live_poll < interval {
+        return Err(FieldError::new(
+            "notice_poll_interval",
+            "must be at least the refresh interval",
+        ));
+    }
+    let node_name = node_name
+        .filter(|n| !n.is_empty())
+        .or_else(super::notice::default_node_name)
+        .ok_or_else(|| {
+            FieldError::new(
+                "node_name",
+                "is not set and neither NODE_NAME nor the host name is available",
+            )
+        })?;
+    Ok(Some(super::notice::NoticeConfig {
+        source,
+        node_name,
+        live_poll,
+    }))
 }
 
 #[cfg(test)]

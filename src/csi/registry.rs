@@ -25,10 +25,10 @@ use super::state::{digest, identity_key, StateDir, TargetRecord};
 use super::token::{self, Assertion, PodCredential};
 use super::Refusal;
 use crate::auth::Identity;
-use crate::service::credential::CountingCredential;
 use crate::config::AuthMode;
 use crate::metrics::{MountMetrics, Registry as MetricsRegistry};
 use crate::service::connect::Connection;
+use crate::service::credential::CountingCredential;
 use crate::service::mount::{MountHandle, PreparedMount};
 use crate::service::Error as ServiceError;
 use crate::vault::azure::AzureVault;
@@ -255,7 +255,10 @@ impl Registry {
                 credential,
                 reason: format!("the service-account token of {}", p.pod.subject()),
             },
-            vault: Arc::new(MeteredVault::new(Arc::new(client), metrics.clone() as Arc<dyn crate::vault::metered::CallRecorder>)),
+            vault: Arc::new(MeteredVault::new(
+                Arc::new(client),
+                metrics.clone() as Arc<dyn crate::vault::metered::CallRecorder>,
+            )),
         };
         let vault = cfg.vault.url.clone();
         let handle = PreparedMount::with_connection(&self.rt, cfg, Arc::clone(&metrics), conn)
@@ -316,7 +319,6 @@ impl Registry {
         let _ = std::fs::remove_dir(&dir);
         tracing::info!(identity = %key, "identity mount removed; its values and tokens are dropped");
     }
-
 }
 
 /// A mount that could not start, as the gRPC answer kubelet shows in the pod's events.

@@ -14,11 +14,11 @@ use zeroize::Zeroizing;
 
 use super::request::{PodInfo, AUDIENCE};
 use super::Refusal;
+use crate::auth::client_options;
 use crate::auth::{
     classify_token_error, is_key_vault_scope, FreshToken, TokenFailure, VAULT_SCOPE,
 };
 use crate::text::one_line;
-use crate::auth::client_options;
 
 /// Clock difference tolerated between the cluster and this node.
 const SKEW_SECS: i64 = 60;

@@ -77,6 +77,7 @@ impl Refresher {
             Err(e) if e.is_revocation() => self.revoke(name, e, report),
             Err(e) => {
                 report.error = Some(format!("checking {name}: {e}"));
+                report.retry_after = report.retry_after.or(e.retry_after());
                 return false;
             }
         }
@@ -162,6 +163,7 @@ impl Refresher {
             Err(e) if e.is_revocation() => self.revoke(&name, e, report),
             Err(e) => {
                 report.error = Some(format!("refreshing {name}: {e}"));
+                report.retry_after = report.retry_after.or(e.retry_after());
                 return false;
             }
         }

@@ -102,6 +102,8 @@ pub struct Refresher {
     checks: Mutex<HashMap<SecretName, Check>>,
     /// Expired (or not yet valid) versions already warned about.
     validity_warned: Mutex<HashSet<SecretKey>>,
+    /// Listing interval while change notices are live (see `notice_hook`).
+    poll: notice_hook::PollOverride,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -144,6 +146,7 @@ impl Refresher {
             last_success: Mutex::new(Instant::now()),
             checks: Mutex::new(HashMap::new()),
             validity_warned: Mutex::new(HashSet::new()),
+            poll: Default::default(),
         })
     }
 
@@ -155,14 +158,17 @@ impl Refresher {
             // it still spreads a fleet's calls over time, and no change
             // waits longer than one interval to be seen.
             let jitter = 0.9 + fastrand::f64() * 0.1;
-            let mut next = tokio::time::Instant::now() + self.cfg.interval.mul_f64(jitter);
-            if let Some(p) = pause_until.take() {
+            let mut next = tokio::time::Instant::now() + self.poll_interval().mul_f64(jitter);
+            if let Some(p) = pause_until {
                 next = next.max(p);
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
                 _ = stop.changed() => return,
+                // The interval changed (notices went live or stopped): wait anew.
+                _ = self.poll.changed() => continue,
             }
+            pause_until = None;
             if *stop.borrow() {
                 return;
             }
@@ -316,5 +322,7 @@ fn may_have_changed(cached: &CachedSecret, item: &SecretSummary) -> bool {
 
 mod apply;
 mod fetch;
+mod notice_hook;
+pub use notice_hook::Verified;
 #[cfg(test)]
 mod tests;

@@ -174,6 +174,10 @@ impl PreparedMount {
             Arc::new(KernelNotifier(session.notifier())),
             cfg.refresh,
         );
+        let notices = cfg
+            .notice
+            .as_ref()
+            .map(|n| rt.spawn(follow_notices(Arc::clone(&refresher), n, stop_rx.clone())));
         let refresher = rt.spawn(refresher.run(stop_rx));
         metrics.up.store(true, Ordering::Relaxed);
         tracing::info!(
@@ -191,8 +195,19 @@ impl PreparedMount {
             session,
             stop,
             refresher,
+            notices,
         })
     }
+}
+
+/// Follows a mount's change notices (crate::notice) until `stop`.
+fn follow_notices(
+    refresher: Arc<Refresher>,
+    cfg: &crate::notice::NoticeConfig,
+    stop: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let node = crate::notice::NoticeNode::new(refresher, cfg.node_name.clone(), cfg.live_poll);
+    node.run(crate::notice::source_for(&cfg.source), stop)
 }
 
 /// One serving mount: its FUSE session, refresher and metrics.
@@ -203,6 +218,7 @@ pub struct MountHandle {
     session: fuser::BackgroundSession,
     stop: watch::Sender<bool>,
     refresher: tokio::task::JoinHandle<()>,
+    notices: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl MountHandle {
@@ -227,6 +243,9 @@ impl MountHandle {
         self.metrics.up.store(false, Ordering::Relaxed);
         let _ = self.stop.send(true);
         let _ = rt.block_on(self.refresher);
+        if let Some(n) = self.notices {
+            let _ = rt.block_on(n);
+        }
         if self.session.guard.is_finished() {
             let _ = self.session.join();
             return;

@@ -116,14 +116,6 @@ pub fn build(
     }
 }
 
-/// The window, in seconds, over which every node spreads the GETs of one
-/// notice's `changed` secrets: the fleet may use half the vault's limit.
-pub fn window_secs(fleet_size: u64, changed: u64, limit_per_10s: u32) -> u64 {
-    let per_sec = 0.5 * f64::from(limit_per_10s.max(1)) / 10.0;
-    let w = ((fleet_size * changed) as f64 / per_sec).ceil() as u64;
-    w.max(5)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,17 +127,6 @@ mod tests {
             "akvfs-notice-myvault"
         );
         assert_eq!(object_name("https://127.0.0.1:8443"), "akvfs-notice-127");
-    }
-
-    #[test]
-    fn window_matches_the_design() {
-        // 10,000 nodes, one secret, 4,000 per 10 s: 200 GETs/s -> 50 s.
-        assert_eq!(window_secs(10_000, 1, 4000), 50);
-        // 900 nodes: 4.5 s, at least 5.
-        assert_eq!(window_secs(900, 1, 4000), 5);
-        // Scaling fleet and limit together keeps W.
-        assert_eq!(window_secs(1000, 1, 400), 50);
-        assert_eq!(window_secs(10_000, 10, 4000), 500);
     }
 
     #[test]

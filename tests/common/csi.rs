@@ -11,9 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use akvfs::csi_proto::node_client::NodeClient;
-use akvfs::csi_proto::volume_capability::{
-    access_mode::Mode, AccessMode, AccessType, MountVolume,
-};
+use akvfs::csi_proto::volume_capability::{access_mode::Mode, AccessMode, AccessType, MountVolume};
 use akvfs::csi_proto::{NodePublishVolumeRequest, NodeUnpublishVolumeRequest, VolumeCapability};
 use akvfs_emulator::{Identity, ServiceAccountToken};
 

@@ -1,0 +1,231 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+#[test]
+fn window_follows_the_formula() {
+    // One rotation, 10,000 nodes at 4,000 per 10 s: 200 GETs per second.
+    assert_eq!(window_secs(10_000, 1, 4000), 50);
+    // The same fleet and limit scaled down by ten: the same window.
+    assert_eq!(window_secs(1000, 1, 400), 50);
+    // Ten rotations at once take ten times as long.
+    assert_eq!(window_secs(10_000, 10, 4000), 500);
+    // 900 nodes: 4.5 s, rounded up to 5.
+    assert_eq!(window_secs(900, 1, 4000), 5);
+    // Never below 5 s, and `changed` is at least one.
+    assert_eq!(window_secs(1, 1, 4000), window::MIN_WINDOW_SECS);
+    assert_eq!(window_secs(1000, 0, 400), 50);
+    // Rounds up.
+    assert_eq!(window_secs(1001, 1, 400), 51);
+}
+
+#[test]
+fn window_saturates_instead_of_overflowing() {
+    let w = window_secs(u32::MAX, u32::MAX, 1);
+    assert_eq!(w, u64::MAX.div_ceil(1));
+    assert_eq!(window_secs(10, 1, 0), 200);
+}
+
+#[test]
+fn delay_is_stable_and_inside_the_window() {
+    // Pinned: the function is part of the documented contract
+    // (docs/SCALING.md gives these same examples).
+    assert_eq!(delay_for("node-0001", "db-password", 1_767_225_600, 50), 15);
+    assert_eq!(
+        delay_for("aks-nodepool1-0", "api-key", 1_700_000_000, 55),
+        18
+    );
+    for w in [1, 5, 50, 500] {
+        for i in 0..200 {
+            assert!(delay_for(&format!("n{i}"), "s", 1, w) < w);
+        }
+    }
+    assert_eq!(delay_for("n", "s", 1, 0), 0);
+}
+
+#[test]
+fn delays_spread_a_fleet_evenly() {
+    // 10,000 nodes over 50 s: 200 a second on average; no second may hold
+    // twice that (a GET burst) or none at all.
+    let mut per_second = [0u32; 50];
+    for i in 0..10_000 {
+        per_second[delay_for(&format!("node-{i}"), "db-password", 1_767_225_600, 50) as usize] += 1;
+    }
+    let (min, max) = (
+        per_second.iter().min().copied().unwrap_or(0),
+        per_second.iter().max().copied().unwrap_or(0),
+    );
+    assert!(min > 140 && max < 260, "uneven spread: {min}..{max}");
+    // Another version of the same secret lands each node elsewhere.
+    let moved = (0..1000)
+        .filter(|i| {
+            let n = format!("node-{i}");
+            delay_for(&n, "s", 1, 50) != delay_for(&n, "s", 2, 50)
+        })
+        .count();
+    assert!(moved > 900, "{moved}");
+}
+
+fn data(secrets: &str) -> NoticeData {
+    let mut d = BTreeMap::new();
+    d.insert("vault".into(), "https://myvault.vault.azure.net".into());
+    d.insert("fleetSize".into(), "1000".into());
+    d.insert("limitPer10s".into(), "400".into());
+    d.insert("secrets".into(), secrets.into());
+    d.insert("listedAt".into(), "1767225600".into());
+    d.insert("heartbeat".into(), "1767225600".into());
+    d
+}
+
+#[test]
+fn a_notice_parses() {
+    let n = parse_notice(&data(
+        r#"{"db-password":{"updated":1767225000,"enabled":true,"contentType":null,"expires":null},
+            "api-key":{"updated":1,"enabled":false,"contentType":"text/plain","expires":1999999999,"future":1}}"#,
+    ))
+    .unwrap();
+    assert_eq!(n.fleet_size, 1000);
+    assert_eq!(n.limit_per_10s, 400);
+    assert_eq!(n.vault, "https://myvault.vault.azure.net");
+    let k = crate::secret::SecretName::parse("api-key").unwrap();
+    assert_eq!(n.secrets[&k].content_type.as_deref(), Some("text/plain"));
+    assert!(!n.secrets[&k].enabled);
+    // What the watcher writes reads back the same.
+    assert_eq!(parse_notice(&n.to_data()).unwrap(), n);
+}
+
+#[test]
+fn hostile_notices_are_refused_with_a_reason() {
+    let ok = r#"{"a":{"updated":1,"enabled":true}}"#;
+    let bad = |key: &str, value: &str| {
+        let mut d = data(ok);
+        d.insert(key.into(), value.into());
+        parse_notice(&d).unwrap_err()
+    };
+    for (key, value, says) in [
+        ("fleetSize", "99999999999999999999999999999", "fleetSize"),
+        ("fleetSize", "0", "outside"),
+        ("fleetSize", "-5", "not a decimal"),
+        ("fleetSize", "1e3", "not a decimal"),
+        ("limitPer10s", "18446744073709551616", "out of range"),
+        ("listedAt", "253402300800", "outside"),
+        ("heartbeat", "", "not a decimal"),
+        ("vault", "http://evil", "https"),
+        ("secrets", "[]", "not valid"),
+        (
+            "secrets",
+            r#"{"a":{"updated":"1","enabled":true}}"#,
+            "not valid",
+        ),
+        (
+            "secrets",
+            r#"{"a":{"updated":1.5,"enabled":true}}"#,
+            "not valid",
+        ),
+        (
+            "secrets",
+            r#"{"a":{"updated":1e300,"enabled":true}}"#,
+            "not valid",
+        ),
+        (
+            "secrets",
+            r#"{"a":{"updated":99999999999999999999,"enabled":true}}"#,
+            "not valid",
+        ),
+        (
+            "secrets",
+            r#"{"a":{"updated":-1,"enabled":true}}"#,
+            "unix time",
+        ),
+        (
+            "secrets",
+            r#"{"a":{"updated":1,"enabled":"yes"}}"#,
+            "not valid",
+        ),
+        ("secrets", r#"{"a":{"updated":1}}"#, "not valid"),
+        (
+            "secrets",
+            r#"{"a":{"updated":1,"enabled":true,"expires":-9}}"#,
+            "unix time",
+        ),
+        (
+            "secrets",
+            r#"{"bad name!":{"updated":1,"enabled":true}}"#,
+            "not a valid Key Vault name",
+        ),
+        ("secrets", &"[".repeat(10_000), "not valid"),
+    ] {
+        let e = bad(key, value);
+        assert!(e.contains(says), "{key}={value:.40}: {e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+    let mut d = data(ok);
+    d.remove("fleetSize");
+    assert!(parse_notice(&d).unwrap_err().contains("fleetSize"));
+}
+
+#[test]
+fn huge_notices_are_refused() {
+    let huge = format!(
+        r#"{{"a":{{"updated":1,"enabled":true,"contentType":"{}"}}}}"#,
+        "x".repeat(2 << 20)
+    );
+    assert!(parse_notice(&data(&huge)).unwrap_err().contains("bytes"));
+    let many: Vec<String> = (0..parse::MAX_SECRETS + 1)
+        .map(|i| format!(r#""s{i}":{{"updated":1,"enabled":true}}"#))
+        .collect();
+    let e = parse_notice(&data(&format!("{{{}}}", many.join(",")))).unwrap_err();
+    assert!(e.contains("more than"), "{e}");
+    let long_type = format!(
+        r#"{{"a":{{"updated":1,"enabled":true,"contentType":"{}"}}}}"#,
+        "x".repeat(300)
+    );
+    assert!(parse_notice(&data(&long_type)).unwrap_err().contains("255"));
+}
+
+#[test]
+fn source_settings_parse() {
+    assert_eq!(
+        SourceSpec::parse("configmap:akvfs/akvfs-notice-myvault").unwrap(),
+        SourceSpec::ConfigMap {
+            namespace: "akvfs".into(),
+            name: "akvfs-notice-myvault".into()
+        }
+    );
+    for bad in [
+        "",
+        "configmap:",
+        "configmap:ns",
+        "configmap:/n",
+        "configmap:NS/n",
+        "crd:a/b",
+        "configmap:a.b/n",
+        "configmap:a/-n",
+    ] {
+        assert!(SourceSpec::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn changes_are_counted_against_the_previous_notice() {
+    let names =
+        |v: Vec<crate::secret::SecretName>| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let n = parse_notice(&data(
+        r#"{"a":{"updated":1767225590,"enabled":true},"b":{"updated":1767225400,"enabled":true},"c":{"updated":1000,"enabled":true}}"#,
+    ))
+    .unwrap();
+    // A first notice: what changed within the horizon before listedAt.
+    assert_eq!(names(node::changed_names(&n, None)), ["a", "b"]);
+    // Against the previous notice: changed metadata (a newer a, a disabled c), and d gone.
+    let prev = parse_notice(&data(
+        r#"{"a":{"updated":1767225000,"enabled":true},"b":{"updated":1767225400,"enabled":true},"c":{"updated":1000,"enabled":false},"d":{"updated":5,"enabled":true}}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        names(node::changed_names(&n, Some(&prev.secrets))),
+        ["a", "c", "d"]
+    );
+    assert!(node::changed_names(&n, Some(&n.secrets)).is_empty());
+}
+
+mod scheduler;
