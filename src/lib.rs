@@ -25,6 +25,7 @@
 //!   listings, extended attributes.
 //! - [`error`]: the filesystem error type and its one mapping to errno.
 //! - [`fuse`]: the thin `fuser` adapter; the only code that touches replies.
+//! - [`objects`]: certificate and key material into PEM files (pure).
 //! - [`secret`]: domain types, including the zeroizing value buffer.
 //! - [`locked`]: memory locking: the whole process, or a locked region for
 //!   secret values.
@@ -43,6 +44,7 @@ pub mod fs;
 pub mod fuse;
 pub mod locked;
 pub mod metrics;
+pub mod objects;
 pub mod refresh;
 pub mod secret;
 pub mod service;
