@@ -357,8 +357,17 @@ impl FsCore {
         name: &SecretName,
         fresh: bool,
     ) -> Result<Arc<Vec<VersionItem>>, FsError> {
+        // A latest version the cache knows and the listing lacks (a
+        // rotation seen by the refresher) makes the listing stale at once.
+        let latest = self
+            .cache
+            .cached_latest(name)
+            .map(|s| s.props.version.clone());
         if let Some((at, list)) = lock(&self.special.versions).get(name) {
-            if !fresh || at.elapsed() < self.timings.listing_ttl {
+            let current = latest
+                .as_ref()
+                .is_none_or(|v| list.iter().any(|i| &i.version == v));
+            if !fresh || (current && at.elapsed() < self.timings.listing_ttl) {
                 return Ok(Arc::clone(list));
             }
         }
