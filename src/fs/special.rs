@@ -518,3 +518,7 @@ impl FsCore {
             .ok_or(FsError::NoAttr)
     }
 }
+
+#[cfg(test)]
+#[path = "special_tests.rs"]
+mod tests;
