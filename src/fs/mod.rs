@@ -11,6 +11,7 @@
 mod certs;
 mod keys;
 pub mod special;
+mod versions;
 mod xattr;
 
 use std::collections::HashMap;

@@ -21,6 +21,8 @@ pub mod privkey;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_jwk;
 
 use der::pem::LineEnding;
 use zeroize::Zeroizing;
