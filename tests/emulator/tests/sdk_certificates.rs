@@ -7,12 +7,14 @@ mod common;
 
 use akvfs_emulator::certgen::{self, ChainSpec};
 use akvfs_emulator::{Emulator, Identity, ObjectPermissions, SeedCertVersion};
+use azure_core::http::poller::PollerOptions;
 use azure_core::http::RetryOptions;
 use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
 use azure_security_keyvault_certificates::models::{
-    CertificateClientGetCertificateOptions, CertificateClientListCertificatePropertiesOptions,
-    CertificatePolicy, CreateCertificateParameters, CurveName, ImportCertificateParameters,
-    IssuerParameters, KeyProperties, KeyType, SecretProperties, X509CertificateProperties,
+    CertificateClientCreateCertificateOptions, CertificateClientGetCertificateOptions,
+    CertificateClientListCertificatePropertiesOptions, CertificatePolicy,
+    CreateCertificateParameters, CurveName, ImportCertificateParameters, IssuerParameters,
+    KeyProperties, KeyType, SecretProperties, X509CertificateProperties,
 };
 use azure_security_keyvault_certificates::{CertificateClient, CertificateClientOptions};
 use common::*;
@@ -83,7 +85,11 @@ async fn create_self_signed_rsa_and_ec_then_read_cert_key_and_secret() {
             ..Default::default()
         };
         let created = client
-            .begin_create_certificate(name, body.try_into().expect("serializes"), None)
+            .begin_create_certificate(
+                name,
+                body.try_into().expect("serializes"),
+                Some(poll_fast()),
+            )
             .expect("poller builds")
             .await
             .expect("creation completes")
@@ -131,6 +137,16 @@ async fn create_self_signed_rsa_and_ec_then_read_cert_key_and_secret() {
             "exportable: the secret holds the key"
         );
         assert_eq!(material.certs, vec![cer]);
+    }
+}
+
+/// Polls every second (the default is 30 s when the service sends no Retry-After).
+fn poll_fast() -> CertificateClientCreateCertificateOptions<'static> {
+    CertificateClientCreateCertificateOptions {
+        method_options: PollerOptions {
+            frequency: azure_core::time::Duration::seconds(1),
+            ..Default::default()
+        },
     }
 }
 
