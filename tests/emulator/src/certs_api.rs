@@ -236,6 +236,18 @@ pub(crate) async fn execute(
             }
             v.attrs.updated = now.max(v.attrs.created);
             let v = v.clone();
+            // As in Key Vault, enabling or disabling a certificate does the same to its key and
+            // secret versions.
+            if let Some(enabled) = attrs.enabled {
+                if let Some(k) = st.objects.keys.get_mut(&name, Some(&v.id)) {
+                    k.attrs.enabled = enabled;
+                }
+                let update = crate::store::AttributeUpdate {
+                    enabled: Some(enabled),
+                    ..Default::default()
+                };
+                let _ = st.store.update(&name, Some(&v.id), update, now);
+            }
             drop(st);
             let (cert, _) = get(shared, &name, None)?;
             Ok(json(200, &bundle(shared, &cert, &v)))
