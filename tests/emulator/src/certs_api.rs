@@ -89,6 +89,11 @@ pub(crate) fn import_material(
     let der = base64::engine::general_purpose::STANDARD
         .decode(value.trim())
         .map_err(|_| bad("The certificate value is neither PEM nor base64 PKCS#12 content."))?;
+    // The SDKs send PEM imports base64-encoded too.
+    if der.starts_with(b"-----BEGIN") {
+        let text = String::from_utf8(der).map_err(|_| bad("The PEM content is not UTF-8."))?;
+        return Ok((certgen::pem_decode(&text).map_err(bad)?, PEM));
+    }
     Ok((certgen::pfx_decode(&der, password).map_err(bad)?, PKCS12))
 }
 
@@ -111,7 +116,7 @@ pub(crate) async fn execute(
         }
         ObjRoute::Pending(name) => {
             let (cert, _) = get(shared, &name, None)?;
-            Ok(json(200, &operation(shared, &cert.name)))
+            Ok(json(200, &operation(shared, &cert.name, true)))
         }
         ObjRoute::List(_) => {
             let paging = Paging::from_query(ctx.query)?;
@@ -176,7 +181,9 @@ pub(crate) async fn execute(
                 policy,
                 now,
             )?;
-            Ok(json(202, &operation(shared, &name)))
+            // Key Vault answers the creation as in progress even for a self-signed certificate
+            // (the SDK pollers rely on it); the pending operation is complete at the first poll.
+            Ok(json(202, &operation(shared, &name, false)))
         }
         ObjRoute::Import(_, name) => {
             let body = read_json(body).await?;
@@ -229,6 +236,18 @@ pub(crate) async fn execute(
             }
             v.attrs.updated = now.max(v.attrs.created);
             let v = v.clone();
+            // As in Key Vault, enabling or disabling a certificate does the same to its key and
+            // secret versions.
+            if let Some(enabled) = attrs.enabled {
+                if let Some(k) = st.objects.keys.get_mut(&name, Some(&v.id)) {
+                    k.attrs.enabled = enabled;
+                }
+                let update = crate::store::AttributeUpdate {
+                    enabled: Some(enabled),
+                    ..Default::default()
+                };
+                let _ = st.store.update(&name, Some(&v.id), update, now);
+            }
             drop(st);
             let (cert, _) = get(shared, &name, None)?;
             Ok(json(200, &bundle(shared, &cert, &v)))
@@ -334,15 +353,24 @@ fn get(
         .ok_or_else(|| not_found(Kind::Certificates, name, version))
 }
 
-/// The completed creation operation of `name`.
-fn operation(shared: &Shared, name: &str) -> Value {
+/// The creation operation of `name`, completed or in progress.
+fn operation(shared: &Shared, name: &str, completed: bool) -> Value {
     let url = &shared.settings.vault_url;
+    let (status, details) = if completed {
+        ("completed", "")
+    } else {
+        (
+            "inProgress",
+            "Pending certificate created. Certificate request is in progress. This may take some time \
+             based on the issuer provider. Please check again later.",
+        )
+    };
     json!({
         "id": format!("{url}/certificates/{name}/pending"),
         "issuer": {"name": "Self"},
         "cancellation_requested": false,
-        "status": "completed",
-        "status_details": "",
+        "status": status,
+        "status_details": details,
         "target": format!("{url}/certificates/{name}"),
         "request_id": crate::util::random_hex(16),
     })
