@@ -147,7 +147,7 @@ fn certificate_files_match_openssl_and_real_tools_accept_them() {
         v.sort();
         v
     };
-    assert_eq!(versions(&m), [version.clone()]);
+    assert_eq!(versions(&m), std::slice::from_ref(&version));
     let b64 = |b: Vec<u8>| {
         base64::engine::general_purpose::STANDARD
             .encode(b)

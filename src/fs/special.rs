@@ -68,12 +68,15 @@ pub(super) struct SNode {
     pub(super) revoked: Option<VaultError>,
 }
 
+/// A version listing and when it was fetched.
+type VersionListing = (Instant, Arc<Vec<VersionItem>>);
+
 /// The special namespace's state, inside [`FsCore`].
 #[derive(Default)]
 pub(crate) struct Special {
     nodes: std::sync::Mutex<Nodes>,
     /// Version listings, by name, with when they were fetched.
-    pub(super) versions: std::sync::Mutex<HashMap<SecretName, (Instant, Arc<Vec<VersionItem>>)>>,
+    pub(super) versions: std::sync::Mutex<HashMap<SecretName, VersionListing>>,
     pub(super) certs: std::sync::Mutex<HashMap<SecretKey, Arc<super::certs::CertFiles>>>,
     pub(super) keys: std::sync::Mutex<HashMap<SecretName, (Instant, Arc<super::keys::KeyFiles>)>>,
     pub(super) key_names: std::sync::Mutex<Option<(Instant, Arc<Vec<SecretName>>)>>,
