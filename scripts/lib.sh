@@ -7,6 +7,8 @@ ensure_system_packages() {
   command -v curl >/dev/null 2>&1 || need+=(curl)
   command -v ip >/dev/null 2>&1 || need+=(iproute2)  # network namespaces: the IMDS tests, the SDK suite
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  command -v nginx >/dev/null 2>&1 || need+=(nginx-light)  # tests/certs.rs: a TLS server reading the mount
   if ((${#need[@]})); then
     echo "==> installing ${need[*]}"
     local sudo=""

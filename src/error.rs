@@ -29,6 +29,14 @@ pub enum FsError {
         #[source]
         source: VaultError,
     },
+    /// Certificate or key material the vault returned cannot be converted.
+    #[error("certificate or key {name} in {vault}: {source}")]
+    Object {
+        vault: String,
+        name: SecretName,
+        #[source]
+        source: crate::objects::ObjectError,
+    },
     /// A bug caught before it could end the FUSE session.
     #[error("internal error while answering the request (please report this)")]
     Internal,
@@ -52,6 +60,11 @@ impl FsError {
             FsError::NoAttr => libc::ENODATA,
             FsError::Range => libc::ERANGE,
             FsError::Internal => libc::EIO,
+            FsError::Object { source, .. } => match source {
+                crate::objects::ObjectError::NotCertificate(_) => libc::ENOENT,
+                crate::objects::ObjectError::UnsupportedKey(_) => libc::EOPNOTSUPP,
+                _ => libc::EIO,
+            },
             FsError::Vault { source, .. } | FsError::List { source, .. } => match source {
                 VaultError::NotFound => libc::ENOENT,
                 VaultError::Disabled | VaultError::Forbidden { .. } | VaultError::Auth(_) => {

@@ -25,6 +25,7 @@
 //!   listings, extended attributes.
 //! - [`error`]: the filesystem error type and its one mapping to errno.
 //! - [`fuse`]: the thin `fuser` adapter; the only code that touches replies.
+//! - [`objects`]: certificate and key material into PEM files (pure).
 //! - [`secret`]: domain types, including the zeroizing value buffer.
 //! - [`locked`]: memory locking: the whole process, or a locked region for
 //!   secret values.
@@ -35,11 +36,13 @@
 //! - [`watch`]: `akvfs watch`, the per-cluster watcher that publishes vault metadata.
 //!
 //! - [`text`]: an error and its causes on one line, for every layer.
+//! - [`objects`]: certificate and key conversions (PKCS#12 to PEM, chain order,
+//!   JWK to SPKI), pure and without I/O.
 //!
 //! # Dependencies
 //! They point one way: each module uses only modules before it here, which
 //! `tests/module_deps.rs` checks on every `cargo test`.
-//! Order: `locked < text < secret < config < daemon < auth < vault < error < cache < metrics < fs < refresh < notice < fuse < service < watch < csi < cli`
+//! Order: `locked < text < objects < secret < config < daemon < auth < vault < error < cache < metrics < fs < refresh < notice < fuse < service < watch < csi < cli`
 //!
 //! The data path reads down it (`fuse -> fs -> cache -> vault`, with
 //! `vault::azure` using `auth` for credentials); the control path
@@ -57,6 +60,7 @@ mod fuse;
 mod locked;
 mod metrics;
 mod notice;
+mod objects;
 mod refresh;
 mod secret;
 mod service;

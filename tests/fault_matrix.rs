@@ -386,6 +386,7 @@ fn setup(c: &Case, mode: Mode) -> Result<Ctx, String> {
         .seed(&Seed {
             secrets,
             identities: Vec::new(),
+            ..Default::default()
         })
         .map_err(|e| format!("seed: {e}"))?;
     emu.reset_counts();

@@ -8,6 +8,10 @@
 //! This is what lets the kernel cache pages and attributes of an inode for
 //! as long as it likes: an inode's content never changes.
 
+mod certs;
+mod keys;
+pub mod special;
+mod versions;
 mod xattr;
 
 use std::collections::HashMap;
@@ -35,6 +39,11 @@ pub struct FsTimings {
     /// How long the kernel may cache an inode's attributes.
     pub attr_ttl: Duration,
 }
+
+/// How long a key's public part or a secret's version list is reused
+/// before a lookup reads it from the vault again (the stale one is served
+/// while the vault is unreachable).
+const REREAD_AFTER: Duration = Duration::from_secs(30);
 
 impl Default for FsTimings {
     fn default() -> Self {
@@ -82,16 +91,34 @@ pub struct DirEntry {
     pub name: String,
 }
 
+/// Bytes a file reads: a cached version, or a file derived from one.
+pub(crate) trait Bytes: Send + Sync {
+    fn bytes(&self) -> &[u8];
+}
+
+impl Bytes for CachedSecret {
+    fn bytes(&self) -> &[u8] {
+        self.value.expose()
+    }
+}
+
 /// Bytes of a read, borrowed from the cached version.
 pub struct ReadData {
-    secret: Arc<CachedSecret>,
+    secret: Arc<dyn Bytes>,
     start: usize,
     end: usize,
 }
 
 impl ReadData {
+    fn new(secret: Arc<dyn Bytes>, offset: u64, size: u32) -> ReadData {
+        let len = secret.bytes().len();
+        let start = (offset.min(len as u64)) as usize;
+        let end = start.saturating_add(size as usize).min(len);
+        ReadData { secret, start, end }
+    }
+
     pub fn bytes(&self) -> &[u8] {
-        &self.secret.value.expose()[self.start..self.end]
+        &self.secret.bytes()[self.start..self.end]
     }
 }
 
@@ -144,6 +171,8 @@ pub struct FsCore {
     /// The entries built for the current listing, shared by every opendir
     /// until the listing is replaced.
     dir_entries: Mutex<Option<(Arc<Vec<SecretSummary>>, Arc<Vec<DirEntry>>)>>,
+    /// `.versions`, `.certs` and `.keys`.
+    special: special::Special,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -186,6 +215,7 @@ impl FsCore {
             list_lock: tokio::sync::Mutex::new(()),
             dir_handles: Mutex::new(HashMap::new()),
             dir_entries: Mutex::new(None),
+            special: Default::default(),
         })
     }
 
@@ -278,6 +308,11 @@ impl FsCore {
     /// Resolves `name` in `parent`. Fetches the value on first access so the
     /// size is exact; answers from memory afterwards.
     pub async fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry, FsError> {
+        if parent == ROOT_INO || special::is_special(parent) {
+            if let Some(r) = self.special_lookup(parent, name).await {
+                return r;
+            }
+        }
         if parent != ROOT_INO {
             return Err(FsError::NotDir);
         }
@@ -343,6 +378,9 @@ impl FsCore {
     /// The kernel dropped `n` references to `ino`; an inode with none left is
     /// forgotten (its value stays cached by the LRU until evicted).
     pub fn forget(&self, ino: u64, n: u64) {
+        if special::is_special(ino) {
+            return self.special_forget(ino, n);
+        }
         let mut inodes = lock(&self.inodes);
         let gone = match inodes.by_ino.get_mut(&ino) {
             Some(node) => {
@@ -362,6 +400,9 @@ impl FsCore {
         if ino == ROOT_INO {
             return Ok((self.root_attr(), self.timings.attr_ttl));
         }
+        if special::is_special(ino) {
+            return self.special_getattr(ino);
+        }
         let inodes = lock(&self.inodes);
         let node = inodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?;
         Ok((self.file_attr(ino, node), self.timings.attr_ttl))
@@ -378,6 +419,11 @@ impl FsCore {
     /// Reads from the version bound to `ino`. Served from memory when cached;
     /// only a version evicted since lookup is fetched again, by its version id.
     pub async fn read(&self, ino: u64, offset: u64, size: u32) -> Result<ReadData, FsError> {
+        if special::is_special(ino) {
+            let data = self.special_read(ino, offset, size).await?;
+            self.count_read(data.bytes().len());
+            return Ok(data);
+        }
         let key = self.node_key(ino)?;
         if let Some(err) = self.revoked(ino) {
             return Err(self.vault_err(&key.name, err));
@@ -388,16 +434,18 @@ impl FsCore {
             .await
             .map_err(|e| self.vault_err(&key.name, e))?;
         self.note_use(&secret);
-        let len = secret.value.len();
-        let start = (offset.min(len as u64)) as usize;
-        let end = start.saturating_add(size as usize).min(len);
+        let data = ReadData::new(secret, offset, size);
+        self.count_read(data.bytes().len());
+        Ok(data)
+    }
+
+    fn count_read(&self, n: usize) {
         self.metrics
             .reads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.metrics
             .read_bytes
-            .fetch_add((end - start) as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(ReadData { secret, start, end })
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The vault's secret names, loading the listing if none was loaded yet.
@@ -447,6 +495,10 @@ impl FsCore {
     /// Opens the root directory: takes a snapshot of the listing so that one
     /// directory stream sees one consistent list across readdir calls.
     pub async fn opendir(&self, ino: u64) -> Result<u64, FsError> {
+        if special::is_special(ino) {
+            let entries = Arc::new(self.special_opendir(ino).await?);
+            return Ok(self.dir_handle(entries));
+        }
         if ino != ROOT_INO {
             return Err(FsError::NotDir);
         }
@@ -463,13 +515,17 @@ impl FsCore {
                 e
             }
         };
+        Ok(self.dir_handle(entries))
+    }
+
+    fn dir_handle(&self, entries: Arc<Vec<DirEntry>>) -> u64 {
         let mut handles = lock(&self.dir_handles);
         let fh = (0..u64::MAX)
             .map(|_| fastrand::u64(1..))
             .find(|fh| !handles.contains_key(fh))
             .unwrap_or(1);
         handles.insert(fh, entries);
-        Ok(fh)
+        fh
     }
 
     /// The directory entries for a listing, with a stable d_ino per name.
@@ -523,6 +579,9 @@ impl FsCore {
         if ino == ROOT_INO {
             return Ok(xattr::join(&xattr::root_names()));
         }
+        if special::is_special(ino) {
+            return self.special_listxattr(ino);
+        }
         let props = self.props(ino)?;
         Ok(xattr::join(&xattr::names(&props)))
     }
@@ -532,6 +591,9 @@ impl FsCore {
         let name = name.to_str().ok_or(FsError::NoAttr)?;
         if ino == ROOT_INO {
             return xattr::root_value(&self.vault_url, name).ok_or(FsError::NoAttr);
+        }
+        if special::is_special(ino) {
+            return self.special_getxattr(ino, name);
         }
         let props = self.props(ino)?;
         xattr::value(&props, name).ok_or(FsError::NoAttr)
@@ -560,16 +622,19 @@ impl FsCore {
     /// a descriptor opened on an older version cannot fetch that version
     /// again once the kernel drops its pages; returns those inodes.
     pub fn revoke_inodes(&self, name: &SecretName, why: &VaultError) -> Vec<u64> {
+        let mut revoked = self.special_revoke(name, why);
         let mut inodes = lock(&self.inodes);
-        inodes
-            .by_ino
-            .iter_mut()
-            .filter(|(_, n)| &n.key.name == name)
-            .map(|(ino, n)| {
-                n.revoked = Some(why.clone());
-                *ino
-            })
-            .collect()
+        revoked.extend(
+            inodes
+                .by_ino
+                .iter_mut()
+                .filter(|(_, n)| &n.key.name == name)
+                .map(|(ino, n)| {
+                    n.revoked = Some(why.clone());
+                    *ino
+                }),
+        );
+        revoked
     }
 
     /// Names with an inode the kernel may still cache pages of, with the
@@ -583,18 +648,25 @@ impl FsCore {
                 .or_default()
                 .push(Arc::clone(&n.props));
         }
+        drop(inodes);
+        for (name, props) in self.special_bound() {
+            out.entry(name).or_default().push(props);
+        }
         out
     }
 
     /// Every inode bound to a version of `name`.
     pub fn inodes_of(&self, name: &SecretName) -> Vec<u64> {
+        let mut out = self.special_inodes_of(name);
         let inodes = lock(&self.inodes);
-        inodes
-            .by_ino
-            .iter()
-            .filter(|(_, n)| &n.key.name == name)
-            .map(|(ino, _)| *ino)
-            .collect()
+        out.extend(
+            inodes
+                .by_ino
+                .iter()
+                .filter(|(_, n)| &n.key.name == name)
+                .map(|(ino, _)| *ino),
+        );
+        out
     }
 
     /// Number of names in the current listing, for statfs.

@@ -82,3 +82,18 @@ pub fn join(names: &[String]) -> Vec<u8> {
     }
     out
 }
+
+/// Attributes of a certificate's files and directory, from its leaf.
+pub fn cert_fields(leaf: &crate::objects::LeafInfo) -> [(&'static str, Option<String>); 4] {
+    [
+        ("x5t", Some(leaf.x5t.clone())),
+        ("not_after", rfc3339(leaf.not_after)),
+        ("subject", Some(leaf.subject.clone())),
+        ("issuer", Some(leaf.issuer.clone())),
+    ]
+}
+
+/// The full attribute name of a certificate field.
+pub fn prefixed(key: &str) -> String {
+    format!("{PREFIX}{key}")
+}

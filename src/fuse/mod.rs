@@ -436,6 +436,13 @@ impl crate::refresh::KernelCache for KernelNotifier {
         {
             tracing::trace!(name, "inval_entry: {e}");
         }
+        // A certificate's directory is bound to one version like a file.
+        if let Err(e) = self
+            .0
+            .inval_entry(INodeNo(crate::fs::special::CERTS_INO), OsStr::new(name))
+        {
+            tracing::trace!(name, "inval_entry .certs: {e}");
+        }
     }
 
     fn forget_inode(&self, ino: u64) {

@@ -211,6 +211,35 @@ impl Collector for Mounts {
                 &named,
             )?;
         }
+        let mut cert_earliest = Vec::new();
+        let mut cert_named = Vec::new();
+        for m in &mounts {
+            let ex = m.certificate_expiries();
+            if let Some(min) = ex.iter().map(|(_, t)| *t).min() {
+                cert_earliest.push((base(m), gauge(min)));
+            }
+            if m.secret_names {
+                for (name, t) in ex {
+                    cert_named.push((with(m, &[("certificate", &name)]), gauge(t)));
+                }
+            }
+        }
+        family(
+            &mut enc,
+            "akvfs_certificate_earliest_expiry_timestamp_seconds",
+            "Earliest notAfter (Unix seconds) among certificates read through .certs; absent when none was.",
+            MetricType::Gauge,
+            &cert_earliest,
+        )?;
+        if !cert_named.is_empty() {
+            family(
+                &mut enc,
+                "akvfs_certificate_expiry_timestamp_seconds",
+                "notAfter (Unix seconds) of each certificate read through .certs (only with metrics_secret_names).",
+                MetricType::Gauge,
+                &cert_named,
+            )?;
+        }
         family(
             &mut enc,
             "akvfs_stale_reads",

@@ -47,6 +47,8 @@ pub struct MountMetrics {
     upstream: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
     secret_lookups: Mutex<BTreeMap<String, u64>>,
+    /// notAfter (Unix seconds) of each certificate read, by name.
+    cert_expiry: Mutex<BTreeMap<String, i64>>,
     cache: Mutex<Option<Arc<SecretCache>>>,
     /// Why the mount is not serving, for /readyz.
     down_reason: Mutex<String>,
@@ -88,6 +90,7 @@ impl MountMetrics {
             upstream: Mutex::new(BTreeMap::new()),
             latency: Mutex::new(BTreeMap::new()),
             secret_lookups: Mutex::new(BTreeMap::new()),
+            cert_expiry: Mutex::new(BTreeMap::new()),
             cache: Mutex::new(None),
             down_reason: Mutex::new("not mounted".into()),
             probing: Arc::new(AtomicBool::new(false)),
@@ -125,6 +128,19 @@ impl MountMetrics {
                 .or_insert_with(|| Histogram::new(BUCKETS))
                 .observe(t.as_secs_f64());
         }
+    }
+
+    /// Records the notAfter of the certificate `name` as last read.
+    pub fn certificate_expiry(&self, name: &str, not_after: i64) {
+        lock(&self.cert_expiry).insert(name.to_string(), not_after);
+    }
+
+    /// Certificates read, with their notAfter.
+    pub fn certificate_expiries(&self) -> Vec<(String, i64)> {
+        lock(&self.cert_expiry)
+            .iter()
+            .map(|(n, t)| (n.clone(), *t))
+            .collect()
     }
 
     pub fn lookup(&self, name: &str) {

@@ -28,10 +28,14 @@ use super::{Cause, Detail, ListPacer, Vault, VaultError};
 use crate::auth::{
     classify_token_error, client_options, ForeignScope, FreshToken, TokenFailure, KEY_VAULT_SCOPES,
 };
+use super::{CertificateBundle, KeyBundle, VersionItem};
+use crate::text::one_line;
+
+#[path = "azure_objects.rs"]
+mod objects;
 use crate::secret::{
     unescape_json_string, Secret, SecretBytes, SecretName, SecretProps, SecretSummary, VersionId,
 };
-use crate::text::one_line;
 
 /// Largest response body read from the vault or the token endpoint. A Key
 /// Vault value is at most 25 KB (about 150 KB with every byte JSON-escaped)
@@ -168,6 +172,8 @@ pub struct AzureVault {
     /// the scope of the last challenge, so a fresh client starts over with
     /// an unauthenticated request instead of repeating the refused scope.
     client: std::sync::Mutex<(Arc<SecretClient>, std::time::Instant)>,
+    /// Certificate and key clients, made on first use.
+    objects: objects::ObjectClients,
 }
 
 impl AzureVault {
@@ -190,6 +196,7 @@ impl AzureVault {
             transport: transport.clone(),
             verify_challenge_resource,
             client: std::sync::Mutex::new((Arc::new(client), std::time::Instant::now())),
+            objects: Default::default(),
         })
     }
 
@@ -463,6 +470,47 @@ impl Vault for AzureVault {
                 self.reset_client();
                 self.get_once(name, version, true).await
             }
+            other => other,
+        }
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<VersionItem>, VaultError> {
+        match self.versions_once(name, false).await {
+            Err(VaultError::IdentityRejected(_)) => {
+                self.reset_client();
+                self.versions_once(name, true).await
+            }
+            other => other,
+        }
+    }
+
+    async fn certificate(
+        &self,
+        name: &SecretName,
+        version: Option<&VersionId>,
+    ) -> Result<CertificateBundle, VaultError> {
+        match self.certificate_once(name, version, false).await {
+            Err(VaultError::IdentityRejected(_)) => {
+                self.certificate_once(name, version, true).await
+            }
+            other => other,
+        }
+    }
+
+    async fn key(
+        &self,
+        name: &SecretName,
+        version: Option<&VersionId>,
+    ) -> Result<KeyBundle, VaultError> {
+        match self.key_once(name, version, false).await {
+            Err(VaultError::IdentityRejected(_)) => self.key_once(name, version, true).await,
+            other => other,
+        }
+    }
+
+    async fn list_keys(&self) -> Result<Vec<SecretName>, VaultError> {
+        match self.list_keys_once(false).await {
+            Err(VaultError::IdentityRejected(_)) => self.list_keys_once(true).await,
             other => other,
         }
     }

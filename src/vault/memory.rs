@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{ListPacer, Vault, VaultError};
+use super::{CertificateBundle, KeyBundle, ListPacer, Vault, VaultError, VersionItem};
+
+#[path = "memory_objects.rs"]
+mod objects;
 use crate::secret::{Secret, SecretBytes, SecretName, SecretProps, SecretSummary, VersionId};
 
 #[derive(Clone)]
@@ -20,6 +23,8 @@ struct Stored {
     disabled_versions: BTreeSet<VersionId>,
     expires: Option<i64>,
     not_before: Option<i64>,
+    /// Backs a certificate (`managed: true` in listings).
+    managed: bool,
 }
 
 /// An in-memory [`Vault`].
@@ -33,6 +38,7 @@ pub struct MemoryVault {
     panic_on_get: std::sync::atomic::AtomicBool,
     delay: Mutex<Option<Duration>>,
     next_version: AtomicU64,
+    objects: Mutex<objects::Store>,
     /// GET calls made.
     pub gets: AtomicU64,
     /// List pages fetched.
@@ -57,6 +63,7 @@ impl MemoryVault {
             disabled_versions: BTreeSet::new(),
             expires: None,
             not_before: None,
+            managed: false,
         });
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -226,6 +233,30 @@ impl Vault for MemoryVault {
         })
     }
 
+    async fn versions(&self, name: &SecretName) -> Result<Vec<VersionItem>, VaultError> {
+        self.versions_of(name).await
+    }
+
+    async fn certificate(
+        &self,
+        name: &SecretName,
+        version: Option<&VersionId>,
+    ) -> Result<CertificateBundle, VaultError> {
+        self.certificate_of(name, version).await
+    }
+
+    async fn key(
+        &self,
+        name: &SecretName,
+        version: Option<&VersionId>,
+    ) -> Result<KeyBundle, VaultError> {
+        self.key_of(name, version).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<SecretName>, VaultError> {
+        self.key_names().await
+    }
+
     async fn list(&self, pacer: &dyn ListPacer) -> Result<Vec<SecretSummary>, VaultError> {
         let n_pages = {
             let map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
@@ -249,7 +280,7 @@ impl Vault for MemoryVault {
                 content_type: s.content_type.clone(),
                 updated: s.versions.last().map(|v| v.2),
                 expires: None,
-                managed: false,
+                managed: s.managed,
             })
             .collect())
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::{CertificateBundle, KeyBundle, VersionItem};
 use super::{ListPacer, Vault, VaultError};
 use crate::secret::{Secret, SecretName, SecretSummary, VersionId};
 
@@ -84,6 +85,49 @@ impl Vault for MeteredVault {
             status_label(&r.as_ref().map(|_| ())),
             Some(start.elapsed()),
         );
+        r
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<VersionItem>, VaultError> {
+        let start = Instant::now();
+        let r = self.inner.versions(name).await;
+        let status = status_label(&r.as_ref().map(|_| ()));
+        self.metrics
+            .upstream("versions", status, Some(start.elapsed()));
+        r
+    }
+
+    async fn certificate(
+        &self,
+        name: &SecretName,
+        version: Option<&VersionId>,
+    ) -> Result<CertificateBundle, VaultError> {
+        let start = Instant::now();
+        let r = self.inner.certificate(name, version).await;
+        let status = status_label(&r.as_ref().map(|_| ()));
+        self.metrics
+            .upstream("certificate", status, Some(start.elapsed()));
+        r
+    }
+
+    async fn key(
+        &self,
+        name: &SecretName,
+        version: Option<&VersionId>,
+    ) -> Result<KeyBundle, VaultError> {
+        let start = Instant::now();
+        let r = self.inner.key(name, version).await;
+        let status = status_label(&r.as_ref().map(|_| ()));
+        self.metrics.upstream("key", status, Some(start.elapsed()));
+        r
+    }
+
+    async fn list_keys(&self) -> Result<Vec<SecretName>, VaultError> {
+        let start = Instant::now();
+        let r = self.inner.list_keys().await;
+        let status = status_label(&r.as_ref().map(|_| ()));
+        self.metrics
+            .upstream("list_keys", status, Some(start.elapsed()));
         r
     }
 

@@ -10,12 +10,14 @@ pub mod azure;
 #[cfg(test)]
 pub mod memory;
 pub mod metered;
+pub mod objects;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::secret::{Secret, SecretName, SecretSummary, VersionId};
+pub use objects::{CertificateBundle, KeyBundle, VersionItem};
 
 /// A source of secrets: one vault, one identity.
 #[async_trait]
@@ -34,6 +36,42 @@ pub trait Vault: Send + Sync + 'static {
     /// called before each page request: it counts the calls and may delay
     /// them to stay within a request budget.
     async fn list(&self, pacer: &dyn ListPacer) -> Result<Vec<SecretSummary>, VaultError>;
+
+    /// Every version of a secret (or of the certificate it backs: they
+    /// share version ids), following all pages.
+    async fn versions(&self, name: &SecretName) -> Result<Vec<VersionItem>, VaultError> {
+        let _ = name;
+        Err(VaultError::BadResponse(
+            "this source lists no versions".into(),
+        ))
+    }
+
+    /// A certificate's public part, latest or a given version.
+    async fn certificate(
+        &self,
+        name: &SecretName,
+        version: Option<&VersionId>,
+    ) -> Result<CertificateBundle, VaultError> {
+        let _ = (name, version);
+        Err(VaultError::BadResponse(
+            "this source serves no certificates".into(),
+        ))
+    }
+
+    /// A key's public JWK, latest or a given version.
+    async fn key(
+        &self,
+        name: &SecretName,
+        version: Option<&VersionId>,
+    ) -> Result<KeyBundle, VaultError> {
+        let _ = (name, version);
+        Err(VaultError::BadResponse("this source serves no keys".into()))
+    }
+
+    /// The names of every key in the vault, following all pages.
+    async fn list_keys(&self) -> Result<Vec<SecretName>, VaultError> {
+        Err(VaultError::BadResponse("this source lists no keys".into()))
+    }
 }
 
 /// Called before each list page request.
@@ -153,6 +191,9 @@ impl From<&str> for Detail {
 /// with when the vault sent one): the firewall, a missing role assignment
 /// and a missing access policy each need a different fix.
 fn forbidden_text(operation: &str, detail: &str) -> String {
+    if let Some((kind, verb)) = operation.split_once('/') {
+        return objects::forbidden_text(kind, verb, detail);
+    }
     if detail.starts_with("ForbiddenByFirewall") {
         format!("the vault's firewall refuses this client's network address (403 {detail}); allow the node's outbound IP address or subnet in the vault's networking settings, or reach it through a private endpoint")
     } else if detail.starts_with("ForbiddenByRbac") {

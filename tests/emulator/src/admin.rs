@@ -157,6 +157,51 @@ async fn route(shared: &Arc<Shared>, parts: &Parts, body: Incoming) -> Result<Re
             shared.remove_secret(name, purge).map_err(not_found)?;
             empty(204)
         }
+        (&Method::POST, ["certificates", name]) => {
+            let v: crate::config::SeedCertVersion = parse(body).await?;
+            let version = shared.add_certificate_version(name, &v).map_err(bad)?;
+            let url = &shared.settings.vault_url;
+            json(
+                200,
+                &json!({"name": name, "version": version,
+                        "id": format!("{url}/certificates/{name}/{version}")}),
+            )
+        }
+        (&Method::PATCH, ["certificates", name]) => {
+            let v: Value = parse(body).await?;
+            let version = v.get("version").and_then(Value::as_str);
+            let enabled = v.get("enabled").and_then(Value::as_bool).unwrap_or(true);
+            shared
+                .set_certificate_enabled(name, version, enabled)
+                .map_err(not_found)?;
+            empty(204)
+        }
+        (&Method::POST, ["keys", name]) => {
+            let v: crate::config::SeedKeyVersion = parse(body).await?;
+            let version = shared.add_key_version(name, &v).map_err(bad)?;
+            let url = &shared.settings.vault_url;
+            json(
+                200,
+                &json!({"name": name, "version": version,
+                        "kid": format!("{url}/keys/{name}/{version}")}),
+            )
+        }
+        (&Method::POST, ["test-chain"]) => {
+            let v: Value = parse(body).await?;
+            let kty = v.get("kty").and_then(Value::as_str).unwrap_or("RSA");
+            let cn = v
+                .get("cn")
+                .and_then(Value::as_str)
+                .unwrap_or("leaf.example.com");
+            let chain = crate::objcontrol::chain_json(
+                kty,
+                v.get("key_size").and_then(Value::as_u64),
+                v.get("crv").and_then(Value::as_str),
+                cn,
+            )
+            .map_err(bad)?;
+            json(200, &chain)
+        }
         (&Method::GET, ["identities"]) => {
             let ids: Vec<_> = shared.lock().identities.values().cloned().collect();
             json(200, &json!(ids))

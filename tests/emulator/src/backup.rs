@@ -132,6 +132,7 @@ fn secret_from(value: &Value) -> Option<Secret> {
                 None => None,
                 Some(n) => Some(n.as_i64()?),
             },
+            managed: false,
             created: v.get("created")?.as_i64()?,
             updated: v.get("updated")?.as_i64()?,
         });
@@ -164,6 +165,7 @@ mod tests {
                     exp: Some(1_900_000_000),
                     created: 10,
                     updated: 12,
+                    managed: false,
                 },
                 Version {
                     id: "fedcba9876543210fedcba9876543210".into(),
@@ -175,6 +177,7 @@ mod tests {
                     exp: None,
                     created: 11,
                     updated: 11,
+                    managed: false,
                 },
             ],
             deleted: None,

@@ -1,5 +1,8 @@
 //! Configuration: the emulator's settings, the identities it knows, and the seed file format.
 
+pub use crate::objconfig::{
+    ObjectPermissions, SeedCertVersion, SeedCertificate, SeedKey, SeedKeyVersion, SeedPolicy,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -107,6 +110,10 @@ impl EmulatorConfig {
             permissions: Permissions::all(),
             denied_secrets: Vec::new(),
             managed_identity: true,
+            certificates: ObjectPermissions::all(),
+            keys: ObjectPermissions::all(),
+            denied_certificates: Vec::new(),
+            denied_keys: Vec::new(),
         }
     }
 
@@ -318,6 +325,18 @@ pub struct Identity {
     /// Whether the managed identity endpoint may issue tokens for it.
     #[serde(default)]
     pub managed_identity: bool,
+    /// Certificate permissions (default all), e.g. `["get", "list"]`.
+    #[serde(default)]
+    pub certificates: ObjectPermissions,
+    /// Key permissions (default all).
+    #[serde(default)]
+    pub keys: ObjectPermissions,
+    /// Certificates (names, case-insensitive) this identity may not touch even with the permission.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_certificates: Vec<String>,
+    /// Keys this identity may not touch even with the permission.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_keys: Vec<String>,
 }
 
 impl Identity {
@@ -331,6 +350,10 @@ impl Identity {
             permissions: Permissions::all(),
             denied_secrets: Vec::new(),
             managed_identity: false,
+            certificates: ObjectPermissions::all(),
+            keys: ObjectPermissions::all(),
+            denied_certificates: Vec::new(),
+            denied_keys: Vec::new(),
         }
     }
 
@@ -359,6 +382,12 @@ pub struct Seed {
     /// Identities to add; one with the default client id replaces the default identity.
     #[serde(default)]
     pub identities: Vec<Identity>,
+    /// Certificates to create (added as new versions when the name exists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<SeedCertificate>,
+    /// Keys to create (added as new versions when the name exists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<SeedKey>,
 }
 
 /// One secret in a seed. Give either `value` (one version) or `versions` (oldest first).

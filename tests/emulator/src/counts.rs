@@ -47,6 +47,54 @@ pub enum Operation {
     BackupSecret,
     /// `POST /secrets/restore`.
     RestoreSecret,
+    /// `GET /certificates/{name}[/{version}]`.
+    GetCertificate,
+    /// `GET /certificates` (every page).
+    ListCertificates,
+    /// `GET /certificates/{name}/versions` (every page).
+    ListCertificateVersions,
+    /// `POST /certificates/{name}/create`.
+    CreateCertificate,
+    /// `POST /certificates/{name}/import`.
+    ImportCertificate,
+    /// `GET /certificates/{name}/pending`.
+    GetCertificateOperation,
+    /// `GET /certificates/{name}/policy`.
+    GetCertificatePolicy,
+    /// `PATCH /certificates/{name}/{version}`.
+    UpdateCertificate,
+    /// `DELETE /certificates/{name}`.
+    DeleteCertificate,
+    /// `GET /deletedcertificates/{name}`.
+    GetDeletedCertificate,
+    /// `GET /deletedcertificates`.
+    ListDeletedCertificates,
+    /// `DELETE /deletedcertificates/{name}`.
+    PurgeDeletedCertificate,
+    /// `POST /deletedcertificates/{name}/recover`.
+    RecoverDeletedCertificate,
+    /// `GET /keys/{name}[/{version}]`.
+    GetKey,
+    /// `GET /keys` (every page).
+    ListKeys,
+    /// `GET /keys/{name}/versions` (every page).
+    ListKeyVersions,
+    /// `POST /keys/{name}/create`.
+    CreateKey,
+    /// `PUT /keys/{name}`.
+    ImportKey,
+    /// `PATCH /keys/{name}/{version}`.
+    UpdateKey,
+    /// `DELETE /keys/{name}`.
+    DeleteKey,
+    /// `GET /deletedkeys/{name}`.
+    GetDeletedKey,
+    /// `GET /deletedkeys`.
+    ListDeletedKeys,
+    /// `DELETE /deletedkeys/{name}`.
+    PurgeDeletedKey,
+    /// `POST /deletedkeys/{name}/recover`.
+    RecoverDeletedKey,
     /// A vault request that matches no emulated operation.
     UnknownVaultOperation,
     /// Token request with `client_assertion` (workload identity).
@@ -67,7 +115,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in counter order.
-    pub const ALL: [Operation; 21] = [
+    pub const ALL: [Operation; 45] = [
         Operation::GetSecret,
         Operation::GetSecretVersion,
         Operation::ListSecrets,
@@ -81,6 +129,30 @@ impl Operation {
         Operation::RecoverDeletedSecret,
         Operation::BackupSecret,
         Operation::RestoreSecret,
+        Operation::GetCertificate,
+        Operation::ListCertificates,
+        Operation::ListCertificateVersions,
+        Operation::CreateCertificate,
+        Operation::ImportCertificate,
+        Operation::GetCertificateOperation,
+        Operation::GetCertificatePolicy,
+        Operation::UpdateCertificate,
+        Operation::DeleteCertificate,
+        Operation::GetDeletedCertificate,
+        Operation::ListDeletedCertificates,
+        Operation::PurgeDeletedCertificate,
+        Operation::RecoverDeletedCertificate,
+        Operation::GetKey,
+        Operation::ListKeys,
+        Operation::ListKeyVersions,
+        Operation::CreateKey,
+        Operation::ImportKey,
+        Operation::UpdateKey,
+        Operation::DeleteKey,
+        Operation::GetDeletedKey,
+        Operation::ListDeletedKeys,
+        Operation::PurgeDeletedKey,
+        Operation::RecoverDeletedKey,
         Operation::UnknownVaultOperation,
         Operation::TokenClientAssertion,
         Operation::TokenClientSecret,
@@ -107,6 +179,30 @@ impl Operation {
             Operation::RecoverDeletedSecret => "recover_deleted_secret",
             Operation::BackupSecret => "backup_secret",
             Operation::RestoreSecret => "restore_secret",
+            Operation::GetCertificate => "get_certificate",
+            Operation::ListCertificates => "list_certificates",
+            Operation::ListCertificateVersions => "list_certificate_versions",
+            Operation::CreateCertificate => "create_certificate",
+            Operation::ImportCertificate => "import_certificate",
+            Operation::GetCertificateOperation => "get_certificate_operation",
+            Operation::GetCertificatePolicy => "get_certificate_policy",
+            Operation::UpdateCertificate => "update_certificate",
+            Operation::DeleteCertificate => "delete_certificate",
+            Operation::GetDeletedCertificate => "get_deleted_certificate",
+            Operation::ListDeletedCertificates => "list_deleted_certificates",
+            Operation::PurgeDeletedCertificate => "purge_deleted_certificate",
+            Operation::RecoverDeletedCertificate => "recover_deleted_certificate",
+            Operation::GetKey => "get_key",
+            Operation::ListKeys => "list_keys",
+            Operation::ListKeyVersions => "list_key_versions",
+            Operation::CreateKey => "create_key",
+            Operation::ImportKey => "import_key",
+            Operation::UpdateKey => "update_key",
+            Operation::DeleteKey => "delete_key",
+            Operation::GetDeletedKey => "get_deleted_key",
+            Operation::ListDeletedKeys => "list_deleted_keys",
+            Operation::PurgeDeletedKey => "purge_deleted_key",
+            Operation::RecoverDeletedKey => "recover_deleted_key",
             Operation::UnknownVaultOperation => "unknown_vault_operation",
             Operation::TokenClientAssertion => "token_client_assertion",
             Operation::TokenClientSecret => "token_client_secret",
@@ -140,6 +236,30 @@ impl Operation {
                 | Operation::RecoverDeletedSecret
                 | Operation::BackupSecret
                 | Operation::RestoreSecret
+                | Operation::GetCertificate
+                | Operation::ListCertificates
+                | Operation::ListCertificateVersions
+                | Operation::CreateCertificate
+                | Operation::ImportCertificate
+                | Operation::GetCertificateOperation
+                | Operation::GetCertificatePolicy
+                | Operation::UpdateCertificate
+                | Operation::DeleteCertificate
+                | Operation::GetDeletedCertificate
+                | Operation::ListDeletedCertificates
+                | Operation::PurgeDeletedCertificate
+                | Operation::RecoverDeletedCertificate
+                | Operation::GetKey
+                | Operation::ListKeys
+                | Operation::ListKeyVersions
+                | Operation::CreateKey
+                | Operation::ImportKey
+                | Operation::UpdateKey
+                | Operation::DeleteKey
+                | Operation::GetDeletedKey
+                | Operation::ListDeletedKeys
+                | Operation::PurgeDeletedKey
+                | Operation::RecoverDeletedKey
                 | Operation::UnknownVaultOperation
         )
     }

@@ -503,6 +503,10 @@ impl Emulator {
             .find(|s| s.name.eq_ignore_ascii_case(name))
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Adds secrets and identities (same format as `--seed`).
     pub fn seed(&self, seed: &Seed) -> Result<(), EmulatorError> {
         self.shared.apply_seed(seed).map_err(EmulatorError::Seed)

@@ -24,6 +24,9 @@
 //! - `msi`: the managed identity endpoint.
 //! - [`imds`]: the Instance Metadata Service (Azure VM) and Azure Arc token endpoints, plain HTTP.
 //! - `admin`: the `/_emulator/` admin API; `control`: the changes it shares with [`Emulator`].
+//! - `certs_api`, `keys_api`, `objroutes`: the certificates and keys APIs; `objects`: their
+//!   store; `objseed`, `objconfig`: their seed entries and permissions; [`certgen`]: key and
+//!   certificate material (also test chains).
 //! - `store`: secrets, versions and soft-deleted secrets; `backup`: sealed backup blobs.
 //! - `state`: the one mutex around all mutable state, token minting and verification.
 //! - [`counts`]: operation names and request counters; [`faults`]: fault injection.
@@ -32,6 +35,8 @@
 
 mod admin;
 mod backup;
+pub mod certgen;
+mod certs_api;
 pub mod config;
 mod control;
 pub mod counts;
@@ -43,15 +48,25 @@ mod http;
 pub mod imds;
 mod jwt;
 mod kubelet;
+mod keys_api;
 mod msi;
+mod objconfig;
+mod objcontrol;
+mod objects;
+mod objroutes;
+mod objseed;
 mod server;
 mod state;
 mod store;
+mod testchain;
 mod tls;
 mod util;
 mod vault;
 
-pub use config::{EmulatorConfig, Identity, Permissions, Seed, SeedSecret, SeedVersion};
+pub use config::{
+    EmulatorConfig, Identity, ObjectPermissions, Permissions, Seed, SeedCertVersion,
+    SeedCertificate, SeedKey, SeedKeyVersion, SeedPolicy, SeedSecret, SeedVersion,
+};
 pub use control::{SecretSpec, SecretUpdate, SecretView, VersionView};
 pub use counts::{Counts, Operation};
 pub use emulator::{Emulator, EmulatorError, ReadyInfo};

@@ -303,7 +303,15 @@ async fn dispatch(shared: &Arc<Shared>, req: Request<Incoming>) -> Reply {
         return crate::admin::handle(shared, parts, body).await;
     }
     shared.bump(special::TOTAL);
-    let is_vault_path = first == "secrets" || first == "deletedsecrets";
+    let is_vault_path = matches!(
+        first.as_str(),
+        "secrets"
+            | "deletedsecrets"
+            | "certificates"
+            | "deletedcertificates"
+            | "keys"
+            | "deletedkeys"
+    );
     if !is_vault_path {
         if path.eq_ignore_ascii_case(crate::msi::PATH) {
             return crate::msi::handle(shared, parts).await;

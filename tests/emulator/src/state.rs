@@ -58,6 +58,8 @@ pub(crate) struct State {
     pub revoked_assertions: HashSet<String>,
     /// `jti` of the token currently in the federated token file.
     pub current_assertion: String,
+    /// Certificates and keys.
+    pub objects: crate::objects::Objects,
 }
 
 /// Sliding-window request budget for authenticated vault requests.
@@ -183,6 +185,7 @@ impl Shared {
                 token_lifetime,
                 revoked_assertions: HashSet::new(),
                 current_assertion: String::new(),
+                objects: Default::default(),
             }),
         }
     }
@@ -397,6 +400,7 @@ impl Shared {
                     .map_err(|e| format!("secret {}: {}", s.name, e.message))?;
             }
         }
+        crate::objseed::apply(&mut st, seed, now)?;
         Ok(())
     }
 

@@ -136,6 +136,8 @@ pub struct Version {
     pub created: i64,
     /// `attributes.updated`.
     pub updated: i64,
+    /// The secret backs a certificate (`managed: true`, `kid` = the certificate's key version).
+    pub managed: bool,
 }
 
 /// When a secret was soft-deleted.
@@ -254,6 +256,7 @@ impl Store {
             exp: new.exp,
             created,
             updated: created,
+            managed: false,
         };
         entry.versions.push(version.clone());
         Ok((entry.clone(), version))
@@ -420,6 +423,17 @@ impl Store {
             .filter(|(_, s)| s.deleted.is_some() && !s.versions.is_empty())
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect()
+    }
+
+    /// Marks a version as backing a certificate.
+    pub(crate) fn mark_managed(&mut self, name: &str, version: &str) {
+        if let Some(v) = self
+            .secrets
+            .get_mut(&name.to_ascii_lowercase())
+            .and_then(|s| s.versions.iter_mut().find(|v| v.id == version))
+        {
+            v.managed = true;
+        }
     }
 
     /// Removes everything, live and deleted.

@@ -182,7 +182,14 @@ async fn handle_checked(shared: &Arc<Shared>, parts: &Parts, body: Incoming) -> 
         Err(resp) => return (*resp).into(),
     };
     let route = Route::parse(&parts.method, parts.uri.path());
-    let op = route.operation();
+    // Certificates and keys have their own routes (`objroutes`).
+    let object_route = match route {
+        Route::Unknown => crate::objroutes::ObjRoute::parse(&parts.method, parts.uri.path()),
+        _ => None,
+    };
+    let op = object_route
+        .as_ref()
+        .map_or(route.operation(), |r| r.operation());
     if let Some(reply) = apply_faults(shared, op, Family::Vault).await {
         return reply;
     }
@@ -202,6 +209,12 @@ async fn handle_checked(shared: &Arc<Shared>, parts: &Parts, body: Incoming) -> 
             return resp.into();
         }
         st.counts.bump(op.name());
+    }
+    if let Some(object_route) = object_route {
+        return match crate::objroutes::execute(shared, &caller, object_route, parts, body).await {
+            Ok(resp) => resp.into(),
+            Err(e) => error(&e).into(),
+        };
     }
     match execute(shared, &caller, route, parts, body).await {
         Ok(resp) => resp.into(),
@@ -472,7 +485,7 @@ async fn execute(
 }
 
 /// The real service's answer to an api-version it does not know.
-fn unknown_api_version(v: &str) -> VaultError {
+pub(crate) fn unknown_api_version(v: &str) -> VaultError {
     VaultError::bad_parameter(format!(
         "The specified version ({v}) is not recognized. Consider using the latest supported version \
          ({LATEST_API_VERSION})."
@@ -547,7 +560,7 @@ fn authorize(
 }
 
 /// The first DNS label of the vault URL's host (`myvault` of `https://myvault.vault.azure.net`).
-fn vault_name(vault_url: &str) -> String {
+pub(crate) fn vault_name(vault_url: &str) -> String {
     let host = vault_url
         .trim_start_matches("https://")
         .split(['/', ':'])
@@ -559,7 +572,7 @@ fn vault_name(vault_url: &str) -> String {
     host.split('.').next().unwrap_or("emulator").to_string()
 }
 
-async fn read_json(body: Incoming) -> Result<Value, VaultError> {
+pub(crate) async fn read_json(body: Incoming) -> Result<Value, VaultError> {
     let bytes = read_body(body, crate::http::MAX_BODY_BYTES)
         .await
         .map_err(|e| match e {
@@ -628,7 +641,7 @@ fn parse_content_type(body: &Value) -> Result<Option<String>, VaultError> {
     }
 }
 
-fn parse_tags(body: &Value) -> Result<Option<BTreeMap<String, String>>, VaultError> {
+pub(crate) fn parse_tags(body: &Value) -> Result<Option<BTreeMap<String, String>>, VaultError> {
     match body.get("tags") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(map)) => {
@@ -654,13 +667,13 @@ fn parse_tags(body: &Value) -> Result<Option<BTreeMap<String, String>>, VaultErr
 }
 
 #[derive(Default)]
-struct ParsedAttributes {
-    enabled: Option<bool>,
-    nbf: Option<i64>,
-    exp: Option<i64>,
+pub(crate) struct ParsedAttributes {
+    pub enabled: Option<bool>,
+    pub nbf: Option<i64>,
+    pub exp: Option<i64>,
 }
 
-fn parse_attributes(body: &Value) -> Result<ParsedAttributes, VaultError> {
+pub(crate) fn parse_attributes(body: &Value) -> Result<ParsedAttributes, VaultError> {
     let attrs = match body.get("attributes") {
         None | Some(Value::Null) => return Ok(ParsedAttributes::default()),
         Some(Value::Object(m)) => m,
@@ -704,14 +717,14 @@ fn parse_attributes(body: &Value) -> Result<ParsedAttributes, VaultError> {
 }
 
 /// `maxresults` and `$skiptoken` of a list request.
-struct Paging {
+pub(crate) struct Paging {
     max: usize,
     max_given: bool,
     marker: Option<String>,
 }
 
 impl Paging {
-    fn from_query(query: &[(String, String)]) -> Result<Paging, VaultError> {
+    pub(crate) fn from_query(query: &[(String, String)]) -> Result<Paging, VaultError> {
         let (max, max_given) = match query_get(query, "maxresults") {
             None => (MAX_RESULTS, false),
             Some(raw) => match raw.trim().parse::<i64>() {
@@ -738,7 +751,7 @@ impl Paging {
     }
 
     /// The page of `items` (sorted by key) after the marker, and the marker of the next page.
-    fn page<T>(&self, mut items: Vec<(String, T)>) -> (Vec<T>, Option<String>) {
+    pub(crate) fn page<T>(&self, mut items: Vec<(String, T)>) -> (Vec<T>, Option<String>) {
         items.sort_by(|a, b| a.0.cmp(&b.0));
         let mut rest: Vec<(String, T)> = items
             .into_iter()
@@ -775,7 +788,7 @@ fn decode_skiptoken(token: &str) -> Option<String> {
     v.get("NextMarker")?.as_str().map(str::to_string)
 }
 
-fn list_response(
+pub(crate) fn list_response(
     shared: &Shared,
     items: Vec<Value>,
     next: Option<String>,
@@ -817,6 +830,9 @@ fn common(m: &mut Map<String, Value>, v: &Version) {
     if let Some(ct) = &v.content_type {
         m.insert("contentType".into(), Value::from(ct.clone()));
     }
+    if v.managed {
+        m.insert("managed".into(), Value::from(true));
+    }
     m.insert("attributes".into(), attributes(v));
     if let Some(tags) = &v.tags {
         m.insert("tags".into(), json!(tags));
@@ -836,6 +852,15 @@ fn bundle(shared: &Shared, s: &Secret, v: &Version, with_value: bool) -> Value {
             shared.settings.vault_url, s.name, v.id
         )),
     );
+    if v.managed {
+        m.insert(
+            "kid".into(),
+            Value::from(format!(
+                "{}/keys/{}/{}",
+                shared.settings.vault_url, s.name, v.id
+            )),
+        );
+    }
     common(&mut m, v);
     Value::Object(m)
 }

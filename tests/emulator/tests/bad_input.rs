@@ -453,8 +453,15 @@ async fn missing_permission_is_403_forbidden_by_policy() {
 #[tokio::test]
 async fn unknown_vault_path_is_404() {
     let e = env().await;
-    let (s, b) = e.get(&format!("/keys/a?{V}")).await;
+    let (s, b) = e.get(&format!("/storage/a?{V}")).await;
     assert_eq!((s, b["error"]["code"].as_str()), (404, Some("NotFound")));
+    let (s, b) = e.get(&format!("/keys/a?{V}")).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("KeyNotFound")));
+    let (s, b) = e.get(&format!("/certificates/a?{V}")).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (404, Some("CertificateNotFound"))
+    );
     let (s, _) = e.get(&format!("/secrets/a/b/c?{V}")).await;
     assert_eq!(s, 404);
 }

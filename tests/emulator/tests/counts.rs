@@ -119,7 +119,7 @@ async fn scripted_sequence_produces_exact_counts() {
         )
         .await;
     assert_eq!(s, 200);
-    assert_eq!(raw.get(&format!("/keys?{V}"), t).await.0, 404);
+    assert_eq!(raw.get(&format!("/storage?{V}"), t).await.0, 404);
 
     // A status fault answers instead of the operation; a latency fault delays it.
     emu.inject_fault(

@@ -1,0 +1,465 @@
+//! The Key Vault certificates API: create (self-signed issuer `Self`, completes at once), import
+//! (PKCS#12 or PEM), get, list, versions, policy, pending operation, update, delete, deleted
+//! certificates, purge, recover. Each version comes with its key and backing secret version.
+
+use crate::certgen::{self, CertRequest, KeySpec, Material};
+use crate::http::{empty, json, Resp};
+use crate::keys_api::attributes_json;
+use crate::objects::{self, bad, CertVersion, Named, NewCert, PEM, PKCS12};
+use crate::objroutes::{deleted_not_found, not_found, Ctx, Kind, ObjRoute};
+use crate::state::Shared;
+use crate::store::VaultError;
+use crate::vault::{list_response, parse_attributes, parse_tags, read_json, Paging};
+use base64::Engine;
+use hyper::body::Incoming;
+use serde_json::{json, Map, Value};
+
+/// Makes a self-signed certificate's material from a REST policy (snake_case members).
+pub(crate) fn self_signed_material(policy: &Value) -> Result<(Material, bool, String), VaultError> {
+    let issuer = policy
+        .pointer("/issuer/name")
+        .and_then(Value::as_str)
+        .unwrap_or("Self");
+    if !issuer.eq_ignore_ascii_case("Self") {
+        return Err(bad(format!(
+            "Issuer '{issuer}' is not supported by the emulator; use the self-signed issuer 'Self'."
+        )));
+    }
+    let kp = policy.get("key_props").cloned().unwrap_or(Value::Null);
+    let kty = kp.get("kty").and_then(Value::as_str).unwrap_or("RSA");
+    let spec = KeySpec::parse(
+        kty,
+        kp.get("key_size").and_then(Value::as_u64),
+        kp.get("crv").and_then(Value::as_str),
+    )
+    .map_err(bad)?;
+    let exportable = kp
+        .get("exportable")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let content_type = content_type_of(policy).unwrap_or(PKCS12).to_string();
+    let subject = policy
+        .pointer("/x509_props/subject")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| bad("Property 'policy.x509_props.subject' is required."))?;
+    let dns_names = policy
+        .pointer("/x509_props/sans/dns_names")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let months = policy
+        .pointer("/x509_props/validity_months")
+        .and_then(Value::as_u64)
+        .unwrap_or(12);
+    let key = spec.generate().map_err(bad)?;
+    let req = CertRequest {
+        subject: subject.to_string(),
+        dns_names,
+        validity_months: months.clamp(1, 1200) as u32,
+        ca: false,
+    };
+    let der = certgen::self_signed(&req, &key).map_err(bad)?;
+    let material = Material {
+        key: Some(key.serialize_der()),
+        certs: vec![der],
+    };
+    Ok((material, exportable, content_type))
+}
+
+fn content_type_of(policy: &Value) -> Option<&str> {
+    policy
+        .pointer("/secret_props/contentType")
+        .and_then(Value::as_str)
+        .filter(|c| *c == PKCS12 || *c == PEM)
+}
+
+/// Decodes imported content: PEM text, or base64 PKCS#12 with `password`.
+pub(crate) fn import_material(
+    value: &str,
+    password: &str,
+) -> Result<(Material, &'static str), VaultError> {
+    if value.trim_start().starts_with("-----BEGIN") {
+        return Ok((certgen::pem_decode(value).map_err(bad)?, PEM));
+    }
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|_| bad("The certificate value is neither PEM nor base64 PKCS#12 content."))?;
+    // The SDKs send PEM imports base64-encoded too.
+    if der.starts_with(b"-----BEGIN") {
+        let text = String::from_utf8(der).map_err(|_| bad("The PEM content is not UTF-8."))?;
+        return Ok((certgen::pem_decode(&text).map_err(bad)?, PEM));
+    }
+    Ok((certgen::pfx_decode(&der, password).map_err(bad)?, PKCS12))
+}
+
+pub(crate) async fn execute(
+    ctx: &Ctx<'_>,
+    route: ObjRoute,
+    body: Incoming,
+) -> Result<Resp, VaultError> {
+    let shared = ctx.shared;
+    let now = crate::util::now_unix();
+    let c = Kind::Certificates;
+    match route {
+        ObjRoute::Get(_, name, version) => {
+            let (cert, v) = get(shared, &name, version.as_deref())?;
+            Ok(json(200, &bundle(shared, &cert, &v)))
+        }
+        ObjRoute::Policy(name) => {
+            let (cert, v) = get(shared, &name, None)?;
+            Ok(json(200, &policy_json(shared, &cert, &v)))
+        }
+        ObjRoute::Pending(name) => {
+            let (cert, _) = get(shared, &name, None)?;
+            Ok(json(200, &operation(shared, &cert.name, true)))
+        }
+        ObjRoute::List(_) => {
+            let paging = Paging::from_query(ctx.query)?;
+            let all = shared.lock().objects.certs.all_live();
+            let (page, next) = paging.page(all);
+            let items = page
+                .iter()
+                .filter_map(|n| n.versions.last().map(|v| item(shared, n, v, false)))
+                .collect();
+            Ok(list_response(
+                shared,
+                items,
+                next,
+                "/certificates",
+                ctx.api_version,
+                &paging,
+            ))
+        }
+        ObjRoute::ListVersions(_, name) => {
+            let paging = Paging::from_query(ctx.query)?;
+            let Some(cert) = shared.lock().objects.certs.live(&name).cloned() else {
+                return Ok(list_response(
+                    shared,
+                    Vec::new(),
+                    None,
+                    "",
+                    ctx.api_version,
+                    &paging,
+                ));
+            };
+            let keyed = cert
+                .versions
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{i:010}"), v.clone()))
+                .collect();
+            let (page, next) = paging.page(keyed);
+            let items = page.iter().map(|v| item(shared, &cert, v, true)).collect();
+            let path = format!("/certificates/{}/versions", cert.name);
+            Ok(list_response(
+                shared,
+                items,
+                next,
+                &path,
+                ctx.api_version,
+                &paging,
+            ))
+        }
+        ObjRoute::Create(_, name) => {
+            let body = read_json(body).await?;
+            let policy = body.get("policy").cloned().unwrap_or_else(|| json!({}));
+            let (material, exportable, content_type) = self_signed_material(&policy)?;
+            let mut policy = policy;
+            policy["issuer"] = json!({"name": "Self"});
+            add(
+                shared,
+                &name,
+                &body,
+                material,
+                exportable,
+                content_type,
+                policy,
+                now,
+            )?;
+            // Key Vault answers the creation as in progress even for a self-signed certificate
+            // (the SDK pollers rely on it); the pending operation is complete at the first poll.
+            Ok(json(202, &operation(shared, &name, false)))
+        }
+        ObjRoute::Import(_, name) => {
+            let body = read_json(body).await?;
+            let value = body.get("value").and_then(Value::as_str).ok_or_else(|| {
+                VaultError::bad_parameter("Property 'value' is required and must be a string.")
+            })?;
+            let pwd = body.get("pwd").and_then(Value::as_str).unwrap_or("");
+            let (material, form) = import_material(value, pwd)?;
+            let policy = body.get("policy").cloned().unwrap_or_else(|| json!({}));
+            let content_type = content_type_of(&policy).unwrap_or(form).to_string();
+            let exportable = policy
+                .pointer("/key_props/exportable")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            let v = add(
+                shared,
+                &name,
+                &body,
+                material,
+                exportable,
+                content_type,
+                policy,
+                now,
+            )?;
+            let (cert, _) = get(shared, &name, Some(&v.id))?;
+            Ok(json(200, &bundle(shared, &cert, &v)))
+        }
+        ObjRoute::Update(_, name, version) => {
+            let body = read_json(body).await?;
+            let attrs = parse_attributes(&body)?;
+            let tags = parse_tags(&body)?;
+            let mut st = shared.lock();
+            let v = st
+                .objects
+                .certs
+                .get_mut(&name, version.as_deref())
+                .ok_or_else(|| not_found(c, &name, version.as_deref()))?;
+            if let Some(e) = attrs.enabled {
+                v.attrs.enabled = e;
+            }
+            if tags.is_some() {
+                v.attrs.tags = tags;
+            }
+            if let Some(Value::Object(p)) = body.get("policy") {
+                if let Value::Object(cur) = &mut v.policy {
+                    for (k, val) in p {
+                        cur.insert(k.clone(), val.clone());
+                    }
+                }
+            }
+            v.attrs.updated = now.max(v.attrs.created);
+            let v = v.clone();
+            // As in Key Vault, enabling or disabling a certificate does the same to its key and
+            // secret versions.
+            if let Some(enabled) = attrs.enabled {
+                if let Some(k) = st.objects.keys.get_mut(&name, Some(&v.id)) {
+                    k.attrs.enabled = enabled;
+                }
+                let update = crate::store::AttributeUpdate {
+                    enabled: Some(enabled),
+                    ..Default::default()
+                };
+                let _ = st.store.update(&name, Some(&v.id), update, now);
+            }
+            drop(st);
+            let (cert, _) = get(shared, &name, None)?;
+            Ok(json(200, &bundle(shared, &cert, &v)))
+        }
+        ObjRoute::Delete(_, name) => {
+            let mut st = shared.lock();
+            let cert = st
+                .objects
+                .certs
+                .delete(&name, now)
+                .ok_or_else(|| not_found(c, &name, None))?;
+            st.objects.keys.delete(&name, now);
+            let _ = st.store.delete(&name, now);
+            drop(st);
+            Ok(json(200, &deleted(shared, &cert, true)))
+        }
+        ObjRoute::GetDeleted(_, name) => {
+            let cert = shared
+                .lock()
+                .objects
+                .certs
+                .deleted(&name)
+                .ok_or_else(|| deleted_not_found(c, &name))?;
+            Ok(json(200, &deleted(shared, &cert, true)))
+        }
+        ObjRoute::ListDeleted(_) => {
+            let paging = Paging::from_query(ctx.query)?;
+            let all = shared.lock().objects.certs.all_deleted();
+            let (page, next) = paging.page(all);
+            let items = page.iter().map(|n| deleted(shared, n, false)).collect();
+            Ok(list_response(
+                shared,
+                items,
+                next,
+                "/deletedcertificates",
+                ctx.api_version,
+                &paging,
+            ))
+        }
+        ObjRoute::Purge(_, name) => {
+            let mut st = shared.lock();
+            if !st.objects.certs.purge(&name) {
+                return Err(deleted_not_found(c, &name));
+            }
+            st.objects.keys.purge(&name);
+            let _ = st.store.purge(&name);
+            Ok(empty(204))
+        }
+        ObjRoute::Recover(_, name) => {
+            let mut st = shared.lock();
+            let cert = st
+                .objects
+                .certs
+                .recover(&name)
+                .ok_or_else(|| deleted_not_found(c, &name))?;
+            st.objects.keys.recover(&name);
+            let _ = st.store.recover(&name);
+            drop(st);
+            let v = cert
+                .versions
+                .last()
+                .cloned()
+                .ok_or_else(|| not_found(c, &name, None))?;
+            Ok(json(200, &bundle(shared, &cert, &v)))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add(
+    shared: &Shared,
+    name: &str,
+    body: &Value,
+    material: Material,
+    exportable: bool,
+    content_type: String,
+    policy: Value,
+    now: i64,
+) -> Result<CertVersion, VaultError> {
+    let attrs = parse_attributes(body)?;
+    let new = NewCert {
+        material,
+        exportable,
+        content_type,
+        policy,
+        enabled: attrs.enabled.unwrap_or(true),
+        tags: parse_tags(body)?,
+        version: None,
+    };
+    objects::add_certificate(&mut shared.lock(), name, new, now)
+}
+
+fn get(
+    shared: &Shared,
+    name: &str,
+    version: Option<&str>,
+) -> Result<(Named<CertVersion>, CertVersion), VaultError> {
+    shared
+        .lock()
+        .objects
+        .certs
+        .get(name, version)
+        .ok_or_else(|| not_found(Kind::Certificates, name, version))
+}
+
+/// The creation operation of `name`, completed or in progress.
+fn operation(shared: &Shared, name: &str, completed: bool) -> Value {
+    let url = &shared.settings.vault_url;
+    let (status, details) = if completed {
+        ("completed", "")
+    } else {
+        (
+            "inProgress",
+            "Pending certificate created. Certificate request is in progress. This may take some time \
+             based on the issuer provider. Please check again later.",
+        )
+    };
+    json!({
+        "id": format!("{url}/certificates/{name}/pending"),
+        "issuer": {"name": "Self"},
+        "cancellation_requested": false,
+        "status": status,
+        "status_details": details,
+        "target": format!("{url}/certificates/{name}"),
+        "request_id": crate::util::random_hex(16),
+    })
+}
+
+fn policy_json(shared: &Shared, cert: &Named<CertVersion>, v: &CertVersion) -> Value {
+    let mut p = match &v.policy {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    p.insert(
+        "id".into(),
+        Value::from(format!(
+            "{}/certificates/{}/policy",
+            shared.settings.vault_url, cert.name
+        )),
+    );
+    p.insert(
+        "attributes".into(),
+        json!({"enabled": true, "created": v.attrs.created, "updated": v.attrs.updated}),
+    );
+    Value::Object(p)
+}
+
+/// CertificateBundle.
+pub(crate) fn bundle(shared: &Shared, cert: &Named<CertVersion>, v: &CertVersion) -> Value {
+    let url = &shared.settings.vault_url;
+    let n = &cert.name;
+    let mut m = Map::new();
+    m.insert(
+        "id".into(),
+        Value::from(format!("{url}/certificates/{n}/{}", v.id)),
+    );
+    m.insert(
+        "kid".into(),
+        Value::from(format!("{url}/keys/{n}/{}", v.id)),
+    );
+    m.insert(
+        "sid".into(),
+        Value::from(format!("{url}/secrets/{n}/{}", v.id)),
+    );
+    m.insert("x5t".into(), Value::from(certgen::x5t(&v.cer)));
+    m.insert("cer".into(), Value::from(certgen::b64(&v.cer)));
+    m.insert("attributes".into(), attributes_json(&v.attrs));
+    m.insert("policy".into(), policy_json(shared, cert, v));
+    if let Some(tags) = &v.attrs.tags {
+        m.insert("tags".into(), json!(tags));
+    }
+    Value::Object(m)
+}
+
+fn item(shared: &Shared, cert: &Named<CertVersion>, v: &CertVersion, versioned: bool) -> Value {
+    let url = &shared.settings.vault_url;
+    let id = if versioned {
+        format!("{url}/certificates/{}/{}", cert.name, v.id)
+    } else {
+        format!("{url}/certificates/{}", cert.name)
+    };
+    let mut m = Map::new();
+    m.insert("id".into(), Value::from(id));
+    m.insert("x5t".into(), Value::from(certgen::x5t(&v.cer)));
+    m.insert("attributes".into(), attributes_json(&v.attrs));
+    if let Some(tags) = &v.attrs.tags {
+        m.insert("tags".into(), json!(tags));
+    }
+    Value::Object(m)
+}
+
+fn deleted(shared: &Shared, cert: &Named<CertVersion>, full: bool) -> Value {
+    let mut value = match cert.versions.last() {
+        Some(v) if full => bundle(shared, cert, v),
+        Some(v) => item(shared, cert, v, false),
+        None => json!({}),
+    };
+    if let Value::Object(m) = &mut value {
+        m.insert(
+            "recoveryId".into(),
+            Value::from(format!(
+                "{}/deletedcertificates/{}",
+                shared.settings.vault_url, cert.name
+            )),
+        );
+        if let Some(d) = cert.deleted {
+            m.insert("deletedDate".into(), Value::from(d.deleted_date));
+            m.insert(
+                "scheduledPurgeDate".into(),
+                Value::from(d.scheduled_purge_date),
+            );
+        }
+    }
+    value
+}
