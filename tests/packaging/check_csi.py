@@ -30,15 +30,25 @@ EXPECTED_DRIVER_SPEC = {
 }
 # The SecretProviderClass parameter names a volume may use.
 SPC_ATTRIBUTES = {"keyvaultName", "clientID", "tenantId"}
-# Option keys that the volume attributes above, or the plugin itself, decide.
+# Option keys that the volume attributes above, or the plugin itself, decide (used only
+# where the plugin's own list cannot be read).
 NOT_VOLUME_OPTIONS = {"vault", "path", "auth", "client_id", "tenant_id", "ca_file"}
 AZURE_IDENTITY_ENV = {"AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_CERTIFICATE_PATH"}
 
 
 def option_keys(repo):
-    """The mount options' keys, from their one definition (src/config/options.rs)."""
+    """The mount options a volume may set: the node plugin's list (VOLUME_OPTIONS in
+    src/csi/request.rs) where it exists, else every mount option of their one definition
+    (src/config/options.rs) but those the plugin decides itself."""
+    request = os.path.join(repo, "src", "csi", "request.rs")
+    if os.path.exists(request):
+        with open(request) as f:
+            m = re.search(r"VOLUME_OPTIONS: \[&str; \d+\] = \[(.*?)\];", f.read(), re.S)
+        if m:
+            return set(re.findall(r'"(\w+)"', m.group(1))), "src/csi/request.rs VOLUME_OPTIONS"
     with open(os.path.join(repo, "src", "config", "options.rs")) as f:
-        return set(re.findall(r"^\s*pub (\w+): Option<", f.read(), re.M))
+        keys = set(re.findall(r"^\s*pub (\w+): Option<", f.read(), re.M))
+    return keys - NOT_VOLUME_OPTIONS, "src/config/options.rs"
 
 
 def pinned(image):
@@ -246,9 +256,9 @@ def pod_of(r):
 
 
 def check_consumers(check, name, docs, repo):
-    options = option_keys(repo)
+    options, source = option_keys(repo)
     check(len(options) > 10 and {"refresh_interval", "file_mode"} <= options,
-          f"mount option keys read from src/config/options.rs ({len(options)})")
+          f"volume option keys read from {source} ({len(options)})")
     count = 0
     for r in docs:
         if r["kind"] == "DaemonSet":
@@ -268,7 +278,7 @@ def check_consumers(check, name, docs, repo):
             check(csi.get("readOnly") is True, f"{who} volume {v['name']}: readOnly: true")
             check(bool(attrs.get("keyvaultName")) and bool(attrs.get("clientID")),
                   f"{who} volume {v['name']}: keyvaultName and clientID set")
-            unknown = sorted(k for k in attrs if k not in SPC_ATTRIBUTES and (k not in options or k in NOT_VOLUME_OPTIONS))
+            unknown = sorted(k for k in attrs if k not in SPC_ATTRIBUTES and k not in options)
             check(not unknown, f"{who} volume {v['name']}: every attribute is a SecretProviderClass name or a mount option {unknown}")
             check(all(isinstance(x, str) for x in attrs.values()), f"{who} volume {v['name']}: attribute values are strings")
             sa = spec.get("serviceAccountName", "default")
