@@ -1,4 +1,4 @@
-//! The command line: `akvfs mount`, `akvfs unmount`, `akvfs check`.
+//! The command line: `akvfs mount`, `akvfs run`, `akvfs unmount`, `akvfs check`, `akvfs csi`.
 //!
 //! Flags are grouped by topic in `--help` and every default is stated. Values
 //! are parsed into the typed [`crate::config`] structures here, so a bad flag
@@ -65,6 +65,9 @@ pub enum Command {
     Unmount(UnmountArgs),
     /// Check identity, token and list access for a vault; prints names, never values.
     Check(CheckArgs),
+    /// Serve as a Kubernetes CSI node plugin (driver csi.akvfs.io): each pod's inline csi
+    /// volume is read with the pod's own workload identity.
+    Csi(crate::csi::CsiArgs),
 }
 
 /// `akvfs mount`: the vault, the mountpoint, and the mount options as flags

@@ -30,6 +30,7 @@
 //!   secret values.
 //! - [`metrics`]: per-mount counters and the metrics endpoint.
 //! - [`refresh`]: the background refresher of listings and values.
+//! - [`csi`]: `akvfs csi`, the Kubernetes CSI node plugin: one mount per pod identity.
 //!
 //! Dependencies point one way: `fuse -> fs -> cache -> vault <- vault::azure`.
 
@@ -37,6 +38,7 @@ pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod csi;
 pub mod daemon;
 pub mod error;
 pub mod fs;

@@ -56,6 +56,7 @@ fn main() {
             Ok((vault, auth)) => service::check(vault, auth),
             Err(msg) => usage_error(&msg),
         },
+        Command::Csi(args) => akvfs::csi::run(args),
     };
     if let Err(e) = result {
         eprintln!("akvfs: error: {e}");

@@ -83,10 +83,21 @@ impl PreparedMount {
         cfg: MountConfig,
         metrics: Arc<MountMetrics>,
     ) -> Result<PreparedMount, Error> {
-        let vault_url = cfg.vault.url.clone();
         crate::daemon::mounts::check_allow_other(cfg.owner.allow_other)
             .map_err(Error::Mountpoint)?;
         let conn = connect(&cfg.vault, &cfg.auth, &metrics)?;
+        PreparedMount::with_connection(rt, cfg, metrics, conn)
+    }
+
+    /// Like [`PreparedMount::new`], over a vault client built by the caller
+    /// (the CSI node plugin's, whose identity is a pod's token).
+    pub fn with_connection(
+        rt: &Runtime,
+        cfg: MountConfig,
+        metrics: Arc<MountMetrics>,
+        conn: super::Connection,
+    ) -> Result<PreparedMount, Error> {
+        let vault_url = cfg.vault.url.clone();
         let listing = match rt.block_on(first_listing(&conn.vault, cfg.cache.fetch_timeout)) {
             Ok(l) => Some(l),
             Err(e @ VaultError::Forbidden { .. }) => {

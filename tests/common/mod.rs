@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 pub use akvfs_emulator::{EmulatorConfig, Fault};
 
+pub mod csi;
+
 /// Connection facts of a running emulator, as strings.
 #[derive(Clone, Debug)]
 pub struct Info {

@@ -621,6 +621,12 @@ impl Emulator {
         self.shared.mint_assertion(spec)
     }
 
+    /// A pod-bound service-account token, as kubelet passes to a CSI driver that asks for one
+    /// (`tokenRequests`); Entra ID accepts it for an identity whose federated subjects name it.
+    pub fn mint_service_account_token(&self, spec: &crate::ServiceAccountToken) -> String {
+        self.shared.mint_service_account_token(spec)
+    }
+
     /// Writes a new federated token to `federated_token_file` and revokes the previous one;
     /// returns the new token.
     pub fn rotate_federated_token(&self) -> Result<String, EmulatorError> {

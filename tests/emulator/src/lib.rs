@@ -19,7 +19,8 @@
 //! - `server`: TLS accept loop, per-connection HTTP/1.1, routing, fault application and
 //!   connection resets.
 //! - `vault`: the Key Vault secrets REST API (auth challenge, errors, paging).
-//! - `entra`: the token endpoint (client assertion, client secret) and discovery documents.
+//! - `entra`: the token endpoint (client assertion, client secret) and discovery documents;
+//!   `kubelet`: pod-bound service-account tokens as kubelet obtains them.
 //! - `msi`: the managed identity endpoint.
 //! - [`imds`]: the Instance Metadata Service (Azure VM) and Azure Arc token endpoints, plain HTTP.
 //! - `admin`: the `/_emulator/` admin API; `control`: the changes it shares with [`Emulator`].
@@ -41,6 +42,7 @@ mod faults_extra;
 mod http;
 pub mod imds;
 mod jwt;
+mod kubelet;
 mod msi;
 mod server;
 mod state;
@@ -58,6 +60,7 @@ pub use faults::{ActiveFault, Fault, FaultKind};
 pub use faults_extra::{
     clear_extra, inject_extra, vault_audiences, ExtraFault, ExtraTarget, NextLink,
 };
+pub use kubelet::ServiceAccountToken;
 pub use state::{FederatedTokenSpec, TokenSpec};
 pub use store::{is_valid_name, MAX_VALUE_BYTES, RECOVERABLE_DAYS, RECOVERY_LEVEL};
 pub use vault::{API_VERSIONS, LATEST_API_VERSION, MAX_RESULTS};

@@ -1,0 +1,227 @@
+//! `akvfs csi`: a Kubernetes CSI node plugin (driver `csi.akvfs.io`) that serves each pod's
+//! inline `csi:` volume with the pod's own workload identity.
+//!
+//! kubelet calls NodePublishVolume with the pod's information and a service-account token for
+//! `api://AzureADTokenExchange` (CSIDriver `podInfoOnMount: true`, `tokenRequests`,
+//! `requiresRepublish: true`). The plugin checks the token's audience, lifetime, subject
+//! (`system:serviceaccount:<namespace>:<service account>`) and pod binding, exchanges it with
+//! Entra ID for a Key Vault token (Entra ID verifies its signature against the cluster's
+//! issuer), and binds a read-only view of that identity's mount onto the pod's target.
+//!
+//! Volume attributes: `keyvaultName` (a vault name or https URL), `clientID`, optional
+//! `tenantId` (default: the plugin's `--tenant-id`/`AZURE_TENANT_ID`), and the mount options
+//! listed in [`request::VOLUME_OPTIONS`] under the config file's names. `readOnly: true` is
+//! required. With an fsGroup (`fsGroupPolicy: File`), files belong to that group and are
+//! group-readable; otherwise they are readable by every user of the pod.
+//!
+//! Refusals answer a gRPC code kubelet shows in the pod's events: InvalidArgument (attributes,
+//! a writable volume, mount flags), Unauthenticated (no token or a bad one), PermissionDenied
+//! (Entra ID or the vault refused the identity), NotFound (a vault that does not exist),
+//! Unavailable (Entra ID or the vault unreachable). No token, request or value is ever logged.
+//!
+//! Restart: the state directory records each target's identity key, vault, identity, group and
+//! options, never a token. After a restart, the identity mounts are dead until kubelet's next
+//! republish of one of their targets (at most a minute or so with `requiresRepublish`), which
+//! mounts the identity again with the new token and stacks a new bind on the target. A
+//! container that mounted the volume with `mountPropagation: HostToContainer` sees the new
+//! mount; one without it keeps the dead mount (reads fail with ENOTCONN or ECONNABORTED) until
+//! the pod is restarted.
+//!
+//! # Layout
+//! - [`proto`]: the generated CSI messages and services.
+//! - [`request`]: reading and checking a publish request.
+//! - [`token`]: the token's claims, the exchange, the identity's credential.
+//! - [`registry`]: identity mounts and targets.
+//! - [`state`]: the state directory.
+//! - [`bind`]: binds, unmounts, aborting FUSE connections.
+//! - [`server`]: the Identity and Node services.
+
+pub mod bind;
+pub mod proto;
+pub mod registry;
+pub mod request;
+pub mod server;
+pub mod state;
+pub mod token;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::daemon::signals::Signals;
+use crate::service::Error;
+use crate::vault::azure::{build_transport, TransportSettings};
+
+/// The driver's name, as in the CSIDriver object.
+pub const DRIVER_NAME: &str = "csi.akvfs.io";
+
+/// Memory for cached values that the locked region is sized for, for all
+/// identity mounts together.
+const VALUES_BUDGET: u64 = 256 << 20;
+
+/// `akvfs csi`.
+#[derive(clap::Args, Debug)]
+pub struct CsiArgs {
+    /// The gRPC endpoint kubelet calls: unix:///path/to/csi.sock.
+    #[arg(long, value_name = "URL", default_value = "unix:///csi/csi.sock")]
+    pub endpoint: String,
+
+    /// This node's name, reported to kubelet (NodeGetInfo).
+    #[arg(long, value_name = "NAME", env = "KUBE_NODE_NAME")]
+    pub node_id: String,
+
+    /// Where targets are recorded to survive a restart (never a token or a value).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/kubelet/plugins/csi.akvfs.io/state"
+    )]
+    pub state_dir: PathBuf,
+
+    /// Entra tenant of volumes that set no tenantId. [default: AZURE_TENANT_ID]
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "AZURE_TENANT_ID",
+        help_heading = "Authentication"
+    )]
+    pub tenant_id: Option<String>,
+
+    /// Extra trusted root certificates, PEM (private CAs, TLS-inspecting proxies).
+    #[arg(long, value_name = "PEM", help_heading = "Connection")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Do not require the token challenge's resource to match the vault's domain.
+    #[arg(long, help_heading = "Connection")]
+    pub disable_challenge_resource_verification: bool,
+
+    /// Serve Prometheus metrics and health checks (/metrics, /healthz, /readyz) on this address.
+    #[arg(long, value_name = "ADDR", help_heading = "Observability")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Do not lock memory. Without locking, cached secrets can be written to swap.
+    #[arg(long, help_heading = "Security")]
+    pub no_mlock: bool,
+}
+
+/// Why a publish or unpublish was refused; each maps to one gRPC code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Serves the Identity and Node services until SIGTERM or SIGINT. Identity
+/// mounts are left to end with the process: their targets stay bound (and
+/// dead) until kubelet republishes them to a restarted plugin.
+pub fn run(args: CsiArgs) -> Result<(), Error> {
+    let socket = args
+        .endpoint
+        .strip_prefix("unix://")
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "--endpoint {}: only unix:// endpoints are served",
+                args.endpoint
+            ))
+        })?;
+    crate::daemon::harden::disable_core_dumps().map_err(Error::Harden)?;
+    crate::daemon::harden::lock_memory(!args.no_mlock, VALUES_BUDGET).map_err(Error::Harden)?;
+    let state = state::StateDir::open(&args.state_dir).map_err(Error::Config)?;
+    let ca = match &args.ca_file {
+        Some(p) => Some(std::fs::read(p).map_err(|source| Error::CaFile {
+            path: p.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let transport = build_transport(&TransportSettings {
+        extra_roots_pem: ca,
+        connect_timeout: Some(Duration::from_secs(5)),
+        no_idle_connections: matches!(
+            crate::locked::mode(),
+            Some(crate::locked::MemoryMode::Secrets { .. })
+        ),
+    })
+    .map_err(|detail| Error::Transport {
+        ca_file: args.ca_file.clone(),
+        detail,
+    })?;
+    bind::ensure_fusectl();
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("akvfs-rt")
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?,
+    );
+    let mut signals = Signals::new(&rt);
+    let metrics = Arc::new(crate::metrics::Registry::default());
+    let (metrics_stop, metrics_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = args.metrics_listen {
+        rt.block_on(crate::metrics::serve(
+            addr,
+            Arc::clone(&metrics),
+            metrics_rx,
+        ))
+        .map_err(Error::Metrics)?;
+    }
+    let node = request::NodeDefaults {
+        tenant_id: args.tenant_id.clone().filter(|t| !t.is_empty()),
+        ca_file: args.ca_file.clone(),
+        verify_challenge_resource: !args.disable_challenge_resource_verification,
+    };
+    let registry = Arc::new(registry::Registry::new(
+        Arc::clone(&rt),
+        node,
+        state,
+        transport,
+        metrics,
+    ));
+    let (identity, nodesvc) = server::services(registry, args.node_id.clone());
+
+    if let Some(parent) = socket.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    // A socket left by a previous run.
+    let _ = std::fs::remove_file(&socket);
+    let listener = {
+        let _in = rt.enter();
+        tokio::net::UnixListener::bind(&socket)
+            .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", socket.display())))?
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(
+        tonic::transport::Server::builder()
+            .add_service(identity)
+            .add_service(nodesvc)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+    tracing::info!(endpoint = %args.endpoint, node = %args.node_id, driver = DRIVER_NAME, "serving CSI");
+    let reason = rt.block_on(signals.wait(|| server.is_finished()));
+    tracing::info!("{}; stopping the CSI server", reason.describe());
+    let _ = stop.send(());
+    let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
+    let _ = metrics_stop.send(true);
+    let _ = std::fs::remove_file(&socket);
+    // The runtime is dropped here, on the main thread, with the mounts' tasks.
+    Ok(())
+}
