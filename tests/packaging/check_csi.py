@@ -12,6 +12,8 @@ import copy
 import json
 import os
 import re
+import subprocess
+import sys
 
 import psa_restricted
 
@@ -145,7 +147,7 @@ def env_value(c, key):
     return None
 
 
-def check_daemonset(check, name, docs):
+def check_daemonset(check, name, docs, repo):
     dss = [r for r in docs if r["kind"] == "DaemonSet"]
     if not check(len(dss) == 1, f"{name}: one DaemonSet (the node plugin)"):
         return
@@ -203,6 +205,7 @@ def check_daemonset(check, name, docs):
           f"{name}: {PODS_DIR} from the host with Bidirectional propagation")
     fuse = mounts.get("/dev/fuse")
     check(fuse is not None and host(fuse).get("type") == "CharDevice", f"{name}: /dev/fuse from a CharDevice hostPath")
+    check_flags(check, name, argv, repo)
     check(sc_priv(p), f"{name}: the plugin container is privileged (Bidirectional propagation needs it)")
     check(bool(p.get("livenessProbe")), f"{name}: the plugin container has a liveness probe")
 
@@ -235,6 +238,22 @@ def check_daemonset(check, name, docs):
     nss = [r for r in docs if r["kind"] == "Namespace" and r["metadata"]["name"] == ns]
     check(len(nss) == 1 and nss[0]["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") == "privileged",
           f"{name}: the plugin's namespace {ns} is in the render and labelled privileged")
+
+
+def check_flags(check, name, argv, repo):
+    """Every flag the DaemonSet passes is one `akvfs csi` knows (its --help, from the binary
+    the build step made)."""
+    exe = os.environ.get("AKVFS_BIN") or os.path.join(repo, "target", "debug", "akvfs")
+    if not check(os.access(exe, os.X_OK), f"{name}: an akvfs binary to check the flags against ({exe})"):
+        return
+    out = subprocess.run([exe, "csi", "--help"], capture_output=True, text=True)
+    if not check(out.returncode == 0, f"{name}: `akvfs csi --help` runs"):
+        print(out.stderr, file=sys.stderr)
+        return
+    known = set(re.findall(r"(--[a-z][a-z0-9-]*)", out.stdout))
+    flags = [a.split("=")[0] for a in argv if a.startswith("--")]
+    unknown = [f for f in flags if f not in known]
+    check(not unknown, f"{name}: akvfs csi knows every flag of the DaemonSet {flags}" + (f"; unknown: {unknown}" if unknown else ""))
 
 
 def sc_priv(c):
@@ -347,5 +366,5 @@ def self_test(check, meta, spec):
 
 def check_all(check, name, docs, repo):
     check_driver(check, name, docs)
-    check_daemonset(check, name, docs)
+    check_daemonset(check, name, docs, repo)
     return check_consumers(check, name, docs, repo)
