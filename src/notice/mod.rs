@@ -87,6 +87,5 @@ impl NoticeSource for ChannelSource {
     }
 }
 
-
 #[cfg(test)]
 mod tests;

@@ -25,10 +25,10 @@ use serde::Deserialize;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{Cause, Detail, ListPacer, Vault, VaultError};
+use super::{CertificateBundle, KeyBundle, VersionItem};
 use crate::auth::{
     classify_token_error, client_options, ForeignScope, FreshToken, TokenFailure, KEY_VAULT_SCOPES,
 };
-use super::{CertificateBundle, KeyBundle, VersionItem};
 use crate::text::one_line;
 
 #[path = "azure_objects.rs"]

@@ -1,5 +1,7 @@
 """Renders every kustomization under k8s/, validates the result against the
-Kubernetes schemas, and checks the properties the deployment depends on.
+Kubernetes schemas, and checks the properties the deployment depends on:
+check_csi.py's for the CSI mode (k8s/csi and its overlays), the ones below
+for the hostPath mode.
 
 usage: check_manifests.py REPO OUTDIR
 
@@ -16,6 +18,7 @@ import tomllib
 
 import yaml
 
+import check_csi
 import kustomize_lite
 
 # Kubernetes versions to validate against: the oldest and newest minor
@@ -213,6 +216,7 @@ def main():
         if "kustomization.yaml" in files:
             dirs.append(root)
     check(len(dirs) >= 2, f"kustomizations found: {', '.join(sorted(os.path.relpath(d, repo) for d in dirs))}")
+    csi_consumers = 0
     for d in sorted(dirs):
         name = os.path.relpath(d, os.path.join(repo, "k8s")).replace(os.sep, "-")
         docs = render(d)
@@ -220,6 +224,10 @@ def main():
         with open(path, "w") as f:
             yaml.safe_dump_all(docs, f, sort_keys=True)
         validate(path)
+        if any(r["kind"] == "CSIDriver" and r["metadata"]["name"] == check_csi.DRIVER for r in docs):
+            consumers = check_csi.check_all(check, name, docs, repo)
+            csi_consumers += consumers
+            continue
         cms = [r for r in docs if r["kind"] == "ConfigMap" and "config.toml" in r.get("data", {})]
         if not check(len(cms) == 1, f"{name}: one ConfigMap with config.toml"):
             continue
@@ -234,6 +242,7 @@ def main():
             f.write(text)
         check_daemonset(name, docs, config)
         check_consumers(name, docs, config)
+    check(csi_consumers >= 1, f"at least one example consumer of a {check_csi.DRIVER} volume checked ({csi_consumers})")
     print(f"manifests: {len(failures)} failed checks")
     sys.exit(1 if failures else 0)
 

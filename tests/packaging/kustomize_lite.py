@@ -21,6 +21,7 @@ SUPPORTED = {"apiVersion", "kind", "resources", "namespace", "images", "patches"
 # Kinds without a namespace, among those a kustomization here may hold.
 CLUSTER_SCOPED = {
     "Namespace",
+    "CSIDriver",
     "PriorityClass",
     "ClusterRole",
     "ClusterRoleBinding",
