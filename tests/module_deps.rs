@@ -35,7 +35,11 @@ fn declared(lib: &str) -> (BTreeSet<String>, BTreeMap<String, String>) {
             .trim_start_matches("pub(crate) ")
             .trim_start_matches("pub ");
         if let Some(m) = line.strip_prefix("mod ") {
-            modules.insert(m.trim_end_matches(';').trim().to_string());
+            // `pub mod x { pub use crate::...; }` blocks are facades of
+            // re-exports for tests and benches, not modules with code.
+            if let Some(m) = m.strip_suffix(';') {
+                modules.insert(m.trim().to_string());
+            }
         } else if let Some(path) = line.strip_prefix("use ") {
             let path = path.trim_end_matches(';');
             let (module, rest) = path.split_once("::").unwrap_or((path, ""));
