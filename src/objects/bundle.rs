@@ -15,8 +15,15 @@ use p12_keystore::Pkcs12Archive;
 use zeroize::Zeroizing;
 
 use super::chain::{self, LeafInfo as Leaf};
+use super::pfx_guard::{self, MAX_PFX_BYTES};
 use super::privkey::{self, PrivateKey};
 use super::{concat, pem_append, ObjectError, PEM, PKCS12};
+
+/// Largest PEM certificate secret decoded (Key Vault stores at most 25 KB).
+pub const MAX_PEM_BYTES: usize = 128 * 1024;
+/// Most certificates (and PEM blocks) in one certificate's secret: chains
+/// are ordered pairwise, so the count bounds the work.
+pub const MAX_CERTIFICATES: usize = 32;
 
 pub use super::chain::LeafInfo;
 
@@ -64,14 +71,26 @@ pub fn from_secret(value: &[u8], content_type: Option<&str>) -> Result<CertParts
     }
 }
 
+/// `leaf.crt` and the leaf's metadata from a certificate's public part (the
+/// DER `cer` of `GET /certificates/{name}`), for an identity that may read
+/// certificates but not the secrets behind them.
+pub fn leaf_from_der(cer: &[u8]) -> Result<(Vec<u8>, Leaf), ObjectError> {
+    let leaf = chain::info(cer)?;
+    Ok((super::pem_public("CERTIFICATE", cer)?, leaf))
+}
+
 fn from_pkcs12_base64(value: &[u8]) -> Result<CertParts, ObjectError> {
     let text = value.trim_ascii();
+    if text.len() / 4 * 3 > MAX_PFX_BYTES {
+        return Err(refused(pfx_guard::Refusal::TooLarge));
+    }
     let engine = &base64::engine::general_purpose::STANDARD;
     let mut pfx = Zeroizing::new(vec![0u8; text.len() / 4 * 3 + 3]);
     let n = engine
         .decode_slice(text, &mut pfx[..])
         .map_err(|e| ObjectError::Pkcs12(format!("base64: {e}")))?;
     pfx.truncate(n);
+    pfx_guard::check(&pfx).map_err(refused)?;
     let archive =
         Pkcs12Archive::from_pkcs12(&pfx, "").map_err(|e| ObjectError::Pkcs12(e.to_string()))?;
     let keys = archive
@@ -79,6 +98,9 @@ fn from_pkcs12_base64(value: &[u8]) -> Result<CertParts, ObjectError> {
         .iter()
         .map(|k| privkey::from_pkcs8(k.key.as_der()))
         .collect::<Result<Vec<_>, _>>()?;
+    if archive.certs.len() > MAX_CERTIFICATES {
+        return Err(too_many("certificates"));
+    }
     let certs: Vec<Vec<u8>> = archive
         .certs
         .iter()
@@ -89,10 +111,31 @@ fn from_pkcs12_base64(value: &[u8]) -> Result<CertParts, ObjectError> {
     Ok(parts)
 }
 
+fn refused(why: pfx_guard::Refusal) -> ObjectError {
+    ObjectError::Refused(format!(
+        "the certificate's PKCS#12 file is past akvfs's limits: {why}"
+    ))
+}
+
+fn too_many(what: &str) -> ObjectError {
+    ObjectError::Refused(format!(
+        "the certificate's secret holds more than {MAX_CERTIFICATES} {what}"
+    ))
+}
+
 fn from_pem(value: &[u8]) -> Result<CertParts, ObjectError> {
+    if value.len() > MAX_PEM_BYTES {
+        return Err(ObjectError::Refused(format!(
+            "the certificate's PEM secret is larger than {MAX_PEM_BYTES} bytes"
+        )));
+    }
     let mut certs = Vec::new();
     let mut keys = Vec::new();
-    for block in pem_blocks(value) {
+    let blocks = pem_blocks(value);
+    if blocks.len() > MAX_CERTIFICATES {
+        return Err(too_many("PEM blocks"));
+    }
+    for block in blocks {
         let mut decoder =
             der::pem::Decoder::new(block).map_err(|e| ObjectError::Pem(e.to_string()))?;
         let label = decoder.type_label();

@@ -25,6 +25,12 @@ pub struct PublicJwk {
     pub y: Option<Vec<u8>>,
 }
 
+/// Largest RSA modulus accepted: Key Vault's largest is 4096 bits; past
+/// this a JWK is refused rather than encoded.
+pub const MAX_RSA_BITS: usize = 16384;
+/// Longest RSA public exponent accepted (65537 takes 3 bytes).
+pub const MAX_RSA_EXPONENT_BYTES: usize = 8;
+
 fn unsupported(what: String) -> ObjectError {
     ObjectError::UnsupportedKey(what)
 }
@@ -40,6 +46,17 @@ pub fn spki_der(jwk: &PublicJwk) -> Result<Vec<u8>, ObjectError> {
         "RSA" | "RSA-HSM" => {
             let n = jwk.n.as_deref().ok_or_else(|| missing("n"))?;
             let e = jwk.e.as_deref().ok_or_else(|| missing("e"))?;
+            let significant = |b: &[u8]| b.iter().skip_while(|x| **x == 0).count();
+            if significant(n) * 8 > MAX_RSA_BITS {
+                return Err(ObjectError::Refused(format!(
+                    "the key's RSA modulus is longer than {MAX_RSA_BITS} bits"
+                )));
+            }
+            if significant(e) > MAX_RSA_EXPONENT_BYTES {
+                return Err(ObjectError::Refused(format!(
+                    "the key's RSA exponent is longer than {MAX_RSA_EXPONENT_BYTES} bytes"
+                )));
+            }
             let key = RsaPublicKey {
                 modulus: UintRef::new(n).map_err(enc)?,
                 public_exponent: UintRef::new(e).map_err(enc)?,

@@ -9,6 +9,7 @@
 //!   authority/subject key identifier, and the leaf's metadata.
 //! - [`privkey`]: private keys as PKCS#8, PKCS#1 and SEC1.
 //! - [`jwk`]: a public JSON Web Key as an SPKI `PUBLIC KEY` PEM.
+//! - [`pfx_guard`]: limits a PKCS#12 file must meet before it is decoded.
 //!
 //! Every buffer that holds private key material is a [`Zeroizing`] vector,
 //! sized before it is written so that no reallocation leaves a copy behind.
@@ -17,10 +18,13 @@
 pub mod bundle;
 pub mod chain;
 pub mod jwk;
+pub mod pfx_guard;
 pub mod privkey;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hostile;
 #[cfg(test)]
 mod tests_jwk;
 
@@ -46,6 +50,10 @@ pub enum ObjectError {
     UnsupportedKey(String),
     #[error("the content type {0:?} is not a certificate's (application/x-pkcs12 or application/x-pem-file)")]
     NotCertificate(String),
+    /// Material past the limits akvfs decodes (sizes, counts, iterations),
+    /// which Key Vault never returns.
+    #[error("{0}, which Key Vault never returns; refused without decoding it: check what answers for the vault (a proxy, or another host in its place)")]
+    Refused(String),
 }
 
 /// The content type of a certificate's secret stored as PKCS#12.
