@@ -9,21 +9,42 @@
 //! descriptor, `openat`) keeps reading the old pair until it opens the path
 //! again. `tls.pem` holds key and chain in one file, for readers that want
 //! one atomic open.
+//!
+//! An identity that may read certificates but not secrets (403 on the
+//! secret) gets a directory holding `leaf.crt` only, from the certificate's
+//! public part (`GET /certificates/{name}`, its `cer`); every other file
+//! answers the secret's refusal (EACCES). Such a directory is public
+//! material and follows the keys' rule: it is looked up again after the
+//! listing TTL.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::special::What;
-use super::{lock, Bytes, Entry, FsCore, Kind};
+use super::{lock, Bytes, Entry, FsCore, Kind, REREAD_AFTER};
 use crate::cache::{CachedSecret, SecretKey};
 use crate::error::FsError;
-use crate::objects::{bundle, LeafInfo};
-use crate::secret::{SecretBytes, SecretName};
+use crate::objects::{bundle, LeafInfo, ObjectError};
+use crate::secret::{SecretBytes, SecretName, SecretProps, VersionId};
+use crate::vault::VaultError;
+
+/// Every file a certificate directory can hold.
+const PARTS: [&str; 6] = [
+    "tls.crt", "tls.key", "tls.pem", "leaf.crt", "ca.crt", "cert.pfx",
+];
 
 /// The derived files of one certificate version, in locked memory.
 pub(crate) struct CertFiles {
     files: Vec<(&'static str, Arc<SecretBytes>)>,
     pub(crate) leaf: LeafInfo,
+    /// Set when the files come from the certificate's public part because
+    /// the identity may not read its secret: the refusal, answered for
+    /// every file the secret would give.
+    refused: Option<VaultError>,
 }
+
+/// A certificate's public files by name, with when they were fetched.
+pub(super) type PublicCert = (Instant, SecretKey, Arc<CertFiles>);
 
 impl Bytes for SecretBytes {
     fn bytes(&self) -> &[u8] {
@@ -32,7 +53,7 @@ impl Bytes for SecretBytes {
 }
 
 impl CertFiles {
-    fn build(secret: &CachedSecret) -> Result<CertFiles, crate::objects::ObjectError> {
+    fn build(secret: &CachedSecret) -> Result<CertFiles, ObjectError> {
         let parts =
             bundle::from_secret(secret.value.expose(), secret.props.content_type.as_deref())?;
         let mut files = vec![("tls.crt", SecretBytes::from(&parts.tls_crt[..]))];
@@ -50,8 +71,19 @@ impl CertFiles {
         Ok(CertFiles {
             files: files.into_iter().map(|(n, b)| (n, Arc::new(b))).collect(),
             leaf: parts.leaf.clone(),
+            refused: None,
         })
         // `parts` drops here: its private buffers are wiped.
+    }
+
+    /// `leaf.crt` alone, from the certificate's public part.
+    fn public(cer: &[u8], refused: VaultError) -> Result<CertFiles, ObjectError> {
+        let (leaf_crt, leaf) = bundle::leaf_from_der(cer)?;
+        Ok(CertFiles {
+            files: vec![("leaf.crt", Arc::new(SecretBytes::from(&leaf_crt[..])))],
+            leaf,
+            refused: Some(refused),
+        })
     }
 
     fn get(&self, part: &str) -> Option<&Arc<SecretBytes>> {
@@ -60,11 +92,20 @@ impl CertFiles {
 }
 
 impl FsCore {
-    fn object_err(&self, name: &SecretName, source: crate::objects::ObjectError) -> FsError {
+    fn object_err(&self, name: &SecretName, source: ObjectError) -> FsError {
         FsError::Object {
             vault: self.vault_url.clone(),
             name: name.clone(),
             source,
+        }
+    }
+
+    /// Why `part` is not in `files`: the secret's refusal for a file only
+    /// the secret gives, otherwise no such file.
+    fn missing_part(&self, name: &SecretName, files: &CertFiles, part: &str) -> FsError {
+        match &files.refused {
+            Some(why) if PARTS.contains(&part) => self.vault_err(name, why.clone()),
+            _ => FsError::NoEntry,
         }
     }
 
@@ -81,35 +122,111 @@ impl FsCore {
         Ok(files)
     }
 
+    /// The public files of the latest version (`version` None, reused for
+    /// the listing TTL) or of one version, for an identity refused the
+    /// secret (`refused`).
+    async fn public_cert_files(
+        &self,
+        name: &SecretName,
+        version: Option<&VersionId>,
+        refused: VaultError,
+    ) -> Result<(SecretKey, Arc<CertFiles>), FsError> {
+        let known = match version {
+            Some(_) => None,
+            None => lock(&self.special.public_certs).get(name).cloned(),
+        };
+        if let Some((at, key, files)) = &known {
+            if at.elapsed() < REREAD_AFTER {
+                return Ok((key.clone(), Arc::clone(files)));
+            }
+        }
+        let bundle = match self.cache.vault().certificate(name, version).await {
+            Ok(b) => b,
+            Err(e) if e.is_transient() && known.is_some() => {
+                tracing::warn!(certificate = %name, vault = %self.vault_url, "{e}; serving the certificate fetched before");
+                let (_, key, files) = known.ok_or(FsError::Internal)?;
+                return Ok((key, files));
+            }
+            // Refused both: the secret's permission is the one that gives
+            // every file.
+            Err(VaultError::Forbidden { .. }) => {
+                lock(&self.special.public_certs).remove(name);
+                return Err(self.vault_err(name, refused));
+            }
+            Err(e) => {
+                lock(&self.special.public_certs).remove(name);
+                return Err(self.vault_err(name, e));
+            }
+        };
+        let files = Arc::new(
+            CertFiles::public(&bundle.cer, refused).map_err(|e| self.object_err(name, e))?,
+        );
+        self.metrics
+            .certificate_expiry(name.as_str(), files.leaf.not_after);
+        let key = SecretKey {
+            name: name.clone(),
+            version: bundle.version,
+        };
+        lock(&self.special.certs).insert(key.clone(), Arc::clone(&files));
+        if version.is_none() {
+            let entry = (Instant::now(), key.clone(), Arc::clone(&files));
+            lock(&self.special.public_certs).insert(name.clone(), entry);
+        }
+        Ok((key, files))
+    }
+
     /// The files of a bound version: from memory, or derived again from
-    /// the version's value (fetched by version id only if evicted).
+    /// the version's value (fetched by version id only if evicted), with
+    /// the secret's properties (none for public files).
     async fn cert_files_of(
         &self,
         key: &SecretKey,
-    ) -> Result<(Arc<CertFiles>, Arc<CachedSecret>), FsError> {
-        let secret = self
-            .cache
-            .version(key)
-            .await
-            .map_err(|e| self.vault_err(&key.name, e))?;
-        self.note_use(&secret);
-        Ok((self.cert_files(&secret)?, secret))
+    ) -> Result<(Arc<CertFiles>, Option<Arc<SecretProps>>), FsError> {
+        let public = lock(&self.special.certs)
+            .get(key)
+            .filter(|f| f.refused.is_some())
+            .cloned();
+        if let Some(files) = public {
+            return Ok((files, None));
+        }
+        match self.cache.version(key).await {
+            Ok(secret) => {
+                self.note_use(&secret);
+                let props = Arc::new(secret.props.clone());
+                Ok((self.cert_files(&secret)?, Some(props)))
+            }
+            Err(refused @ VaultError::Forbidden { .. }) => {
+                let (_, files) = self
+                    .public_cert_files(&key.name, Some(&key.version), refused)
+                    .await?;
+                Ok((files, None))
+            }
+            Err(e) => Err(self.vault_err(&key.name, e)),
+        }
     }
 
     pub(super) async fn lookup_cert_dir(&self, name: &str) -> Result<Entry, FsError> {
         let name = SecretName::parse(name).ok_or(FsError::NoEntry)?;
         let secret = match self.cache.cached_latest(&name) {
-            Some(hit) => hit,
-            None => {
-                if let Some(err) = self.cache.negative(&name) {
-                    return Err(self.vault_err(&name, err));
+            Some(hit) => Ok(hit),
+            None => match self.cache.negative(&name) {
+                Some(err) => Err(err),
+                None => {
+                    self.admit_cold_lookup(&name).await?;
+                    self.cache.fetch_latest(&name).await
                 }
-                self.admit_cold_lookup(&name).await?;
-                self.cache
-                    .fetch_latest(&name)
-                    .await
-                    .map_err(|e| self.vault_err(&name, e))?
+            },
+        };
+        let secret = match secret {
+            Ok(secret) => secret,
+            Err(refused @ VaultError::Forbidden { .. }) => {
+                let (key, _) = self.public_cert_files(&name, None, refused).await?;
+                let attr = self.bind_special(What::CertDir(key), Kind::Directory, 0, None, None);
+                // Public material: looked up again after the listing TTL.
+                let ttl = self.timings.entry_ttl.min(REREAD_AFTER);
+                return Ok(self.special_entry(attr, ttl));
             }
+            Err(e) => return Err(self.vault_err(&name, e)),
         };
         self.note_use(&secret);
         self.cert_files(&secret)?;
@@ -130,20 +247,21 @@ impl FsCore {
         key: &SecretKey,
         part: &str,
     ) -> Result<Entry, FsError> {
-        let (files, secret) = self.cert_files_of(key).await?;
-        let (part, bytes) = files
+        let (files, props) = self.cert_files_of(key).await?;
+        let Some((part, bytes)) = files
             .files
             .iter()
             .find(|(n, _)| *n == part)
             .map(|(n, b)| (*n, b.len() as u64))
-            .ok_or(FsError::NoEntry)?;
-        let props = Arc::new(secret.props.clone());
-        let mtime = props.updated;
+        else {
+            return Err(self.missing_part(&key.name, &files, part));
+        };
+        let mtime = props.as_ref().and_then(|p| p.updated);
         let attr = self.bind_special(
             What::CertFile(key.clone(), part),
             Kind::File,
             bytes,
-            Some(props),
+            props,
             mtime,
         );
         // Bound to one version: never changes.
@@ -160,7 +278,9 @@ impl FsCore {
             Some(f) => f,
             None => self.cert_files_of(key).await?.0,
         };
-        let bytes = files.get(part).ok_or(FsError::NoEntry)?;
+        let bytes = files
+            .get(part)
+            .ok_or_else(|| self.missing_part(&key.name, &files, part))?;
         Ok(Arc::clone(bytes) as Arc<dyn Bytes>)
     }
 

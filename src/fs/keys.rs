@@ -1,23 +1,53 @@
 //! `.keys/<name>.pem` and `.keys/<name>.jwk`: a key's public part.
 //!
-//! Keys are not secrets, so the secret refresher does not track them.
-//! Each lookup serves the key as fetched within the last listing TTL,
-//! and otherwise asks the vault again (the kernel's entry lifetime for
-//! these names is at most the listing TTL, so a rotated key shows up
-//! within two listing TTLs). If the vault is unreachable the last key is
-//! served (public material); if it says the key is gone, disabled or no
-//! longer readable, the name fails at once. Each inode is one key version.
+//! Each inode is one key version. A lookup serves the key as fetched
+//! within the last listing TTL and otherwise asks the vault again. The
+//! refresher re-reads every key in use once per refresh interval (see
+//! `refresh::keys`): a rotation makes the kernel drop the names, and a key
+//! deleted, disabled or no longer readable fails closed, open descriptors
+//! included. If the vault is unreachable the last key is served (public
+//! material) for up to `max_stale`.
 
 use super::REREAD_AFTER;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::special::What;
 use super::{lock, Bytes, Entry, FsCore, Kind};
 use crate::error::FsError;
 use crate::objects::jwk;
 use crate::secret::{SecretBytes, SecretName, VersionId};
-use crate::vault::KeyBundle;
+use crate::vault::{KeyBundle, VaultError};
+
+/// A key as last fetched: when the vault last confirmed it and when it was
+/// last used.
+#[derive(Clone)]
+pub(crate) struct KeyEntry {
+    fetched: Instant,
+    used: Instant,
+    files: Arc<KeyFiles>,
+}
+
+impl KeyEntry {
+    fn new(files: Arc<KeyFiles>) -> KeyEntry {
+        let now = Instant::now();
+        KeyEntry {
+            fetched: now,
+            used: now,
+            files,
+        }
+    }
+}
+
+/// A disabled key is refused, whatever the vault's GET answered.
+fn enabled(bundle: KeyBundle) -> Result<KeyBundle, VaultError> {
+    if bundle.enabled {
+        Ok(bundle)
+    } else {
+        Err(VaultError::Disabled)
+    }
+}
 
 /// One key version's files.
 pub(crate) struct KeyFiles {
@@ -55,24 +85,28 @@ fn split(file: &str) -> Option<(SecretName, &'static str)> {
 
 impl FsCore {
     async fn key_files(&self, name: &SecretName) -> Result<Arc<KeyFiles>, FsError> {
-        let cached = lock(&self.special.keys).get(name).cloned();
-        if let Some((at, files)) = &cached {
-            if at.elapsed() < REREAD_AFTER {
-                return Ok(Arc::clone(files));
+        let cached = lock(&self.special.keys).get_mut(name).map(|e| {
+            e.used = Instant::now();
+            e.clone()
+        });
+        if let Some(e) = &cached {
+            if e.fetched.elapsed() < REREAD_AFTER {
+                return Ok(Arc::clone(&e.files));
             }
         }
         if cached.is_none() && !self.cache.try_take_cold_lookup() {
             return Err(FsError::NoEntry);
         }
-        match self.cache.vault().key(name, None).await {
+        match self.cache.vault().key(name, None).await.and_then(enabled) {
             Ok(bundle) => {
                 let files = Arc::new(KeyFiles::new(&bundle));
-                lock(&self.special.keys).insert(name.clone(), (Instant::now(), Arc::clone(&files)));
+                let entry = KeyEntry::new(Arc::clone(&files));
+                lock(&self.special.keys).insert(name.clone(), entry);
                 Ok(files)
             }
             Err(e) if e.is_transient() && cached.is_some() => {
                 tracing::warn!(key = %name, vault = %self.vault_url, "{e}; serving the key fetched before");
-                Ok(cached.map(|(_, f)| f).ok_or(FsError::Internal)?)
+                Ok(cached.map(|e| e.files).ok_or(FsError::Internal)?)
             }
             Err(e) => {
                 lock(&self.special.keys).remove(name);
@@ -107,9 +141,12 @@ impl FsCore {
         ext: &str,
     ) -> Result<Arc<dyn Bytes>, FsError> {
         let cached = lock(&self.special.keys)
-            .get(name)
-            .filter(|(_, f)| &f.version == version)
-            .map(|(_, f)| Arc::clone(f));
+            .get_mut(name)
+            .filter(|e| &e.files.version == version)
+            .map(|e| {
+                e.used = Instant::now();
+                Arc::clone(&e.files)
+            });
         let files = match cached {
             Some(f) => f,
             None => {
@@ -118,6 +155,7 @@ impl FsCore {
                     .vault()
                     .key(name, Some(version))
                     .await
+                    .and_then(enabled)
                     .map_err(|e| self.vault_err(name, e))?;
                 Arc::new(KeyFiles::new(&bundle))
             }
@@ -155,5 +193,50 @@ impl FsCore {
                 ]
             })
             .collect())
+    }
+
+    /// Keys the kernel may be served, for the refresher: the ones fetched
+    /// and used within `idle` (older ones are forgotten here) and the ones
+    /// with a live inode, each with the versions it may be served at.
+    pub fn tracked_keys(&self, idle: Duration) -> HashMap<SecretName, Vec<VersionId>> {
+        let mut out: HashMap<SecretName, Vec<VersionId>> = HashMap::new();
+        {
+            let mut keys = lock(&self.special.keys);
+            keys.retain(|_, e| e.used.elapsed() < idle);
+            for (name, e) in keys.iter() {
+                out.entry(name.clone())
+                    .or_default()
+                    .push(e.files.version.clone());
+            }
+        }
+        for (name, version) in self.special_key_versions() {
+            let versions = out.entry(name).or_default();
+            if !versions.contains(&version) {
+                versions.push(version);
+            }
+        }
+        out
+    }
+
+    /// The refresher's GET of the latest version of key `name`: the
+    /// answer is served from now on (a disabled key is refused). Returns
+    /// the version the vault answered.
+    pub async fn refresh_key(&self, name: &SecretName) -> Result<VersionId, VaultError> {
+        let bundle = self.cache.vault().key(name, None).await.and_then(enabled)?;
+        let mut keys = lock(&self.special.keys);
+        if let Some(e) = keys.get_mut(name) {
+            if e.files.version != bundle.version {
+                e.files = Arc::new(KeyFiles::new(&bundle));
+            }
+            e.fetched = Instant::now();
+        }
+        Ok(bundle.version)
+    }
+
+    /// Fails key `name` closed: forgets it and marks its inodes so open
+    /// descriptors stop reading it. Returns those inodes.
+    pub fn revoke_key(&self, name: &SecretName, why: &VaultError) -> Vec<u64> {
+        lock(&self.special.keys).remove(name);
+        self.special_revoke_key(name, why)
     }
 }

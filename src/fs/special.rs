@@ -78,7 +78,9 @@ pub(crate) struct Special {
     /// Version listings, by name, with when they were fetched.
     pub(super) versions: std::sync::Mutex<HashMap<SecretName, VersionListing>>,
     pub(super) certs: std::sync::Mutex<HashMap<SecretKey, Arc<super::certs::CertFiles>>>,
-    pub(super) keys: std::sync::Mutex<HashMap<SecretName, (Instant, Arc<super::keys::KeyFiles>)>>,
+    /// Certificates read through their public part (the secret refused).
+    pub(super) public_certs: std::sync::Mutex<HashMap<SecretName, super::certs::PublicCert>>,
+    pub(super) keys: std::sync::Mutex<HashMap<SecretName, super::keys::KeyEntry>>,
     pub(super) key_names: std::sync::Mutex<Option<(Instant, Arc<Vec<SecretName>>)>>,
 }
 
@@ -339,44 +341,6 @@ impl FsCore {
         Ok(entries)
     }
 
-    /// Special nodes bound to a version of a secret, for the refresher.
-    pub(super) fn special_bound(&self) -> Vec<(SecretName, Arc<SecretProps>)> {
-        lock(&self.special.nodes)
-            .by_ino
-            .values()
-            .filter(|n| n.revoked.is_none())
-            .filter_map(|n| {
-                let key = n.what.secret_key()?;
-                Some((key.name.clone(), Arc::clone(n.props.as_ref()?)))
-            })
-            .collect()
-    }
-
-    /// Marks the special nodes of `name` revoked and wipes derived files.
-    pub(super) fn special_revoke(&self, name: &SecretName, why: &VaultError) -> Vec<u64> {
-        lock(&self.special.certs).retain(|k, _| &k.name != name);
-        lock(&self.special.versions).remove(name);
-        let mut nodes = lock(&self.special.nodes);
-        nodes
-            .by_ino
-            .iter_mut()
-            .filter(|(_, n)| n.what.secret_key().is_some_and(|k| &k.name == name))
-            .map(|(ino, n)| {
-                n.revoked = Some(why.clone());
-                *ino
-            })
-            .collect()
-    }
-
-    pub(super) fn special_inodes_of(&self, name: &SecretName) -> Vec<u64> {
-        lock(&self.special.nodes)
-            .by_ino
-            .iter()
-            .filter(|(_, n)| n.what.secret_key().is_some_and(|k| &k.name == name))
-            .map(|(ino, _)| *ino)
-            .collect()
-    }
-
     pub(super) fn special_props(
         &self,
         ino: u64,
@@ -390,6 +354,8 @@ impl FsCore {
 fn unknown() -> SecretName {
     SecretName::parse("unknown").unwrap_or_else(|| unreachable!("a valid literal name"))
 }
+
+mod track;
 
 #[cfg(test)]
 #[path = "special_tests.rs"]

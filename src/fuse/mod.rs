@@ -443,6 +443,16 @@ impl crate::refresh::KernelCache for KernelNotifier {
         {
             tracing::trace!(name, "inval_entry .certs: {e}");
         }
+        // And a key's files, bound to one key version.
+        for ext in [".pem", ".jwk"] {
+            let file = format!("{name}{ext}");
+            if let Err(e) = self
+                .0
+                .inval_entry(INodeNo(crate::fs::special::KEYS_INO), OsStr::new(&file))
+            {
+                tracing::trace!(name, "inval_entry .keys: {e}");
+            }
+        }
     }
 
     fn forget_inode(&self, ino: u64) {

@@ -22,6 +22,8 @@
 //! failed cycle costs one call, and a `Retry-After` longer than the interval
 //! is honoured (at most [`crate::vault::MAX_SERVER_DELAY`]), so a fleet does
 //! not storm a recovering vault. All calls stay within a per-mount budget.
+//!
+//! Keys in use (`.keys/`) are re-read once per cycle (see `keys`).
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -100,6 +102,8 @@ pub struct Refresher {
     /// Per tracked name: the last GET that proved it readable, and when the
     /// next proof is due.
     checks: Mutex<HashMap<SecretName, Check>>,
+    /// Per key in use: when the vault last confirmed it.
+    key_checks: Mutex<HashMap<SecretName, Instant>>,
     /// Expired (or not yet valid) versions already warned about.
     validity_warned: Mutex<HashSet<SecretKey>>,
     /// Listing interval while change notices are live (see `notice_hook`).
@@ -145,6 +149,7 @@ impl Refresher {
             cfg,
             last_success: Mutex::new(Instant::now()),
             checks: Mutex::new(HashMap::new()),
+            key_checks: Mutex::new(HashMap::new()),
             validity_warned: Mutex::new(HashSet::new()),
             poll: Default::default(),
         })
@@ -227,6 +232,7 @@ impl Refresher {
                     for name in self.tracked().into_keys() {
                         self.revoke(&name, e.clone(), &mut report);
                     }
+                    self.revoke_all_keys(&e, &mut report);
                     return report;
                 }
                 if matches!(e, VaultError::Forbidden { .. }) {
@@ -236,6 +242,9 @@ impl Refresher {
                     // on one operation, a list permission lost): readability
                     // checks that are due still run, within the budget.
                     self.recheck_due(&mut report).await;
+                }
+                if !matches!(e, VaultError::Throttled { .. }) {
+                    self.check_keys(&mut report).await;
                 }
                 self.expire_stale(&mut report);
                 return report;
@@ -281,6 +290,7 @@ impl Refresher {
             }
         }
         self.recheck_due(&mut report).await;
+        self.check_keys(&mut report).await;
         self.expire_stale(&mut report);
         self.update_listing(listing, &mut report);
         report
@@ -322,6 +332,7 @@ fn may_have_changed(cached: &CachedSecret, item: &SecretSummary) -> bool {
 
 mod apply;
 mod fetch;
+mod keys;
 mod notice_hook;
 pub use notice_hook::Verified;
 #[cfg(test)]

@@ -35,6 +35,17 @@ impl Shared {
         crate::objseed::add_key_version(&mut self.lock(), &key, v, now)
     }
 
+    /// Soft-deletes a key (every version), as `DELETE /keys/{name}` does.
+    pub(crate) fn delete_key(&self, name: &str) -> Result<(), String> {
+        let now = crate::util::now_unix();
+        self.lock()
+            .objects
+            .keys
+            .delete(name, now)
+            .map(|_| ())
+            .ok_or_else(|| format!("no key {name}"))
+    }
+
     /// Enables or disables a certificate version (None: the latest) with its key and secret.
     pub(crate) fn set_certificate_enabled(
         &self,
@@ -138,6 +149,13 @@ impl Emulator {
     ) -> Result<String, EmulatorError> {
         self.shared()
             .add_key_version(name, version)
+            .map_err(EmulatorError::Refused)
+    }
+
+    /// Soft-deletes a key (every version).
+    pub fn delete_key(&self, name: &str) -> Result<(), EmulatorError> {
+        self.shared()
+            .delete_key(name)
             .map_err(EmulatorError::Refused)
     }
 
