@@ -1,6 +1,7 @@
 //! One cached version of a secret, and the key that names a version.
 
-use std::sync::Mutex;
+use std::any::Any;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::time::Instant;
 
@@ -26,6 +27,22 @@ pub struct CachedSecret {
     /// Wall-clock second of the fetch. A list item whose `updated` is not
     /// older than this may hide a later version made in the same second.
     pub fetched_unix: i64,
+    /// What was derived from the value (a certificate's files), set at most
+    /// once under the cache's lock, charged against the byte budget with
+    /// the value and dropped with it.
+    pub(super) derived: OnceLock<Derived>,
+}
+
+/// Material derived from a cached value, with the bytes it holds.
+pub(super) struct Derived {
+    pub(super) bytes: u64,
+    pub(super) value: Arc<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Derived({} bytes, [REDACTED])", self.bytes)
+    }
 }
 
 impl CachedSecret {
@@ -37,7 +54,14 @@ impl CachedSecret {
     }
 
     pub(super) fn cost(&self) -> u64 {
-        self.value.len() as u64 + ENTRY_OVERHEAD
+        let derived = self.derived.get().map_or(0, |d| d.bytes);
+        self.value.len() as u64 + ENTRY_OVERHEAD + derived
+    }
+
+    /// What was derived from this value, if it is a `T`.
+    pub fn derived<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let d = self.derived.get()?;
+        Arc::clone(&d.value).downcast::<T>().ok()
     }
 
     pub fn verified_at(&self) -> Instant {

@@ -8,27 +8,30 @@
 
 mod budget;
 mod entry;
+mod fetch;
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::future::{BoxFuture, Shared};
 use lru::LruCache;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::config::CacheConfig;
 use crate::secret::{Secret, SecretName, VersionId};
-use crate::vault::{clamp_server_delay, Vault, VaultError};
+use crate::vault::{Vault, VaultError};
 
 pub use budget::Budget;
+use entry::Derived;
 #[cfg(test)]
 use entry::ENTRY_OVERHEAD;
 pub use entry::{CachedSecret, SecretKey};
+pub use fetch::backoff;
 
 /// Names whose refusal is remembered at most. Each costs under 300 bytes of
 /// locked memory; past this the oldest refusal is forgotten first, so a
@@ -209,95 +212,6 @@ impl SecretCache {
         self.fetch(name.clone(), None).await
     }
 
-    async fn fetch(
-        self: &Arc<Self>,
-        name: SecretName,
-        version: Option<VersionId>,
-    ) -> Result<Arc<CachedSecret>, VaultError> {
-        let key = FetchKey { name, version };
-        let fut = {
-            let mut inflight = lock(&self.inflight);
-            match inflight.get(&key) {
-                Some(f) => f.clone(),
-                None => {
-                    let this = Arc::clone(self);
-                    let k = key.clone();
-                    let f = async move {
-                        // Whatever happens below (an answer, an error, a
-                        // panic, or every waiter going away), the guard
-                        // removes the entry, so no later lookup can join a
-                        // fetch that will never complete.
-                        let _guard = InflightGuard {
-                            cache: &this,
-                            key: &k,
-                        };
-                        // A panic is turned into an error for every waiter
-                        // instead of unwinding into a FUSE worker thread.
-                        match AssertUnwindSafe(this.fetch_uncoalesced(&k))
-                            .catch_unwind()
-                            .await
-                        {
-                            Ok(result) => result,
-                            Err(_) => {
-                                tracing::error!(secret = %k.name, vault = %this.vault.url(), "internal error while fetching; answering EIO (please report this)");
-                                Err(VaultError::Unavailable(
-                                    "internal error while fetching (see the log)".into(),
-                                ))
-                            }
-                        }
-                    }
-                    .boxed()
-                    .shared();
-                    inflight.insert(key, f.clone());
-                    f
-                }
-            }
-        };
-        fut.await
-    }
-
-    /// One fetch with retries on transient errors, within the fetch timeout.
-    async fn fetch_uncoalesced(&self, key: &FetchKey) -> Result<Arc<CachedSecret>, VaultError> {
-        let timeout = self.cfg.fetch_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let _permit = match tokio::time::timeout_at(deadline, self.permits.acquire()).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) | Err(_) => return Err(VaultError::Timeout(timeout)),
-        };
-        let mut attempt: u32 = 0;
-        loop {
-            self.stats.fetches.fetch_add(1, Ordering::Relaxed);
-            let call = self.vault.get(&key.name, key.version.as_ref());
-            let result = match tokio::time::timeout_at(deadline, call).await {
-                Ok(r) => r,
-                Err(_) => Err(VaultError::Timeout(timeout)),
-            };
-            match result {
-                Ok(secret) => return Ok(self.insert(secret, key.version.is_none())),
-                Err(err) => {
-                    self.stats.fetch_errors.fetch_add(1, Ordering::Relaxed);
-                    if err.is_transient() && !matches!(err, VaultError::Timeout(_)) {
-                        let wait = backoff(attempt, &err);
-                        if deadline
-                            .checked_duration_since(tokio::time::Instant::now())
-                            .is_some_and(|left| wait < left)
-                        {
-                            tokio::time::sleep(wait).await;
-                            attempt += 1;
-                            continue;
-                        }
-                    }
-                    if err.is_revocation() && key.version.is_none() {
-                        lock(&self.state)
-                            .negative
-                            .put(key.name.clone(), (Instant::now(), err.clone()));
-                    }
-                    return Err(err);
-                }
-            }
-        }
-    }
-
     fn insert(&self, secret: Secret, is_latest: bool) -> Arc<CachedSecret> {
         let now = Instant::now();
         let entry = Arc::new(CachedSecret {
@@ -310,6 +224,7 @@ impl SecretCache {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0),
+            derived: OnceLock::new(),
         });
         let key = entry.key();
         let mut st = lock(&self.state);
@@ -322,6 +237,13 @@ impl SecretCache {
             st.bytes -= old.cost();
         }
         st.bytes += cost;
+        self.evict_over_budget(&mut st);
+        entry
+    }
+
+    /// Evicts least recently read versions (with what was derived from
+    /// them) until the budget holds, keeping at least one.
+    fn evict_over_budget(&self, st: &mut State) {
         while st.bytes > self.cfg.max_bytes && st.values.len() > 1 {
             let Some((k, v)) = st.values.pop_lru() else {
                 break;
@@ -333,7 +255,43 @@ impl SecretCache {
             self.stats.evictions.fetch_add(1, Ordering::Relaxed);
             // `v` drops here; its bytes are wiped once no reader holds it.
         }
-        entry
+    }
+
+    /// Attaches `value`, derived from `entry`'s value and holding `bytes`
+    /// bytes (a certificate's files), to `entry`: charged against the byte
+    /// budget and evicted, revoked and wiped with that version. Returns
+    /// what is attached: `value`, or what another caller attached first.
+    pub fn attach<T: Any + Send + Sync>(
+        &self,
+        entry: &Arc<CachedSecret>,
+        bytes: u64,
+        value: Arc<T>,
+    ) -> Arc<T> {
+        let mut st = lock(&self.state);
+        if let Some(first) = entry.derived::<T>() {
+            return first;
+        }
+        let cached = st
+            .values
+            .peek(&entry.key())
+            .is_some_and(|e| Arc::ptr_eq(e, entry));
+        let derived = Derived {
+            bytes,
+            value: Arc::clone(&value) as Arc<dyn Any + Send + Sync>,
+        };
+        if entry.derived.set(derived).is_ok() && cached {
+            // Charged only while cached: an entry already evicted lives
+            // only as long as its readers, and nothing counts it.
+            st.bytes += bytes;
+            self.evict_over_budget(&mut st);
+        }
+        value
+    }
+
+    /// A cached version without promoting it or counting a lookup, for
+    /// metadata.
+    pub fn peek(&self, key: &SecretKey) -> Option<Arc<CachedSecret>> {
+        lock(&self.state).values.peek(key).cloned()
     }
 
     /// Forgets every version of `name` (revocation). Values are wiped as soon
@@ -410,34 +368,6 @@ impl SecretCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// Removes a single-flight entry when its fetch ends in any way.
-struct InflightGuard<'a> {
-    cache: &'a SecretCache,
-    key: &'a FetchKey,
-}
-
-impl Drop for InflightGuard<'_> {
-    fn drop(&mut self) {
-        lock(&self.cache.inflight).remove(self.key);
-    }
-}
-
-/// Exponential backoff with full jitter from 100 ms, capped at 5 s; a
-/// `Retry-After` from the vault wins, clamped to
-/// [`crate::vault::MAX_SERVER_DELAY`].
-pub fn backoff(attempt: u32, err: &VaultError) -> Duration {
-    if let VaultError::Throttled {
-        retry_after: Some(d),
-    } = err
-    {
-        return clamp_server_delay(*d);
-    }
-    let cap = Duration::from_millis(100)
-        .saturating_mul(1u32 << attempt.min(6))
-        .min(Duration::from_secs(5));
-    cap.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
 #[cfg(test)]

@@ -86,6 +86,14 @@ impl CertFiles {
         })
     }
 
+    /// Bytes held, for the cache's budget.
+    fn bytes(&self) -> u64 {
+        let leaf = &self.leaf;
+        let meta = leaf.x5t.len() + leaf.subject.len() + leaf.issuer.len();
+        let files: usize = self.files.iter().map(|(_, b)| b.len()).sum();
+        (files + meta) as u64
+    }
+
     fn get(&self, part: &str) -> Option<&Arc<SecretBytes>> {
         self.files.iter().find(|(n, _)| *n == part).map(|(_, b)| b)
     }
@@ -109,17 +117,27 @@ impl FsCore {
         }
     }
 
-    /// The files of the version in `secret`, derived on first use.
-    fn cert_files(&self, secret: &CachedSecret) -> Result<Arc<CertFiles>, FsError> {
-        let key = secret.key();
-        if let Some(f) = lock(&self.special.certs).get(&key) {
-            return Ok(Arc::clone(f));
+    /// The files of the version in `secret`, derived on first use and
+    /// attached to that cached version: charged against the cache's byte
+    /// budget, evicted and wiped with it.
+    fn cert_files(&self, secret: &Arc<CachedSecret>) -> Result<Arc<CertFiles>, FsError> {
+        if let Some(files) = secret.derived::<CertFiles>() {
+            return Ok(files);
         }
+        let key = secret.key();
         let files = Arc::new(CertFiles::build(secret).map_err(|e| self.object_err(&key.name, e))?);
         self.metrics
             .certificate_expiry(key.name.as_str(), files.leaf.not_after);
-        lock(&self.special.certs).insert(key, Arc::clone(&files));
-        Ok(files)
+        Ok(self.cache.attach(secret, files.bytes(), files))
+    }
+
+    /// Files already in memory: public ones, or attached to a cached
+    /// version. Never waits.
+    fn cert_files_cached(&self, key: &SecretKey) -> Option<Arc<CertFiles>> {
+        if let Some(files) = lock(&self.special.certs).get(key) {
+            return Some(Arc::clone(files));
+        }
+        self.cache.peek(key)?.derived::<CertFiles>()
     }
 
     /// The public files of the latest version (`version` None, reused for
@@ -273,9 +291,13 @@ impl FsCore {
         key: &SecretKey,
         part: &str,
     ) -> Result<Arc<dyn Bytes>, FsError> {
-        let cached = lock(&self.special.certs).get(key).cloned();
-        let files = match cached {
-            Some(f) => f,
+        let files = match self.cert_files_cached(key) {
+            Some(f) => {
+                if let Some(secret) = self.cache.cached(key) {
+                    self.note_use(&secret);
+                }
+                f
+            }
             None => self.cert_files_of(key).await?.0,
         };
         let bytes = files
@@ -302,6 +324,6 @@ impl FsCore {
             What::CertDir(k) | What::CertFile(k, _) => k,
             _ => return None,
         };
-        lock(&self.special.certs).get(key).map(|f| f.leaf.clone())
+        self.cert_files_cached(key).map(|f| f.leaf.clone())
     }
 }

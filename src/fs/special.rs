@@ -77,6 +77,8 @@ pub(crate) struct Special {
     nodes: std::sync::Mutex<Nodes>,
     /// Version listings, by name, with when they were fetched.
     pub(super) versions: std::sync::Mutex<HashMap<SecretName, VersionListing>>,
+    /// Files of certificate versions read through their public part (the
+    /// others are attached to their cached secret version).
     pub(super) certs: std::sync::Mutex<HashMap<SecretKey, Arc<super::certs::CertFiles>>>,
     /// Certificates read through their public part (the secret refused).
     pub(super) public_certs: std::sync::Mutex<HashMap<SecretName, super::certs::PublicCert>>,
@@ -357,6 +359,9 @@ fn unknown() -> SecretName {
 
 mod track;
 
+#[cfg(test)]
+#[path = "special_certs_tests.rs"]
+mod certs_tests;
 #[cfg(test)]
 #[path = "special_tests.rs"]
 mod tests;

@@ -16,9 +16,13 @@ use crate::vault::memory::MemoryVault;
 use crate::vault::Vault;
 use crate::vault::VaultError;
 
-fn setup() -> (Arc<MemoryVault>, Arc<FsCore>) {
+pub(super) fn setup() -> (Arc<MemoryVault>, Arc<FsCore>) {
+    setup_with(CacheConfig::default())
+}
+
+pub(super) fn setup_with(cfg: CacheConfig) -> (Arc<MemoryVault>, Arc<FsCore>) {
     let vault = Arc::new(MemoryVault::new());
-    let cache = SecretCache::new(vault.clone() as Arc<dyn Vault>, CacheConfig::default());
+    let cache = SecretCache::new(vault.clone() as Arc<dyn Vault>, cfg);
     let owner = OwnerConfig {
         uid: 0,
         gid: 0,
@@ -31,7 +35,7 @@ fn setup() -> (Arc<MemoryVault>, Arc<FsCore>) {
 
 /// A self-signed EC certificate and its key as one PEM (key first), made
 /// by the OpenSSL command line; and the leaf's DER.
-fn pem_cert(cn: &str) -> (Vec<u8>, Vec<u8>) {
+pub(super) fn pem_cert(cn: &str) -> (Vec<u8>, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
@@ -72,7 +76,7 @@ fn pem_cert(cn: &str) -> (Vec<u8>, Vec<u8>) {
     (pem, der)
 }
 
-async fn read_all(fs: &FsCore, ino: u64) -> Result<Vec<u8>, FsError> {
+pub(super) async fn read_all(fs: &FsCore, ino: u64) -> Result<Vec<u8>, FsError> {
     Ok(fs.read(ino, 0, 1 << 20).await?.bytes().to_vec())
 }
 

@@ -337,3 +337,5 @@ mod notice_hook;
 pub use notice_hook::Verified;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_keys;

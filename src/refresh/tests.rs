@@ -12,9 +12,9 @@ use crate::vault::memory::MemoryVault;
 use crate::vault::Vault;
 
 #[derive(Default)]
-struct Recorder {
-    names: Mutex<Vec<String>>,
-    inodes: Mutex<Vec<u64>>,
+pub(super) struct Recorder {
+    pub(super) names: Mutex<Vec<String>>,
+    pub(super) inodes: Mutex<Vec<u64>>,
 }
 
 impl KernelCache for Recorder {
@@ -26,14 +26,14 @@ impl KernelCache for Recorder {
     }
 }
 
-struct Setup {
-    vault: Arc<MemoryVault>,
-    core: Arc<FsCore>,
-    kernel: Arc<Recorder>,
-    refresher: Arc<Refresher>,
+pub(super) struct Setup {
+    pub(super) vault: Arc<MemoryVault>,
+    pub(super) core: Arc<FsCore>,
+    pub(super) kernel: Arc<Recorder>,
+    pub(super) refresher: Arc<Refresher>,
 }
 
-fn setup(cfg: RefreshConfig) -> Setup {
+pub(super) fn setup(cfg: RefreshConfig) -> Setup {
     setup_with(
         cfg,
         CacheConfig {
