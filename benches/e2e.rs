@@ -17,9 +17,11 @@
 //! - `load`: the timed open+read+close, stat and readdir loops.
 //! - `sdk`: the direct Azure SDK client used as the cold-read baseline.
 //! - `floor`: a minimal FUSE filesystem, to tell FUSE's own cost from akvfs's.
-//! - `warm`, `upstream`, `rotation`, `memory`: the scenarios.
+//! - `warm`, `upstream`, `certs`, `rotation`, `memory`: the scenarios.
 //! - `report`, `stats`: table rows, verdicts, medians and percentiles.
 
+#[path = "e2e/certs.rs"]
+mod certs;
 #[path = "e2e/floor.rs"]
 mod floor;
 #[path = "e2e/load.rs"]
@@ -50,9 +52,10 @@ use serde_json::{json, Value};
 use report::{Row, Section, Verdict};
 
 /// The scenarios, in the order they run: the noise-sensitive ones first, the long ones last.
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "warm",
     "cold",
+    "certs",
     "herd",
     "hot",
     "rotation",
@@ -67,7 +70,8 @@ const SCENARIOS: [&str; 8] = [
     about = "End-to-end benchmark: akvfs against tmpfs and a direct SDK client, same run",
     after_help = "Scenarios: warm (open+read+close, stat, readdir, --strict-open), cold, herd \
                   (64 concurrent cold readers), hot (100 hot unchanged secrets), rotation \
-                  (--refresh-interval 1s), rotation-default (30 s), outage, memory (RSS soak)."
+                  (--refresh-interval 1s), rotation-default (30 s), outage, memory (RSS soak), \
+                  certs (cold and warm .certs/<name>/tls.pem)."
 )]
 struct Opts {
     /// Fewer rounds and samples, a 30 s soak and a 20 s outage: the whole run in a few minutes.
@@ -228,6 +232,7 @@ fn run_one(name: &str, ctx: &Ctx) -> rig::Result<Vec<Section>> {
     Ok(match name {
         "warm" => vec![warm::run(ctx)?],
         "cold" => vec![upstream::cold(ctx)?],
+        "certs" => vec![certs::run(ctx)?],
         "herd" => vec![upstream::herd(ctx)?],
         "hot" => vec![upstream::hot(ctx)?],
         "rotation" => vec![rotation::fast(ctx)?],

@@ -1,7 +1,6 @@
 //! The special namespace over the in-memory vault, without FUSE.
 
 use std::ffi::OsStr;
-use std::process::Command;
 use std::sync::Arc;
 
 use super::{CERTS_INO, KEYS_INO, VERSIONS_INO};
@@ -15,6 +14,9 @@ use crate::secret::SecretName;
 use crate::vault::memory::MemoryVault;
 use crate::vault::Vault;
 use crate::vault::VaultError;
+
+#[path = "../../tests/certs/openssl_chain.rs"]
+mod openssl_chain;
 
 pub(super) fn setup() -> (Arc<MemoryVault>, Arc<FsCore>) {
     setup_with(CacheConfig::default())
@@ -37,37 +39,8 @@ pub(super) fn setup_with(cfg: CacheConfig) -> (Arc<MemoryVault>, Arc<FsCore>) {
 /// by the OpenSSL command line; and the leaf's DER.
 pub(super) fn pem_cert(cn: &str) -> (Vec<u8>, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "k.pem",
-        "-subj",
-        &format!("/CN={cn}"),
-        "-days",
-        "2",
-        "-out",
-        "c.pem",
-    ]);
-    let der = run(&["x509", "-in", "c.pem", "-outform", "DER"]);
+    openssl_chain::self_signed(dir.path(), cn);
+    let der = openssl_chain::openssl(dir.path(), &["x509", "-in", "c.pem", "-outform", "DER"]);
     let pem = [
         std::fs::read(dir.path().join("k.pem")).unwrap(),
         std::fs::read(dir.path().join("c.pem")).unwrap(),

@@ -2,152 +2,15 @@
 //! on its own from the same keys and certificates.
 
 use std::path::Path;
-use std::process::Command;
 
 use base64::Engine;
 
+#[path = "../../tests/certs/openssl_chain.rs"]
+mod openssl_chain;
+pub(super) use openssl_chain::{chain, openssl, read, self_signed};
+
 use super::bundle::from_secret;
 use super::{ObjectError, PEM, PKCS12};
-
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command line is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn read(dir: &Path, f: &str) -> Vec<u8> {
-    std::fs::read(dir.join(f)).unwrap()
-}
-
-/// A root, an intermediate and a leaf, with `alg` keys ("rsa" or "ec").
-fn chain(dir: &Path, alg: &str) {
-    let key = |name: &str| {
-        let args: Vec<&str> = if alg == "rsa" {
-            vec![
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-                name,
-            ]
-        } else {
-            vec![
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                name,
-            ]
-        };
-        openssl(dir, &args);
-    };
-    for k in ["root.key", "inter.key", "leaf.key"] {
-        key(k);
-    }
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "[ca]\nbasicConstraints=critical,CA:true\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n[leaf]\nbasicConstraints=CA:false\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\nsubjectAltName=DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "root.key",
-            "-subj",
-            "/CN=Test Root",
-            "-days",
-            "30",
-            "-out",
-            "root.crt",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            "inter.key",
-            "-subj",
-            "/CN=Test Intermediate",
-            "-out",
-            "inter.csr",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "inter.csr",
-            "-CA",
-            "root.crt",
-            "-CAkey",
-            "root.key",
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-extfile",
-            "ext.cnf",
-            "-extensions",
-            "ca",
-            "-out",
-            "inter.crt",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            "leaf.key",
-            "-subj",
-            "/CN=localhost",
-            "-out",
-            "leaf.csr",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "inter.crt",
-            "-CAkey",
-            "inter.key",
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-extfile",
-            "ext.cnf",
-            "-extensions",
-            "leaf",
-            "-out",
-            "leaf.crt",
-        ],
-    );
-}
 
 fn pfx_b64(dir: &Path, extra: &[&str]) -> Vec<u8> {
     let mut args = vec!["pkcs12", "-export", "-passout", "pass:", "-out", "cert.pfx"];

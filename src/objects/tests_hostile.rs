@@ -3,13 +3,13 @@
 //! without a panic and within the limits of `pfx_guard` and `jwk`.
 
 use std::path::Path;
-use std::process::Command;
 
 use base64::Engine;
 
 use super::bundle::{from_secret, MAX_CERTIFICATES, MAX_PEM_BYTES};
 use super::jwk::{to_pem, PublicJwk, MAX_RSA_BITS};
 use super::pfx_guard::{self, Refusal, MAX_ELEMENTS, MAX_PFX_BYTES};
+use super::tests::{openssl, self_signed};
 use super::{ObjectError, PEM, PKCS12};
 
 /// One DER element.
@@ -123,36 +123,10 @@ fn scrypt_and_oversized_and_indefinite_lengths_are_refused() {
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command line is installed");
-    assert!(out.status.success(), "openssl {args:?}");
-}
-
 /// A self-signed EC certificate and its key as a PFX, made by OpenSSL with
 /// `extra` export options.
 fn openssl_pfx(dir: &Path, extra: &[&str]) -> Vec<u8> {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=hostile",
-            "-keyout",
-            "k.pem",
-            "-out",
-            "c.pem",
-        ],
-    );
+    self_signed(dir, "hostile");
     let mut args = vec![
         "pkcs12", "-export", "-inkey", "k.pem", "-in", "c.pem", "-out", "h.pfx",
     ];

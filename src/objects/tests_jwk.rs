@@ -1,23 +1,7 @@
 //! Public keys from JWKs byte-compared against OpenSSL's SPKI output.
 
-use std::path::Path;
-use std::process::Command;
-
 use super::jwk::{to_pem, PublicJwk};
-
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command line is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use super::tests::openssl;
 
 #[test]
 fn jwk_public_keys_match_openssl() {

@@ -6,10 +6,10 @@ use crate::certgen::{self, CertRequest, KeySpec, Material};
 use crate::http::{empty, json, Resp};
 use crate::keys_api::attributes_json;
 use crate::objects::{self, bad, CertVersion, Named, NewCert, PEM, PKCS12};
-use crate::objroutes::{deleted_not_found, not_found, Ctx, Kind, ObjRoute};
+use crate::objroutes::{deleted_not_found, not_found, with_deletion, Ctx, Kind, ObjRoute};
 use crate::state::Shared;
 use crate::store::VaultError;
-use crate::vault::{list_response, parse_attributes, parse_tags, read_json, Paging};
+use crate::vault::{parse_attributes, parse_tags, read_json};
 use base64::Engine;
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
@@ -119,51 +119,16 @@ pub(crate) async fn execute(
             Ok(json(200, &operation(shared, &cert.name, true)))
         }
         ObjRoute::List(_) => {
-            let paging = Paging::from_query(ctx.query)?;
             let all = shared.lock().objects.certs.all_live();
-            let (page, next) = paging.page(all);
-            let items = page
-                .iter()
-                .filter_map(|n| n.versions.last().map(|v| item(shared, n, v, false)))
-                .collect();
-            Ok(list_response(
-                shared,
-                items,
-                next,
-                "/certificates",
-                ctx.api_version,
-                &paging,
-            ))
+            ctx.list_latest(all, "/certificates", &|n, v, versioned| {
+                item(shared, n, v, versioned)
+            })
         }
         ObjRoute::ListVersions(_, name) => {
-            let paging = Paging::from_query(ctx.query)?;
-            let Some(cert) = shared.lock().objects.certs.live(&name).cloned() else {
-                return Ok(list_response(
-                    shared,
-                    Vec::new(),
-                    None,
-                    "",
-                    ctx.api_version,
-                    &paging,
-                ));
-            };
-            let keyed = cert
-                .versions
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (format!("{i:010}"), v.clone()))
-                .collect();
-            let (page, next) = paging.page(keyed);
-            let items = page.iter().map(|v| item(shared, &cert, v, true)).collect();
-            let path = format!("/certificates/{}/versions", cert.name);
-            Ok(list_response(
-                shared,
-                items,
-                next,
-                &path,
-                ctx.api_version,
-                &paging,
-            ))
+            let object = shared.lock().objects.certs.live(&name).cloned();
+            ctx.list_versions(object, "/certificates", &|n, v, versioned| {
+                item(shared, n, v, versioned)
+            })
         }
         ObjRoute::Create(_, name) => {
             let body = read_json(body).await?;
@@ -274,18 +239,10 @@ pub(crate) async fn execute(
             Ok(json(200, &deleted(shared, &cert, true)))
         }
         ObjRoute::ListDeleted(_) => {
-            let paging = Paging::from_query(ctx.query)?;
             let all = shared.lock().objects.certs.all_deleted();
-            let (page, next) = paging.page(all);
-            let items = page.iter().map(|n| deleted(shared, n, false)).collect();
-            Ok(list_response(
-                shared,
-                items,
-                next,
-                "/deletedcertificates",
-                ctx.api_version,
-                &paging,
-            ))
+            ctx.list_each(all, "/deletedcertificates", &|n| {
+                Some(deleted(shared, n, false))
+            })
         }
         ObjRoute::Purge(_, name) => {
             let mut st = shared.lock();
@@ -440,26 +397,10 @@ fn item(shared: &Shared, cert: &Named<CertVersion>, v: &CertVersion, versioned: 
 }
 
 fn deleted(shared: &Shared, cert: &Named<CertVersion>, full: bool) -> Value {
-    let mut value = match cert.versions.last() {
+    let value = match cert.versions.last() {
         Some(v) if full => bundle(shared, cert, v),
         Some(v) => item(shared, cert, v, false),
         None => json!({}),
     };
-    if let Value::Object(m) = &mut value {
-        m.insert(
-            "recoveryId".into(),
-            Value::from(format!(
-                "{}/deletedcertificates/{}",
-                shared.settings.vault_url, cert.name
-            )),
-        );
-        if let Some(d) = cert.deleted {
-            m.insert("deletedDate".into(), Value::from(d.deleted_date));
-            m.insert(
-                "scheduledPurgeDate".into(),
-                Value::from(d.scheduled_purge_date),
-            );
-        }
-    }
-    value
+    with_deletion(shared, cert, "deletedcertificates", value)
 }

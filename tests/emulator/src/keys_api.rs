@@ -4,10 +4,10 @@
 use crate::certgen::{self, KeySpec};
 use crate::http::{empty, json, Resp};
 use crate::objects::{bad, default_key_ops, version_id, Attrs, KeyVersion, Named};
-use crate::objroutes::{deleted_not_found, not_found, Ctx, Kind, ObjRoute};
+use crate::objroutes::{deleted_not_found, not_found, with_deletion, Ctx, Kind, ObjRoute};
 use crate::state::Shared;
 use crate::store::{VaultError, RECOVERABLE_DAYS, RECOVERY_LEVEL};
-use crate::vault::{list_response, parse_attributes, parse_tags, read_json, Paging};
+use crate::vault::{parse_attributes, parse_tags, read_json};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
@@ -112,51 +112,16 @@ pub(crate) async fn execute(
             Ok(json(200, &bundle(shared, &k, &v)))
         }
         ObjRoute::List(_) => {
-            let paging = Paging::from_query(ctx.query)?;
             let all = shared.lock().objects.keys.all_live();
-            let (page, next) = paging.page(all);
-            let items = page
-                .iter()
-                .filter_map(|k| k.versions.last().map(|v| item(shared, k, v, false)))
-                .collect();
-            Ok(list_response(
-                shared,
-                items,
-                next,
-                "/keys",
-                ctx.api_version,
-                &paging,
-            ))
+            ctx.list_latest(all, "/keys", &|n, v, versioned| {
+                item(shared, n, v, versioned)
+            })
         }
         ObjRoute::ListVersions(_, name) => {
-            let paging = Paging::from_query(ctx.query)?;
-            let Some(k) = shared.lock().objects.keys.live(&name).cloned() else {
-                return Ok(list_response(
-                    shared,
-                    Vec::new(),
-                    None,
-                    "",
-                    ctx.api_version,
-                    &paging,
-                ));
-            };
-            let keyed = k
-                .versions
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (format!("{i:010}"), v.clone()))
-                .collect();
-            let (page, next) = paging.page(keyed);
-            let items = page.iter().map(|v| item(shared, &k, v, true)).collect();
-            let path = format!("/keys/{}/versions", k.name);
-            Ok(list_response(
-                shared,
-                items,
-                next,
-                &path,
-                ctx.api_version,
-                &paging,
-            ))
+            let object = shared.lock().objects.keys.live(&name).cloned();
+            ctx.list_versions(object, "/keys", &|n, v, versioned| {
+                item(shared, n, v, versioned)
+            })
         }
         ObjRoute::Create(_, name) | ObjRoute::Import(_, name) => {
             let body = read_json(body).await?;
@@ -258,18 +223,8 @@ pub(crate) async fn execute(
             Ok(json(200, &deleted(shared, &k, true)))
         }
         ObjRoute::ListDeleted(_) => {
-            let paging = Paging::from_query(ctx.query)?;
             let all = shared.lock().objects.keys.all_deleted();
-            let (page, next) = paging.page(all);
-            let items = page.iter().map(|k| deleted(shared, k, false)).collect();
-            Ok(list_response(
-                shared,
-                items,
-                next,
-                "/deletedkeys",
-                ctx.api_version,
-                &paging,
-            ))
+            ctx.list_each(all, "/deletedkeys", &|n| Some(deleted(shared, n, false)))
         }
         ObjRoute::Purge(_, name) => {
             if shared.lock().objects.keys.purge(&name) {
@@ -359,26 +314,10 @@ fn item(shared: &Shared, k: &Named<KeyVersion>, v: &KeyVersion, versioned: bool)
 }
 
 fn deleted(shared: &Shared, k: &Named<KeyVersion>, full: bool) -> Value {
-    let mut value = match k.versions.last() {
+    let value = match k.versions.last() {
         Some(v) if full => bundle(shared, k, v),
         Some(v) => item(shared, k, v, false),
         None => json!({}),
     };
-    if let Value::Object(m) = &mut value {
-        m.insert(
-            "recoveryId".into(),
-            Value::from(format!(
-                "{}/deletedkeys/{}",
-                shared.settings.vault_url, k.name
-            )),
-        );
-        if let Some(d) = k.deleted {
-            m.insert("deletedDate".into(), Value::from(d.deleted_date));
-            m.insert(
-                "scheduledPurgeDate".into(),
-                Value::from(d.scheduled_purge_date),
-            );
-        }
-    }
-    value
+    with_deletion(shared, k, "deletedkeys", value)
 }

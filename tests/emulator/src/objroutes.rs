@@ -2,10 +2,11 @@
 //! name, access policy) before `certs_api` or `keys_api` runs the operation.
 
 use crate::counts::Operation;
-use crate::http::{query_get, query_pairs, segments, Resp};
+use crate::http::{query_pairs, segments, Resp};
+use crate::objects::Named;
 use crate::state::{Caller, Shared};
 use crate::store::{is_valid_name, VaultError};
-use crate::vault::{unknown_api_version, vault_name, API_VERSIONS};
+use crate::vault::{list_response, vault_name, Paging};
 use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::Method;
@@ -180,15 +181,7 @@ pub(crate) async fn execute(
     body: Incoming,
 ) -> Result<Resp, VaultError> {
     let query = query_pairs(parts.uri.query());
-    let api_version = match query_get(&query, "api-version") {
-        Some(v) if API_VERSIONS.contains(&v) => v.to_string(),
-        Some(v) => return Err(unknown_api_version(v)),
-        None => {
-            return Err(VaultError::bad_parameter(
-                "The api-version query parameter (?api-version=) is required for all requests.",
-            ))
-        }
-    };
+    let api_version = crate::vault::api_version(&query)?;
     if let Some(name) = route.name() {
         if !is_valid_name(name) {
             return Err(VaultError::invalid_name(name));
@@ -217,6 +210,80 @@ pub(crate) struct Ctx<'a> {
     pub shared: &'a Arc<Shared>,
     pub query: &'a [(String, String)],
     pub api_version: &'a str,
+}
+
+/// How one object version is listed: `(object, version, versioned id)`.
+pub(crate) type ItemFn<'a, V> = &'a dyn Fn(&Named<V>, &V, bool) -> serde_json::Value;
+
+impl Ctx<'_> {
+    /// `GET /{kind}`: a page of the newest version of every live object.
+    pub(crate) fn list_latest<V: Clone>(
+        &self,
+        all: Vec<(String, Named<V>)>,
+        path: &str,
+        item: ItemFn<'_, V>,
+    ) -> Result<Resp, VaultError> {
+        self.list_each(all, path, &|n| n.versions.last().map(|v| item(n, v, false)))
+    }
+
+    /// A page of `all`, each object listed as `each` says (or left out).
+    pub(crate) fn list_each<V: Clone>(
+        &self,
+        all: Vec<(String, Named<V>)>,
+        path: &str,
+        each: &dyn Fn(&Named<V>) -> Option<serde_json::Value>,
+    ) -> Result<Resp, VaultError> {
+        let paging = Paging::from_query(self.query)?;
+        let (page, next) = paging.page(all);
+        let items = page.iter().filter_map(each).collect();
+        Ok(list_response(
+            self.shared,
+            items,
+            next,
+            path,
+            self.api_version,
+            &paging,
+        ))
+    }
+
+    /// `GET /{kind}/{name}/versions`: a page of one live object's versions (an empty list when
+    /// there is no such object, as Key Vault answers).
+    pub(crate) fn list_versions<V: Clone>(
+        &self,
+        object: Option<Named<V>>,
+        kind_path: &str,
+        item: ItemFn<'_, V>,
+    ) -> Result<Resp, VaultError> {
+        let paging = Paging::from_query(self.query)?;
+        let Some(object) = object else {
+            let empty = Vec::new();
+            return Ok(list_response(
+                self.shared,
+                empty,
+                None,
+                "",
+                self.api_version,
+                &paging,
+            ));
+        };
+        let keyed = object
+            .versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{i:010}"), v.clone()))
+            .collect();
+        let (page, next) = paging.page(keyed);
+        let items = page.iter().map(|v| item(&object, v, true)).collect();
+        let path = format!("{kind_path}/{}/versions", object.name);
+        Ok(list_response(
+            self.shared,
+            items,
+            next,
+            &path,
+            self.api_version,
+            &paging,
+        ))
+    }
 }
 
 /// 403 unless the caller's identity has `permission` on `kind` and is not denied `name`.
@@ -318,4 +385,24 @@ pub(crate) fn deleted_not_found(kind: Kind, name: &str) -> VaultError {
         ),
         Kind::Keys => VaultError::new(404, "KeyNotFound", format!("Deleted Key not found: {name}")),
     }
+}
+
+/// A deleted object's answer: `value` (its newest version) with `recoveryId` under
+/// `/{deleted_kind}/{name}` and the deletion dates.
+pub(crate) fn with_deletion<V>(
+    shared: &Shared,
+    named: &Named<V>,
+    deleted_kind: &str,
+    mut value: serde_json::Value,
+) -> serde_json::Value {
+    if let serde_json::Value::Object(m) = &mut value {
+        let url = &shared.settings.vault_url;
+        let id = format!("{url}/{deleted_kind}/{}", named.name);
+        m.insert("recoveryId".into(), id.into());
+        if let Some(d) = named.deleted {
+            m.insert("deletedDate".into(), d.deleted_date.into());
+            m.insert("scheduledPurgeDate".into(), d.scheduled_purge_date.into());
+        }
+    }
+    value
 }

@@ -282,6 +282,17 @@ pub(crate) fn challenge_for(shared: &Shared, resource: &str, message: &str) -> R
 }
 
 /// The JSON error response for `e`.
+/// The request's `api-version`: required, and one the emulator serves.
+pub(crate) fn api_version(query: &[(String, String)]) -> Result<String, VaultError> {
+    match query_get(query, "api-version") {
+        Some(v) if API_VERSIONS.contains(&v) => Ok(v.to_string()),
+        Some(v) => Err(unknown_api_version(v)),
+        None => Err(VaultError::bad_parameter(
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )),
+    }
+}
+
 pub(crate) fn error(e: &VaultError) -> Resp {
     let mut err = json!({"code": e.code, "message": e.message});
     if let Some(inner) = e.inner {
@@ -298,15 +309,7 @@ async fn execute(
     body: Incoming,
 ) -> Result<Resp, VaultError> {
     let query = query_pairs(parts.uri.query());
-    let api_version = match query_get(&query, "api-version") {
-        Some(v) if API_VERSIONS.contains(&v) => v.to_string(),
-        Some(v) => return Err(unknown_api_version(v)),
-        None => {
-            return Err(VaultError::bad_parameter(
-                "The api-version query parameter (?api-version=) is required for all requests.",
-            ))
-        }
-    };
+    let api_version = api_version(&query)?;
     if route == Route::Unknown {
         return Err(VaultError::new(
             404,
