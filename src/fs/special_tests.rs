@@ -10,13 +10,11 @@ use crate::config::OwnerConfig;
 use crate::error::FsError;
 use crate::fs::{FsCore, FsTimings, Kind, ROOT_INO};
 use crate::objects::jwk::PublicJwk;
+use crate::objects::tests::{openssl, self_signed};
 use crate::secret::SecretName;
 use crate::vault::memory::MemoryVault;
 use crate::vault::Vault;
 use crate::vault::VaultError;
-
-#[path = "../../tests/certs/openssl_chain.rs"]
-mod openssl_chain;
 
 pub(super) fn setup() -> (Arc<MemoryVault>, Arc<FsCore>) {
     setup_with(CacheConfig::default())
@@ -39,8 +37,8 @@ pub(super) fn setup_with(cfg: CacheConfig) -> (Arc<MemoryVault>, Arc<FsCore>) {
 /// by the OpenSSL command line; and the leaf's DER.
 pub(super) fn pem_cert(cn: &str) -> (Vec<u8>, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
-    openssl_chain::self_signed(dir.path(), cn);
-    let der = openssl_chain::openssl(dir.path(), &["x509", "-in", "c.pem", "-outform", "DER"]);
+    self_signed(dir.path(), cn);
+    let der = openssl(dir.path(), &["x509", "-in", "c.pem", "-outform", "DER"]);
     let pem = [
         std::fs::read(dir.path().join("k.pem")).unwrap(),
         std::fs::read(dir.path().join("c.pem")).unwrap(),

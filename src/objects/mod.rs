@@ -22,7 +22,7 @@ pub mod pfx_guard;
 pub mod privkey;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod tests_hostile;
 #[cfg(test)]

@@ -7,7 +7,7 @@ use base64::Engine;
 
 #[path = "../../tests/certs/openssl_chain.rs"]
 mod openssl_chain;
-pub(super) use openssl_chain::{chain, openssl, read, self_signed};
+pub(crate) use openssl_chain::{chain, openssl, read, self_signed};
 
 use super::bundle::from_secret;
 use super::{ObjectError, PEM, PKCS12};
