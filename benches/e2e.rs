@@ -20,6 +20,8 @@
 //! - `warm`, `upstream`, `rotation`, `memory`: the scenarios.
 //! - `report`, `stats`: table rows, verdicts, medians and percentiles.
 
+#[path = "e2e/child.rs"]
+mod child;
 #[path = "e2e/floor.rs"]
 mod floor;
 #[path = "e2e/load.rs"]

@@ -85,6 +85,9 @@ pub struct NodeDefaults {
     pub tenant_id: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub verify_challenge_resource: bool,
+    /// The most a volume's value cache may hold (`--max-volume-cache-bytes`), which is also
+    /// the cap of a volume that sets no `cache_bytes`.
+    pub max_cache_bytes: u64,
 }
 
 /// Reads and checks a request. The token's own claims are checked later
@@ -305,11 +308,29 @@ fn mount_config(
     let mut cfg = raw.validate(true, true).map_err(|e| {
         Refusal::InvalidArgument(format!("volume attribute {}: {}", e.field, e.problem))
     })?;
+    cfg.cache.max_bytes = cache_cap(options, cfg.cache.max_bytes, node.max_cache_bytes)?;
     if group.is_some() {
         cfg.owner.file_mode |= 0o040;
         cfg.owner.dir_mode |= 0o050;
     }
     Ok(cfg)
+}
+
+/// The volume's value-cache cap: its `cache_bytes` when within the node's maximum, which
+/// keeps one identity from taking the node's (locked) memory; the maximum when it sets none.
+fn cache_cap(options: &BTreeMap<String, String>, asked: u64, max: u64) -> Result<u64, Refusal> {
+    let Some(given) = options.get("cache_bytes") else {
+        return Ok(max);
+    };
+    if asked > max {
+        return Err(Refusal::InvalidArgument(format!(
+            "volume attribute cache_bytes: {given} ({}) is more than this node allows a volume ({}); \
+             set a smaller cache_bytes, or raise --max-volume-cache-bytes on the node plugin",
+            crate::locked::human(asked),
+            crate::locked::human(max)
+        )));
+    }
+    Ok(asked)
 }
 
 #[cfg(test)]
@@ -361,6 +382,7 @@ mod tests {
             tenant_id: Some("tenant".into()),
             ca_file: None,
             verify_challenge_resource: true,
+            max_cache_bytes: 16 << 20,
         }
     }
 
@@ -379,6 +401,41 @@ mod tests {
         assert_eq!(p.token.as_str(), "t.t.t");
         let p = parse(request(&[], ""), &node()).ok().unwrap();
         assert_eq!((p.config.owner.gid, p.config.owner.file_mode), (0, 0o444));
+    }
+
+    #[test]
+    fn a_volume_caps_its_cache_within_the_node_maximum() {
+        let p = parse(request(&[], ""), &node()).ok().unwrap();
+        assert_eq!(
+            p.config.cache.max_bytes,
+            16 << 20,
+            "no cache_bytes: the maximum"
+        );
+        let p = parse(request(&[("cache_bytes", "1MiB")], ""), &node())
+            .ok()
+            .unwrap();
+        assert_eq!(p.config.cache.max_bytes, 1 << 20);
+        let p = parse(request(&[("cache_bytes", "16MiB")], ""), &node())
+            .ok()
+            .unwrap();
+        assert_eq!(p.config.cache.max_bytes, 16 << 20);
+        let err = parse(request(&[("cache_bytes", "1GiB")], ""), &node())
+            .err()
+            .unwrap();
+        let text = err.to_string();
+        assert!(
+            matches!(err, Refusal::InvalidArgument(_))
+                && text.contains("cache_bytes")
+                && text.contains("1024 MiB")
+                && text.contains("16 MiB")
+                && text.contains("--max-volume-cache-bytes"),
+            "{text}"
+        );
+        // The usual floor still holds.
+        let err = parse(request(&[("cache_bytes", "1KiB")], ""), &node())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("cache_bytes"), "{err}");
     }
 
     #[test]
