@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use akvfs_emulator::Operation;
@@ -20,23 +19,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 const SLOW_VAULT: Duration = Duration::from_secs(30);
 const CLIENT_A: &str = "a1a1a1a1-0000-4000-8000-00000000000a";
 const CLIENT_B: &str = "b2b2b2b2-0000-4000-8000-00000000000b";
-
-fn can_run() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: the CSI plugin mounts and binds, which needs root");
-        return false;
-    }
-    true
-}
-
-fn akvfs_mounts_under(dir: &Path) -> usize {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let prefix = dir.to_string_lossy().to_string();
-    text.lines()
-        .filter(|l| l.contains(" - fuse.akvfs "))
-        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
-        .count()
-}
 
 #[test]
 fn a_slow_vault_holds_up_only_its_own_identity_and_one_identity_makes_one_mount() {

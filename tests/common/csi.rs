@@ -429,3 +429,22 @@ pub fn http_get(port: u16, path: &str) -> String {
     let _ = s.read_to_string(&mut out);
     out
 }
+
+/// Whether this process may run the plugin (it mounts and binds).
+pub fn can_run() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the CSI plugin mounts and binds, which needs root");
+        return false;
+    }
+    true
+}
+
+/// How many akvfs mounts (identity mounts and their binds) lie below `dir`.
+pub fn akvfs_mounts_under(dir: &Path) -> usize {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let prefix = dir.to_string_lossy().to_string();
+    text.lines()
+        .filter(|l| l.contains(" - fuse.akvfs "))
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
+        .count()
+}
