@@ -10,8 +10,9 @@
 //!
 //! Volume attributes: `keyvaultName` (a vault name or https URL), `clientID`, optional
 //! `tenantId` (default: the plugin's `--tenant-id`/`AZURE_TENANT_ID`), and the mount options
-//! listed in [`request::VOLUME_OPTIONS`] under the config file's names. `readOnly: true` is
-//! required. With an fsGroup (`fsGroupPolicy: File`), files belong to that group and are
+//! listed in [`request::VOLUME_OPTIONS`] under the config file's names; `cache_bytes` may not
+//! exceed the plugin's `--max-volume-cache-bytes`, which is also the cap of a volume that sets
+//! none. `readOnly: true` is required. With an fsGroup (`fsGroupPolicy: File`), files belong to that group and are
 //! group-readable; otherwise they are readable by every user of the pod.
 //!
 //! A SecretProviderClass of the Azure provider maps one to one for `keyvaultName`, `clientID`
