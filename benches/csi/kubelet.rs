@@ -74,7 +74,7 @@ impl Plugin {
             std::fs::create_dir_all(&d)
                 .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
         }
-        let mut cmd = child::akvfs(bin, &info);
+        let mut cmd = child::akvfs(bin, info);
         cmd.arg("csi")
             .arg("--endpoint")
             .arg(format!("unix://{}", socket.display()))

@@ -311,7 +311,7 @@ pub struct Akvfs {
 impl Akvfs {
     pub fn mount(bin: &Path, vault: &Vault, at: &Path, flags: &[&str]) -> Result<Akvfs> {
         let info = vault.emu.info();
-        let mut cmd = child::akvfs(bin, &info);
+        let mut cmd = child::akvfs(bin, info);
         cmd.env("AZURE_CLIENT_ID", &info.client_id)
             .env("AZURE_FEDERATED_TOKEN_FILE", &info.federated_token_file)
             .arg("mount")

@@ -177,21 +177,22 @@ impl Registry {
         self.mounts.with(&key, |slot| {
             forget();
             let others = self.state.load().into_iter().any(|r| r.key == key);
-            match slot {
-                Some(m) => {
-                    if !m.remove_token(target) && !others {
-                        if let Some(m) = slot.take() {
-                            self.teardown(&key, m);
-                        }
-                    }
-                }
+            // Whether any target is left on the identity's mount.
+            let in_use = match slot.as_mut() {
+                Some(m) => m.remove_token(target) || others,
+                None => others,
+            };
+            if in_use {
+                return;
+            }
+            match slot.take() {
+                Some(m) => self.teardown(&key, m),
                 // Restarted since: only the dead mount is left to clear.
-                None if !others => {
+                None => {
                     let dir = self.state.mount_dir(&key);
                     bind::unmount_all(&dir);
                     let _ = std::fs::remove_dir(&dir);
                 }
-                None => {}
             }
         });
         tracing::info!(target = %target.display(), identity = %key, "unpublished");
