@@ -14,6 +14,8 @@
 //! Scenarios: `warm` (open+read+close through a target path), `first-read` (publish to first
 //! read), `memory` (RSS per identity mount), `calls` (vault calls per node against identities).
 
+#[path = "e2e/child.rs"]
+mod child;
 #[path = "csi/kubelet.rs"]
 mod kubelet;
 #[allow(dead_code)]

@@ -22,6 +22,8 @@
 
 #[path = "e2e/certs.rs"]
 mod certs;
+#[path = "e2e/child.rs"]
+mod child;
 #[path = "e2e/floor.rs"]
 mod floor;
 #[path = "e2e/load.rs"]

@@ -20,14 +20,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 const CLIENT_A: &str = "a1a1a1a1-0000-4000-8000-00000000000a";
 const CLIENT_B: &str = "b2b2b2b2-0000-4000-8000-00000000000b";
 
-fn can_run() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: the CSI plugin mounts and binds, which needs root");
-        return false;
-    }
-    true
-}
-
 /// An emulator with `a-only`, `b-only` and `shared`, and the identities of
 /// `ns-a/sa-a` (denied b-only) and `ns-b/sa-b` (denied a-only).
 fn two_teams() -> (Emulator, Pod, Pod) {
@@ -52,15 +44,6 @@ fn refused(r: std::io::Result<String>) -> bool {
         r.map_err(|e| e.raw_os_error()),
         Err(Some(libc::EACCES)) | Err(Some(libc::ENOENT))
     )
-}
-
-fn akvfs_mounts_under(dir: &Path) -> usize {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let prefix = dir.to_string_lossy().to_string();
-    text.lines()
-        .filter(|l| l.contains(" - fuse.akvfs "))
-        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
-        .count()
 }
 
 #[test]

@@ -16,15 +16,6 @@ use common::*;
 const LIMIT: Duration = Duration::from_secs(60);
 const CLIENT_A: &str = "a1a1a1a1-0000-4000-8000-00000000000a";
 
-fn akvfs_mounts_under(dir: &Path) -> usize {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let prefix = dir.to_string_lossy().to_string();
-    text.lines()
-        .filter(|l| l.contains(" - fuse.akvfs "))
-        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
-        .count()
-}
-
 /// A container: its own mount namespace, the volume bound at `dir` with
 /// `propagation` (rslave: HostToContainer; private: None); answers
 /// `read NAME` with `ok VALUE` or `err MESSAGE`.

@@ -4,11 +4,8 @@
 //! subject, a target path laid out as kubelet lays it out.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use akvfs::csi_proto as csi;
@@ -16,6 +13,7 @@ use akvfs_emulator::{Identity, ServiceAccountToken};
 use csi::node_client::NodeClient;
 use tonic::transport::Channel;
 
+use crate::child;
 use crate::rig::{self, Result, Vault};
 
 /// The audience the CSIDriver object's tokenRequests names.
@@ -60,7 +58,7 @@ pub struct Plugin {
     child: Option<Child>,
     dir: PathBuf,
     kubelet_root: PathBuf,
-    log: Arc<Mutex<Vec<u8>>>,
+    log: child::Log,
     rt: tokio::runtime::Runtime,
     node: NodeClient<Channel>,
     next_pod: u64,
@@ -76,19 +74,8 @@ impl Plugin {
             std::fs::create_dir_all(&d)
                 .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
         }
-        let mut cmd = Command::new(bin);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("AZURE_")
-                || k.starts_with("IDENTITY_")
-                || k == "AKVFS_LOG"
-                || k == "RUST_LOG"
-            {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("AZURE_AUTHORITY_HOST", &info.authority_host)
-            .env("AZURE_TENANT_ID", &info.tenant_id)
-            .arg("csi")
+        let mut cmd = child::akvfs(bin, info);
+        cmd.arg("csi")
             .arg("--endpoint")
             .arg(format!("unix://{}", socket.display()))
             .arg("--node-id")
@@ -97,41 +84,8 @@ impl Plugin {
             .arg(&state)
             .arg("--ca-file")
             .arg(&info.ca_file)
-            .arg("--disable-challenge-resource-verification")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        // SAFETY: between fork and exec only async-signal-safe calls are allowed;
-        // pthread_sigmask is one. The plugin must see SIGTERM, which this process blocks.
-        unsafe {
-            cmd.pre_exec(|| {
-                let mut none: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut none);
-                libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let log = Arc::new(Mutex::new(Vec::new()));
-        if let Some(mut stderr) = child.stderr.take() {
-            let sink = Arc::clone(&log);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = stderr.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
-                    l.extend_from_slice(&buf[..n]);
-                    if l.len() > 4 << 20 {
-                        let cut = l.len() - (2 << 20);
-                        l.drain(..cut);
-                    }
-                }
-            });
-        }
+            .arg("--disable-challenge-resource-verification");
+        let (mut child, log) = child::spawn(&mut cmd, bin)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -144,10 +98,9 @@ impl Plugin {
                 }
             }
             if let Ok(Some(status)) = child.try_wait() {
-                let text = String::from_utf8_lossy(&log.lock().unwrap_or_else(|e| e.into_inner()))
-                    .into_owned();
                 return Err(format!(
-                    "akvfs csi exited ({status}) before serving; its log:\n{text}"
+                    "akvfs csi exited ({status}) before serving; its log:\n{}",
+                    child::text(&log)
                 ));
             }
             if start.elapsed() > Duration::from_secs(30) {
@@ -175,8 +128,7 @@ impl Plugin {
 
     /// The last lines the plugin logged (it logs no token and no value), for an error message.
     fn log_tail(&self) -> String {
-        let text = String::from_utf8_lossy(&self.log.lock().unwrap_or_else(|e| e.into_inner()))
-            .into_owned();
+        let text = child::text(&self.log);
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(5)..].join("\n")
     }

@@ -6,16 +6,16 @@
 //! SIGINT, SIGTERM or SIGHUP (a thread that waits for those signals runs the list, then exits).
 
 use std::ffi::CString;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use akvfs_emulator::{Emulator, EmulatorConfig};
+
+use crate::child;
 
 pub type Result<T> = std::result::Result<T, String>;
 
@@ -298,35 +298,21 @@ impl ProcStatus {
     }
 }
 
-/// Keeps at most this much of a daemon's stderr (the newest part).
-const LOG_LIMIT: usize = 4 << 20;
-
 /// `akvfs mount --foreground` of an emulator's vault, with workload identity, as a child
 /// process. Dropping it sends SIGTERM (akvfs unmounts itself), and falls back to SIGKILL and a
 /// lazy unmount.
 pub struct Akvfs {
     child: Option<Child>,
     pub path: PathBuf,
-    log: Arc<Mutex<Vec<u8>>>,
+    log: child::Log,
     undo: Vec<u64>,
 }
 
 impl Akvfs {
     pub fn mount(bin: &Path, vault: &Vault, at: &Path, flags: &[&str]) -> Result<Akvfs> {
         let info = vault.emu.info();
-        let mut cmd = Command::new(bin);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("AZURE_")
-                || k.starts_with("IDENTITY_")
-                || k == "AKVFS_LOG"
-                || k == "RUST_LOG"
-            {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("AZURE_AUTHORITY_HOST", &info.authority_host)
-            .env("AZURE_TENANT_ID", &info.tenant_id)
-            .env("AZURE_CLIENT_ID", &info.client_id)
+        let mut cmd = child::akvfs(bin, info);
+        cmd.env("AZURE_CLIENT_ID", &info.client_id)
             .env("AZURE_FEDERATED_TOKEN_FILE", &info.federated_token_file)
             .arg("mount")
             .arg(&info.vault_url)
@@ -335,45 +321,12 @@ impl Akvfs {
             .arg("--ca-file")
             .arg(&info.ca_file)
             .arg("--disable-challenge-resource-verification")
-            .args(flags)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        // SAFETY: between fork and exec only async-signal-safe calls are allowed;
-        // pthread_sigmask is one. akvfs must see SIGTERM, which this process blocks.
-        unsafe {
-            cmd.pre_exec(|| {
-                let mut none: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut none);
-                libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+            .args(flags);
+        let (child, log) = child::spawn(&mut cmd, bin)?;
         let undo = vec![
             remember(Undo::Process(child.id() as i32)),
             remember(Undo::Unmount(at.to_path_buf())),
         ];
-        let log = Arc::new(Mutex::new(Vec::new()));
-        if let Some(mut stderr) = child.stderr.take() {
-            let sink = Arc::clone(&log);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = stderr.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
-                    l.extend_from_slice(&buf[..n]);
-                    if l.len() > LOG_LIMIT {
-                        let cut = l.len() - LOG_LIMIT / 2;
-                        l.drain(..cut);
-                    }
-                }
-            });
-        }
         let mut m = Akvfs {
             child: Some(child),
             path: at.to_path_buf(),
@@ -407,7 +360,7 @@ impl Akvfs {
 
     /// What akvfs wrote to stderr so far (the newest 2-4 MiB).
     pub fn log(&self) -> String {
-        String::from_utf8_lossy(&self.log.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+        child::text(&self.log)
     }
 
     pub fn file(&self, name: &str) -> PathBuf {

@@ -10,8 +10,9 @@
 //!
 //! Volume attributes: `keyvaultName` (a vault name or https URL), `clientID`, optional
 //! `tenantId` (default: the plugin's `--tenant-id`/`AZURE_TENANT_ID`), and the mount options
-//! listed in [`request::VOLUME_OPTIONS`] under the config file's names. `readOnly: true` is
-//! required. With an fsGroup (`fsGroupPolicy: File`), files belong to that group and are
+//! listed in [`request::VOLUME_OPTIONS`] under the config file's names; `cache_bytes` may not
+//! exceed the plugin's `--max-volume-cache-bytes`, which is also the cap of a volume that sets
+//! none. `readOnly: true` is required. With an fsGroup (`fsGroupPolicy: File`), files belong to that group and are
 //! group-readable; otherwise they are readable by every user of the pod.
 //!
 //! A SecretProviderClass of the Azure provider maps one to one for `keyvaultName`, `clientID`
@@ -28,7 +29,8 @@
 //! Refusals answer a gRPC code kubelet shows in the pod's events: InvalidArgument (attributes,
 //! a writable volume, mount flags), Unauthenticated (no token or a bad one), PermissionDenied
 //! (Entra ID or the vault refused the identity), NotFound (a vault that does not exist),
-//! Unavailable (Entra ID or the vault unreachable). No token, request or value is ever logged.
+//! Unavailable (Entra ID or the vault unreachable), Aborted (another call for the same target
+//! is still in progress). No token, request or value is ever logged.
 //!
 //! Restart: the state directory records each target's identity key, vault, identity, group and
 //! options, never a token. After a restart, the identity mounts are dead until kubelet's next
@@ -42,16 +44,22 @@
 //! - [`proto`]: the generated CSI messages and services.
 //! - [`request`]: reading and checking a publish request.
 //! - [`token`]: the token's claims, the exchange, the identity's credential.
+//! - [`identity`]: one identity's mount and its tokens.
+//! - [`slots`]: the per-identity and per-target locks that order publishes.
 //! - [`registry`]: identity mounts and targets.
 //! - [`state`]: the state directory.
 //! - [`bind`]: binds, unmounts, aborting FUSE connections.
+//! - [`heap`]: keeping the memory of identity mounts that ended out of the process.
 //! - [`server`]: the Identity and Node services.
 
 pub mod bind;
+pub mod heap;
+pub mod identity;
 pub mod proto;
 pub mod registry;
 pub mod request;
 pub mod server;
+pub mod slots;
 pub mod state;
 pub mod token;
 
@@ -110,9 +118,33 @@ pub struct CsiArgs {
     #[arg(long, value_name = "ADDR", help_heading = "Observability")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
+    /// The most a volume's value cache may hold (its cache_bytes attribute), and the cap of a
+    /// volume that sets none: one identity cannot take the node's locked memory.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "16MiB",
+        value_parser = parse_volume_cache,
+        help_heading = "Security"
+    )]
+    pub max_volume_cache_bytes: u64,
+
     /// Do not lock memory. Without locking, cached secrets can be written to swap.
     #[arg(long, help_heading = "Security")]
     pub no_mlock: bool,
+}
+
+/// `--max-volume-cache-bytes`: a size within what the locked budget of all volumes holds.
+fn parse_volume_cache(s: &str) -> Result<u64, String> {
+    let n = crate::config::parse_size(s)?;
+    if !(64 << 10..=VALUES_BUDGET).contains(&n) {
+        return Err(format!(
+            "{} is outside 64 KiB..{}, the memory locked for all volumes' values",
+            crate::locked::human(n),
+            crate::locked::human(VALUES_BUDGET)
+        ));
+    }
+    Ok(n)
 }
 
 /// Why a publish or unpublish was refused; each maps to one gRPC code.
@@ -128,6 +160,8 @@ pub enum Refusal {
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
+    #[error("{0}")]
+    Aborted(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -149,6 +183,7 @@ pub fn run(args: CsiArgs) -> Result<(), Error> {
             ))
         })?;
     crate::daemon::harden::disable_core_dumps().map_err(Error::Harden)?;
+    heap::keep_large_blocks_mapped();
     crate::daemon::harden::lock_memory(!args.no_mlock, VALUES_BUDGET).map_err(Error::Harden)?;
     let state = state::StateDir::open(&args.state_dir).map_err(Error::Config)?;
     let ca = match &args.ca_file {
@@ -194,6 +229,7 @@ pub fn run(args: CsiArgs) -> Result<(), Error> {
         tenant_id: args.tenant_id.clone().filter(|t| !t.is_empty()),
         ca_file: args.ca_file.clone(),
         verify_challenge_resource: !args.disable_challenge_resource_verification,
+        max_cache_bytes: args.max_volume_cache_bytes,
     };
     let registry = Arc::new(registry::Registry::new(
         Arc::clone(&rt),

@@ -85,6 +85,9 @@ pub struct NodeDefaults {
     pub tenant_id: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub verify_challenge_resource: bool,
+    /// The most a volume's value cache may hold (`--max-volume-cache-bytes`), which is also
+    /// the cap of a volume that sets no `cache_bytes`.
+    pub max_cache_bytes: u64,
 }
 
 /// Reads and checks a request. The token's own claims are checked later
@@ -305,6 +308,7 @@ fn mount_config(
     let mut cfg = raw.validate(true, true).map_err(|e| {
         Refusal::InvalidArgument(format!("volume attribute {}: {}", e.field, e.problem))
     })?;
+    cfg.cache.max_bytes = cache_cap(options, cfg.cache.max_bytes, node.max_cache_bytes)?;
     if group.is_some() {
         cfg.owner.file_mode |= 0o040;
         cfg.owner.dir_mode |= 0o050;
@@ -312,99 +316,23 @@ fn mount_config(
     Ok(cfg)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::csi::proto::volume_capability::MountVolume;
-    use crate::csi::proto::VolumeCapability;
-
-    fn request(extra: &[(&str, &str)], group: &str) -> NodePublishVolumeRequest {
-        let mut ctx: HashMap<String, String> = [
-            ("keyvaultName", "myvault"),
-            ("clientID", "c0ffee00-0000-4000-8000-000000000001"),
-            (POD_NAME, "p"),
-            (POD_NAMESPACE, "ns"),
-            (POD_UID, "u"),
-            (SERVICE_ACCOUNT, "sa"),
-            (EPHEMERAL, "true"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        for (k, v) in extra {
-            ctx.insert(k.to_string(), v.to_string());
-        }
-        let mut secrets = HashMap::new();
-        secrets.insert(
-            TOKENS_KEY.to_string(),
-            format!("{{\"{AUDIENCE}\":{{\"token\":\"t.t.t\"}}}}"),
-        );
-        NodePublishVolumeRequest {
-            volume_id: "v".into(),
-            target_path: "/pods/u/mount".into(),
-            readonly: true,
-            volume_capability: Some(VolumeCapability {
-                access_type: Some(AccessType::Mount(MountVolume {
-                    volume_mount_group: group.into(),
-                    ..Default::default()
-                })),
-                access_mode: None,
-            }),
-            secrets,
-            volume_context: ctx,
-            ..Default::default()
-        }
+/// The volume's value-cache cap: its `cache_bytes` when within the node's maximum, which
+/// keeps one identity from taking the node's (locked) memory; the maximum when it sets none.
+fn cache_cap(options: &BTreeMap<String, String>, asked: u64, max: u64) -> Result<u64, Refusal> {
+    let Some(given) = options.get("cache_bytes") else {
+        return Ok(max);
+    };
+    if asked > max {
+        return Err(Refusal::InvalidArgument(format!(
+            "volume attribute cache_bytes: {given} ({}) is more than this node allows a volume ({}); \
+             set a smaller cache_bytes, or raise --max-volume-cache-bytes on the node plugin",
+            crate::locked::human(asked),
+            crate::locked::human(max)
+        )));
     }
-
-    fn node() -> NodeDefaults {
-        NodeDefaults {
-            tenant_id: Some("tenant".into()),
-            ca_file: None,
-            verify_challenge_resource: true,
-        }
-    }
-
-    #[test]
-    fn attributes_map_to_one_mount_configuration() {
-        let p = parse(request(&[("file_mode", "0400")], "2000"), &node())
-            .ok()
-            .unwrap();
-        assert_eq!(p.vault_url, "https://myvault.vault.azure.net");
-        assert_eq!(p.tenant_id, "tenant");
-        assert_eq!(p.group, Some(2000));
-        assert_eq!(p.config.owner.gid, 2000);
-        // The group can always read.
-        assert_eq!(p.config.owner.file_mode, 0o440);
-        assert!(p.config.owner.allow_other);
-        assert_eq!(p.token.as_str(), "t.t.t");
-        let p = parse(request(&[], ""), &node()).ok().unwrap();
-        assert_eq!((p.config.owner.gid, p.config.owner.file_mode), (0, 0o444));
-    }
-
-    #[test]
-    fn node_level_settings_cannot_be_set_by_a_volume() {
-        for key in [
-            "uid",
-            "ca_file",
-            "auth",
-            "allow_other",
-            "client_id",
-            "nonempty",
-        ] {
-            let err = parse(request(&[(key, "1")], ""), &node()).err().unwrap();
-            assert!(
-                matches!(&err, Refusal::InvalidArgument(m) if m.contains(key)),
-                "{key}: {err}"
-            );
-        }
-        let err = parse(request(&[("max_stale", "often")], ""), &node())
-            .err()
-            .unwrap();
-        assert!(
-            err.to_string().starts_with("volume attribute max_stale"),
-            "{err}"
-        );
-        let err = parse(request(&[], "staff"), &node()).err().unwrap();
-        assert!(err.to_string().contains("numeric group id"), "{err}");
-    }
+    Ok(asked)
 }
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

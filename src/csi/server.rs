@@ -58,6 +58,7 @@ impl From<Refusal> for Status {
             Refusal::PermissionDenied(_) => Status::permission_denied(text),
             Refusal::NotFound(_) => Status::not_found(text),
             Refusal::AlreadyExists(_) => Status::already_exists(text),
+            Refusal::Aborted(_) => Status::aborted(text),
             Refusal::Unavailable(_) => Status::unavailable(text),
             Refusal::Internal(_) => Status::internal(text),
         }

@@ -187,26 +187,7 @@ impl Plugin {
             "akvfs csi did not start:\n{}",
             text(&log)
         );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let path = socket.clone();
-        let client = rt
-            .block_on(async move {
-                let channel = tonic::transport::Endpoint::try_from("http://[::1]:50051")?
-                    .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                        let path = path.clone();
-                        async move {
-                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                                tokio::net::UnixStream::connect(path).await?,
-                            ))
-                        }
-                    }))
-                    .await?;
-                Ok::<_, tonic::transport::Error>(NodeClient::new(channel))
-            })
-            .expect("connects to the plugin's socket");
+        let (rt, client) = connect(&socket);
         Plugin {
             child: Some(child),
             socket,
@@ -231,49 +212,24 @@ impl Plugin {
 
     /// NodePublishVolume as kubelet sends it for an inline ephemeral volume.
     pub fn publish(&mut self, v: &Volume) -> Result<(), tonic::Status> {
-        let mut ctx: HashMap<String, String> = v.attributes.clone();
-        let p = &v.pod;
-        for (k, val) in [
-            ("csi.storage.k8s.io/pod.name", &p.name),
-            ("csi.storage.k8s.io/pod.namespace", &p.namespace),
-            ("csi.storage.k8s.io/pod.uid", &p.uid),
-            ("csi.storage.k8s.io/serviceAccount.name", &p.service_account),
-        ] {
-            ctx.insert(k.into(), val.clone());
-        }
-        ctx.insert("csi.storage.k8s.io/ephemeral".into(), "true".into());
-        let mut secrets = HashMap::new();
-        if let Some(token) = &v.token {
-            let json = serde_json::json!({ AUDIENCE: {"token": token, "expirationTimestamp": "2030-01-01T00:00:00Z"} })
-                .to_string();
-            if v.token_in_secrets {
-                secrets.insert("csi.storage.k8s.io/serviceAccount.tokens".into(), json);
-            } else {
-                ctx.insert("csi.storage.k8s.io/serviceAccount.tokens".into(), json);
-            }
-        }
-        let req = NodePublishVolumeRequest {
-            volume_id: format!("csi-{}", p.uid),
-            target_path: v.target.display().to_string(),
-            volume_capability: Some(VolumeCapability {
-                access_type: Some(AccessType::Mount(MountVolume {
-                    fs_type: String::new(),
-                    mount_flags: Vec::new(),
-                    volume_mount_group: v.group.map(|g| g.to_string()).unwrap_or_default(),
-                })),
-                access_mode: Some(AccessMode {
-                    mode: Mode::SingleNodeWriter as i32,
-                }),
-            }),
-            readonly: v.readonly,
-            secrets,
-            volume_context: ctx,
-            ..Default::default()
-        };
         let mut client = self.client.clone();
         self.rt
-            .block_on(client.node_publish_volume(req))
+            .block_on(client.node_publish_volume(publish_request(v)))
             .map(|_| ())
+    }
+
+    /// [`Plugin::publish`] on a thread of its own, over its own connection, as kubelet sends
+    /// the publishes of different pods side by side.
+    pub fn publish_in_background(
+        &self,
+        v: &Volume,
+    ) -> std::thread::JoinHandle<Result<(), tonic::Status>> {
+        let socket = self.socket.clone();
+        let req = publish_request(v);
+        std::thread::spawn(move || {
+            let (rt, mut client) = connect(&socket);
+            rt.block_on(client.node_publish_volume(req)).map(|_| ())
+        })
     }
 
     /// NodeGetInfo's node id and NodeGetCapabilities' RPC types.
@@ -323,6 +279,79 @@ impl Drop for Plugin {
                 let _ = c.wait();
             }
         }
+    }
+}
+
+/// A client of the plugin's socket, on a runtime of its own.
+fn connect(
+    socket: &Path,
+) -> (
+    tokio::runtime::Runtime,
+    NodeClient<tonic::transport::Channel>,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let path = socket.to_path_buf();
+    let client = rt
+        .block_on(async move {
+            let channel = tonic::transport::Endpoint::try_from("http://[::1]:50051")?
+                .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                            tokio::net::UnixStream::connect(path).await?,
+                        ))
+                    }
+                }))
+                .await?;
+            Ok::<_, tonic::transport::Error>(NodeClient::new(channel))
+        })
+        .expect("connects to the plugin's socket");
+    (rt, client)
+}
+
+/// The NodePublishVolume request kubelet sends for `v`.
+fn publish_request(v: &Volume) -> NodePublishVolumeRequest {
+    let mut ctx: HashMap<String, String> = v.attributes.clone();
+    let p = &v.pod;
+    for (k, val) in [
+        ("csi.storage.k8s.io/pod.name", &p.name),
+        ("csi.storage.k8s.io/pod.namespace", &p.namespace),
+        ("csi.storage.k8s.io/pod.uid", &p.uid),
+        ("csi.storage.k8s.io/serviceAccount.name", &p.service_account),
+    ] {
+        ctx.insert(k.into(), val.clone());
+    }
+    ctx.insert("csi.storage.k8s.io/ephemeral".into(), "true".into());
+    let mut secrets = HashMap::new();
+    if let Some(token) = &v.token {
+        let json = serde_json::json!({ AUDIENCE: {"token": token, "expirationTimestamp": "2030-01-01T00:00:00Z"} })
+                .to_string();
+        if v.token_in_secrets {
+            secrets.insert("csi.storage.k8s.io/serviceAccount.tokens".into(), json);
+        } else {
+            ctx.insert("csi.storage.k8s.io/serviceAccount.tokens".into(), json);
+        }
+    }
+    NodePublishVolumeRequest {
+        volume_id: format!("csi-{}", p.uid),
+        target_path: v.target.display().to_string(),
+        volume_capability: Some(VolumeCapability {
+            access_type: Some(AccessType::Mount(MountVolume {
+                fs_type: String::new(),
+                mount_flags: Vec::new(),
+                volume_mount_group: v.group.map(|g| g.to_string()).unwrap_or_default(),
+            })),
+            access_mode: Some(AccessMode {
+                mode: Mode::SingleNodeWriter as i32,
+            }),
+        }),
+        readonly: v.readonly,
+        secrets,
+        volume_context: ctx,
+        ..Default::default()
     }
 }
 
@@ -399,4 +428,23 @@ pub fn http_get(port: u16, path: &str) -> String {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
+}
+
+/// Whether this process may run the plugin (it mounts and binds).
+pub fn can_run() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the CSI plugin mounts and binds, which needs root");
+        return false;
+    }
+    true
+}
+
+/// How many akvfs mounts (identity mounts and their binds) lie below `dir`.
+pub fn akvfs_mounts_under(dir: &Path) -> usize {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let prefix = dir.to_string_lossy().to_string();
+    text.lines()
+        .filter(|l| l.contains(" - fuse.akvfs "))
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
+        .count()
 }
