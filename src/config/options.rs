@@ -181,6 +181,24 @@ mount_options! {
         #[arg(long, value_name = "DURATION", help_heading = "Refresh")]
         pub notice_poll_interval: Option<String>,
 
+        /// A views file ([[view]] tables): an explicit list of files, each one secret,
+        /// certificate part or key at a chosen path. See docs/CONFIGURATION.md.
+        #[arg(long, value_name = "FILE", help_heading = "Views")]
+        pub views: Option<PathBuf>,
+
+        /// A SecretProviderClass manifest (or its objects string) whose objects become views.
+        #[arg(long, value_name = "FILE", help_heading = "Views")]
+        pub spc: Option<PathBuf>,
+
+        /// What the root shows: vault (every secret, plus the views) or views (only the
+        /// views). [default: views when any view is declared, else vault]
+        #[arg(long, value_name = "ROOT", help_heading = "Views")]
+        pub root: Option<String>,
+
+        /// Views declared inline in a config file's [[mount.view]] tables.
+        #[arg(skip)]
+        pub view: Option<Vec<super::views::RawView>>,
+
         /// This node's name, which sets its place in a rotation's window.
         /// [default: NODE_NAME, else the host name]
         #[arg(long, value_name = "NAME", help_heading = "Refresh")]
@@ -340,6 +358,13 @@ impl MountOptions {
                 "must be between 1 and 4000 (Key Vault's own limit per vault)",
             ));
         }
+        let (views, view_root) = views_config(
+            self.view.unwrap_or_default(),
+            self.views.as_deref(),
+            self.spc.as_deref(),
+            self.root.as_deref(),
+            &vault.url,
+        )?;
         Ok(MountConfig {
             vault,
             mountpoint: path,
@@ -371,12 +396,49 @@ impl MountOptions {
                 self.node_name,
                 interval,
             )?,
+            views,
+            view_root,
             strict_open: self.strict_open.unwrap_or(false),
             nonempty: self.nonempty.unwrap_or(false),
             foreground,
             mlock,
         })
     }
+}
+
+/// The views of a mount, from inline tables, a views file and a
+/// SecretProviderClass, checked as one set; and what the root shows.
+fn views_config(
+    inline: Vec<super::views::RawView>,
+    file: Option<&std::path::Path>,
+    spc: Option<&std::path::Path>,
+    root: Option<&str>,
+    vault_url: &str,
+) -> Result<(Vec<super::views::ViewSpec>, super::views::ViewRoot), FieldError> {
+    let mut raw = inline;
+    if let Some(f) = file {
+        raw.extend(super::views::load_views_file(f).map_err(|e| FieldError::new("views", e))?);
+    }
+    if let Some(f) = spc {
+        raw.extend(super::spc::load_spc_file(f).map_err(|e| FieldError::new("spc", e))?);
+    }
+    let views =
+        super::views::validate_views(raw, vault_url).map_err(|e| FieldError::new("view", e))?;
+    // Declared views are an allow-list unless the root is asked for: a
+    // migration from the CSI driver expects only the listed files, and
+    // should not expose every other secret the identity can read.
+    let root = match root {
+        Some(r) => super::views::parse_root(r).map_err(|e| FieldError::new("root", e))?,
+        None if views.is_empty() => super::views::ViewRoot::Vault,
+        None => super::views::ViewRoot::Views,
+    };
+    if root == super::views::ViewRoot::Views && views.is_empty() {
+        return Err(FieldError::new(
+            "root",
+            "views shows only declared views, and none is declared (add views, spc or [[mount.view]])",
+        ));
+    }
+    Ok((views, root))
 }
 
 /// The notice settings: none without `notice`.

@@ -21,10 +21,10 @@ use crate::vault::KeyBundle;
 
 /// One key version's files.
 pub(crate) struct KeyFiles {
-    version: VersionId,
+    pub(super) version: VersionId,
     pem: Result<Arc<SecretBytes>, crate::objects::ObjectError>,
     jwk: Arc<SecretBytes>,
-    updated: Option<i64>,
+    pub(super) updated: Option<i64>,
 }
 
 impl KeyFiles {
@@ -54,7 +54,7 @@ fn split(file: &str) -> Option<(SecretName, &'static str)> {
 }
 
 impl FsCore {
-    async fn key_files(&self, name: &SecretName) -> Result<Arc<KeyFiles>, FsError> {
+    pub(super) async fn key_files(&self, name: &SecretName) -> Result<Arc<KeyFiles>, FsError> {
         let cached = lock(&self.special.keys).get(name).cloned();
         if let Some((at, files)) = &cached {
             if at.elapsed() < REREAD_AFTER {
