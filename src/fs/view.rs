@@ -14,7 +14,7 @@
 //! A version history directory is bound to the newest version when looked
 //! up, with its `0..N-1` fixed from that moment.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::sync::{Arc, Mutex};
 
@@ -78,6 +78,9 @@ pub(super) struct Resolved {
 
 struct VNode {
     r: Resolved,
+    /// The file's size, kept when revocation drops the bytes so the kernel
+    /// still asks (and is refused) instead of reading an empty file.
+    size: u64,
     lookups: u64,
     revoked: Option<VaultError>,
 }
@@ -97,6 +100,9 @@ pub(crate) struct Views {
     /// Each view's directory inode.
     parents: Vec<u64>,
     nodes: Mutex<VNodes>,
+    /// Optional views whose object was missing at their last lookup: left
+    /// out of listings, as their files are absent.
+    pub(super) absent: Mutex<BTreeSet<usize>>,
 }
 
 impl Views {
@@ -138,6 +144,7 @@ impl Views {
             dirs,
             parents,
             nodes: Mutex::new(VNodes::default()),
+            absent: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -173,7 +180,8 @@ impl Views {
                 name: "..".into(),
             },
         ];
-        out.extend(dir.children.iter().map(|(name, c)| match *c {
+        let absent = lock(&self.absent).clone();
+        out.extend(dir.children.iter().filter(|(_, c)| !matches!(c, Child::View(i) if absent.contains(i))).map(|(name, c)| match *c {
             Child::Dir(x) => DirEntry {
                 ino: self.dirs[x].ino,
                 kind: Kind::Directory,
@@ -302,10 +310,12 @@ impl FsCore {
                 mtime: None,
                 history: None,
             },
+            size: 0,
             lookups: 0,
             revoked: None,
         });
         if node.r.bytes.is_none() && node.r.history.is_none() || node.revoked.is_some() {
+            node.size = r.bytes.as_ref().map_or(0, |b| b.bytes().len() as u64);
             node.r = r;
         }
         node.lookups += 1;
@@ -327,7 +337,7 @@ impl FsCore {
         attr.crtime = t;
         if node.r.history.is_none() {
             attr.kind = Kind::File;
-            attr.size = node.r.bytes.as_ref().map_or(0, |b| b.bytes().len() as u64);
+            attr.size = node.size;
             attr.perm = v.specs[node.r.what.view()]
                 .mode
                 .unwrap_or(self.owner.file_mode);

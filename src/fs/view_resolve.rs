@@ -28,8 +28,18 @@ impl FsCore {
     /// [`FsError::NoEntry`]: the file is absent.
     pub(super) async fn resolve_view(&self, i: usize) -> Result<Resolved, FsError> {
         let optional = self.view_spec(i)?.optional;
-        match self.resolve_view_now(i).await {
-            Err(e) if optional && is_missing(&e) => Err(FsError::NoEntry),
+        let r = self.resolve_view_now(i).await;
+        let missing = r.as_ref().err().is_some_and(is_missing);
+        if let Some(v) = self.views().filter(|_| optional) {
+            let mut absent = super::lock(&v.absent);
+            if missing {
+                absent.insert(i);
+            } else if r.is_ok() {
+                absent.remove(&i);
+            }
+        }
+        match r {
+            Err(_) if optional && missing => Err(FsError::NoEntry),
             r => r,
         }
     }
