@@ -58,7 +58,10 @@ fn text(m: &Mount, path: &str) -> String {
 #[test]
 fn every_field_of_a_view_and_an_allow_listing_root() {
     let emu = emulator_with(&[
-        ("db", r#"{"user":"app","pass":"s3cr3t","port":5432,"tags":["a"]}"#),
+        (
+            "db",
+            r#"{"user":"app","pass":"s3cr3t","port":5432,"tags":["a"]}"#,
+        ),
         ("hexy", "00ff41"),
         ("unlisted", "must stay hidden"),
     ]);
@@ -116,9 +119,15 @@ version_history = 3
     assert_eq!(text(&m, "app/db/user"), "app");
     assert_eq!(text(&m, "app/db/port"), "5432");
     assert_eq!(text(&m, "app/db/tags"), r#"["a"]"#);
-    let mode = std::fs::metadata(m.file("app/db/port")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(m.file("app/db/port"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o7777, 0o440);
-    let mode = std::fs::metadata(m.file("app/db/user")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(m.file("app/db/user"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o7777, 0o400, "the mount's file mode by default");
     assert_eq!(m.read("bin/blob").unwrap(), [0u8, 1, 2, 254, 255]);
     assert_eq!(m.read("bin/hexy").unwrap(), [0u8, 255, b'A']);
@@ -169,7 +178,10 @@ fn a_missing_object_or_a_json_pointer_miss_fails_the_start_and_names_the_view() 
     let out = start("[[view]]\npath = \"conf/db\"\nname = \"nope\"\n");
     assert!(!out.status.success());
     let line = out.error_line();
-    assert!(line.contains("view conf/db") && line.contains("nope"), "{line}");
+    assert!(
+        line.contains("view conf/db") && line.contains("nope"),
+        "{line}"
+    );
     assert!(line.contains("optional"), "{line}");
 
     let out = start("[[view]]\npath = \"pw\"\nname = \"db\"\njson_pointer = \"/password\"\n");
@@ -179,7 +191,11 @@ fn a_missing_object_or_a_json_pointer_miss_fails_the_start_and_names_the_view() 
         line.contains("view pw") && line.contains("db") && line.contains("/password"),
         "{line}"
     );
-    assert!(!out.stderr.contains("s3cr3t") && !out.stderr.contains("app"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("s3cr3t") && !out.stderr.contains("app"),
+        "{}",
+        out.stderr
+    );
 
     let out = start("[[view]]\npath = \"../x\"\nname = \"db\"\n");
     assert!(!out.status.success());
@@ -198,7 +214,12 @@ fn a_rotation_changes_a_view_file_and_a_revocation_fails_it_closed() {
     );
     let m = Mount::new(
         &emu,
-        &["--views", views.to_str().unwrap(), "--refresh-interval", "1s"],
+        &[
+            "--views",
+            views.to_str().unwrap(),
+            "--refresh-interval",
+            "1s",
+        ],
     );
     assert_eq!(text(&m, "conf/db"), old);
     let mut f = std::fs::File::open(m.file("conf/db")).unwrap();
@@ -344,13 +365,28 @@ name = "plain"
         &emu,
         &["--views", views.to_str().unwrap(), "--root", "vault"],
     );
-    assert_eq!(m.read("tls/leaf.pem").unwrap(), m.read(".certs/web/leaf.crt").unwrap());
-    assert_eq!(m.read("tls/tls.key").unwrap(), m.read(".certs/web/tls.key").unwrap());
-    assert_eq!(m.read("tls/signing.pem").unwrap(), m.read(".keys/web.pem").unwrap());
-    assert_eq!(m.read("tls/signing.jwk").unwrap(), m.read(".keys/web.jwk").unwrap());
+    assert_eq!(
+        m.read("tls/leaf.pem").unwrap(),
+        m.read(".certs/web/leaf.crt").unwrap()
+    );
+    assert_eq!(
+        m.read("tls/tls.key").unwrap(),
+        m.read(".certs/web/tls.key").unwrap()
+    );
+    assert_eq!(
+        m.read("tls/signing.pem").unwrap(),
+        m.read(".keys/web.pem").unwrap()
+    );
+    assert_eq!(
+        m.read("tls/signing.jwk").unwrap(),
+        m.read(".keys/web.jwk").unwrap()
+    );
     // A secret view of a certificate's secret: PEM, key first, as the CSI
     // provider writes it.
-    assert_eq!(m.read("web.pem").unwrap(), m.read(".certs/web/tls.pem").unwrap());
+    assert_eq!(
+        m.read("web.pem").unwrap(),
+        m.read(".certs/web/tls.pem").unwrap()
+    );
     // The whole vault is there too; a view hides a secret of its name.
     assert_eq!(text(&m, "shadowed"), "value");
     let listed = names(&m.path);

@@ -94,8 +94,7 @@ pub fn parse_spc(text: &str, label: &str) -> Result<Vec<RawView>, String> {
         .lines()
         .any(|l| l.starts_with("kind:") || l.starts_with("apiVersion:") || l.starts_with("spec:"));
     let (objects, vault) = if is_manifest {
-        let m: Manifest =
-            serde_saphyr::from_str(text).map_err(|e| yaml_err(label, e))?;
+        let m: Manifest = serde_saphyr::from_str(text).map_err(|e| yaml_err(label, e))?;
         if let Some(k) = &m.kind {
             if k != "SecretProviderClass" {
                 return Err(format!("{label}: kind is {k:?}, not SecretProviderClass"));
@@ -127,8 +126,8 @@ pub fn parse_spc(text: &str, label: &str) -> Result<Vec<RawView>, String> {
     } else {
         (text.to_string(), None)
     };
-    let block: ObjectsBlock = serde_saphyr::from_str(&objects)
-        .map_err(|e| yaml_err(&format!("{label}: objects"), e))?;
+    let block: ObjectsBlock =
+        serde_saphyr::from_str(&objects).map_err(|e| yaml_err(&format!("{label}: objects"), e))?;
     block
         .array
         .iter()
@@ -144,8 +143,7 @@ pub fn parse_spc(text: &str, label: &str) -> Result<Vec<RawView>, String> {
 /// One object as a view, with the provider's meaning of each field.
 fn to_view(o: SpcObject, vault: Option<String>, what: &str) -> Result<RawView, String> {
     let text = |s: Option<Scalar>| s.map(Scalar::text).filter(|s| !s.is_empty());
-    let name = text(o.object_name)
-        .ok_or_else(|| format!("{what}: objectName is required"))?;
+    let name = text(o.object_name).ok_or_else(|| format!("{what}: objectName is required"))?;
     let kind = text(o.object_type)
         .ok_or_else(|| format!("{what} ({name}): objectType is required (secret, cert or key)"))?;
     let history = match text(o.object_version_history) {

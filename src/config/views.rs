@@ -126,12 +126,17 @@ struct ViewsFile {
 /// Reads a views file (`[[view]]` tables, the fields of [`RawView`]).
 pub fn load_views_file(path: &Path) -> Result<Vec<RawView>, String> {
     let shown = path.display();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read views file {shown}: {e}"))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read views file {shown}: {e}"))?;
     let file: ViewsFile = toml::from_str(&text).map_err(|e| {
         let at = e
             .span()
-            .map(|s| format!(" (line {})", text[..s.start.min(text.len())].matches('\n').count() + 1))
+            .map(|s| {
+                format!(
+                    " (line {})",
+                    text[..s.start.min(text.len())].matches('\n').count() + 1
+                )
+            })
             .unwrap_or_default();
         format!("views file {shown}{at}: {}", e.message())
     })?;
@@ -163,12 +168,16 @@ pub fn parse_view_path(p: &str) -> Result<Vec<String>, String> {
         return Err(format!("path is longer than {MAX_PATH} bytes"));
     }
     if p.starts_with('/') {
-        return Err(format!("path {p:?} is absolute; write it relative to the mount"));
+        return Err(format!(
+            "path {p:?} is absolute; write it relative to the mount"
+        ));
     }
     let parts: Vec<String> = p.split('/').map(str::to_string).collect();
     for c in &parts {
         if c.is_empty() {
-            return Err(format!("path {p:?} has an empty component (// or a trailing /)"));
+            return Err(format!(
+                "path {p:?} has an empty component (// or a trailing /)"
+            ));
         }
         if c == "." || c == ".." {
             return Err(format!("path {p:?} may not contain . or .."));
@@ -191,21 +200,28 @@ pub fn parse_view_path(p: &str) -> Result<Vec<String>, String> {
 /// Checks one view; `label` names it in messages.
 fn validate_one(raw: RawView, label: &str) -> Result<ViewSpec, String> {
     let err = |field: &str, problem: String| format!("{label}: {field}: {problem}");
-    let name_s = raw
-        .name
-        .ok_or_else(|| err("name", "is required (the object's name in the vault)".into()))?;
+    let name_s = raw.name.ok_or_else(|| {
+        err(
+            "name",
+            "is required (the object's name in the vault)".into(),
+        )
+    })?;
     let name = SecretName::parse(&name_s).ok_or_else(|| {
         err(
             "name",
             format!("{name_s:?} is not a Key Vault object name (1-127 letters, digits and -)"),
         )
     })?;
-    let path = parse_view_path(raw.path.as_deref().unwrap_or(&name_s)).map_err(|e| err("path", e))?;
+    let path =
+        parse_view_path(raw.path.as_deref().unwrap_or(&name_s)).map_err(|e| err("path", e))?;
     let kind = raw.kind.as_deref().unwrap_or("secret");
     let object = match kind {
         "secret" => {
             if let Some(p) = &raw.part {
-                return Err(err("part", format!("{p:?} applies to type cert or key only")));
+                return Err(err(
+                    "part",
+                    format!("{p:?} applies to type cert or key only"),
+                ));
             }
             let pem = match raw.format.as_deref() {
                 None | Some("pem") => true,
@@ -217,7 +233,10 @@ fn validate_one(raw: RawView, label: &str) -> Result<ViewSpec, String> {
         "cert" => {
             let part = raw.part.as_deref().unwrap_or("leaf.crt");
             let part = CERT_PARTS.iter().find(|p| **p == part).ok_or_else(|| {
-                err("part", format!("{part:?} is not one of {}", CERT_PARTS.join(", ")))
+                err(
+                    "part",
+                    format!("{part:?} is not one of {}", CERT_PARTS.join(", ")),
+                )
             })?;
             ViewObject::Cert(part)
         }
@@ -226,22 +245,27 @@ fn validate_one(raw: RawView, label: &str) -> Result<ViewSpec, String> {
             Some("jwk") => ViewObject::Key { jwk: true },
             Some(p) => return Err(err("part", format!("{p:?} is not pem or jwk"))),
         },
-        other => {
-            return Err(err(
-                "type",
-                format!("{other:?} is not secret, cert or key"),
-            ))
-        }
+        other => return Err(err("type", format!("{other:?} is not secret, cert or key"))),
     };
     let is_secret = matches!(object, ViewObject::Secret { .. });
     if !is_secret && raw.format.is_some() {
         return Err(err("format", "applies to type secret only".into()));
     }
-    let encoding = match raw.encoding.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let encoding = match raw
+        .encoding
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("utf-8") | Some("utf8") => Encoding::Utf8,
         Some("base64") => Encoding::Base64,
         Some("hex") => Encoding::Hex,
-        Some(e) => return Err(err("encoding", format!("{e:?} is not utf-8, base64 or hex"))),
+        Some(e) => {
+            return Err(err(
+                "encoding",
+                format!("{e:?} is not utf-8, base64 or hex"),
+            ))
+        }
     };
     if !is_secret && encoding != Encoding::Utf8 {
         return Err(err("encoding", "applies to type secret only".into()));
@@ -321,7 +345,10 @@ fn validate_one(raw: RawView, label: &str) -> Result<ViewSpec, String> {
 /// directory, views of the mount's own vault (`mount_vault`).
 pub fn validate_views(raw: Vec<RawView>, mount_vault: &str) -> Result<Vec<ViewSpec>, String> {
     if raw.len() > MAX_VIEWS {
-        return Err(format!("{} views; at most {MAX_VIEWS} are allowed", raw.len()));
+        return Err(format!(
+            "{} views; at most {MAX_VIEWS} are allowed",
+            raw.len()
+        ));
     }
     let mut out: Vec<ViewSpec> = Vec::with_capacity(raw.len());
     // What each path already is: a view's file, a view's history
@@ -371,12 +398,7 @@ pub fn validate_views(raw: Vec<RawView>, mount_vault: &str) -> Result<Vec<ViewSp
                     v.shown()
                 ))
             }
-            Some(_) => {
-                return Err(format!(
-                    "{label}: path: {:?} is declared twice",
-                    v.shown()
-                ))
-            }
+            Some(_) => return Err(format!("{label}: path: {:?} is declared twice", v.shown())),
         }
         out.push(v);
     }

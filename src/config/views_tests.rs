@@ -69,29 +69,147 @@ fn every_field_is_checked_and_named() {
         assert!(e.contains(&format!("{field}:")), "{field}: {e}");
         assert!(e.starts_with("view "), "{e}");
     };
-    bad(RawView { name: None, ..view("p", "x") }, "name");
-    bad(view("p", "bad_name"), "name");
-    bad(RawView { kind: Some("blob".into()), ..view("p", "x") }, "type");
-    bad(RawView { kind: Some("cert".into()), part: Some("tls.der".into()), ..view("p", "x") }, "part");
-    bad(RawView { kind: Some("key".into()), part: Some("der".into()), ..view("p", "x") }, "part");
-    bad(RawView { part: Some("tls.crt".into()), ..view("p", "x") }, "part");
-    bad(RawView { format: Some("der".into()), ..view("p", "x") }, "format");
-    bad(RawView { kind: Some("cert".into()), format: Some("pem".into()), ..view("p", "x") }, "format");
-    bad(RawView { encoding: Some("rot13".into()), ..view("p", "x") }, "encoding");
-    bad(RawView { kind: Some("key".into()), encoding: Some("hex".into()), ..view("p", "x") }, "encoding");
-    bad(RawView { json_pointer: Some("db".into()), ..view("p", "x") }, "json_pointer");
-    bad(RawView { kind: Some("cert".into()), json_pointer: Some("/a".into()), ..view("p", "x") }, "json_pointer");
-    bad(RawView { version: Some("../x".into()), ..view("p", "x") }, "version");
-    bad(RawView { version_history: Some(0), ..view("p", "x") }, "version_history");
-    bad(RawView { version_history: Some(101), ..view("p", "x") }, "version_history");
     bad(
-        RawView { version_history: Some(2), version: Some("abc".into()), ..view("p", "x") },
+        RawView {
+            name: None,
+            ..view("p", "x")
+        },
+        "name",
+    );
+    bad(view("p", "bad_name"), "name");
+    bad(
+        RawView {
+            kind: Some("blob".into()),
+            ..view("p", "x")
+        },
+        "type",
+    );
+    bad(
+        RawView {
+            kind: Some("cert".into()),
+            part: Some("tls.der".into()),
+            ..view("p", "x")
+        },
+        "part",
+    );
+    bad(
+        RawView {
+            kind: Some("key".into()),
+            part: Some("der".into()),
+            ..view("p", "x")
+        },
+        "part",
+    );
+    bad(
+        RawView {
+            part: Some("tls.crt".into()),
+            ..view("p", "x")
+        },
+        "part",
+    );
+    bad(
+        RawView {
+            format: Some("der".into()),
+            ..view("p", "x")
+        },
+        "format",
+    );
+    bad(
+        RawView {
+            kind: Some("cert".into()),
+            format: Some("pem".into()),
+            ..view("p", "x")
+        },
+        "format",
+    );
+    bad(
+        RawView {
+            encoding: Some("rot13".into()),
+            ..view("p", "x")
+        },
+        "encoding",
+    );
+    bad(
+        RawView {
+            kind: Some("key".into()),
+            encoding: Some("hex".into()),
+            ..view("p", "x")
+        },
+        "encoding",
+    );
+    bad(
+        RawView {
+            json_pointer: Some("db".into()),
+            ..view("p", "x")
+        },
+        "json_pointer",
+    );
+    bad(
+        RawView {
+            kind: Some("cert".into()),
+            json_pointer: Some("/a".into()),
+            ..view("p", "x")
+        },
+        "json_pointer",
+    );
+    bad(
+        RawView {
+            version: Some("../x".into()),
+            ..view("p", "x")
+        },
+        "version",
+    );
+    bad(
+        RawView {
+            version_history: Some(0),
+            ..view("p", "x")
+        },
         "version_history",
     );
-    bad(RawView { kind: Some("key".into()), version_history: Some(2), ..view("p", "x") }, "version_history");
-    bad(RawView { mode: Some("999".into()), ..view("p", "x") }, "mode");
-    bad(RawView { vault: Some("not a vault".into()), ..view("p", "x") }, "vault");
-    bad(RawView { vault: Some("othervault".into()), ..view("p", "x") }, "vault");
+    bad(
+        RawView {
+            version_history: Some(101),
+            ..view("p", "x")
+        },
+        "version_history",
+    );
+    bad(
+        RawView {
+            version_history: Some(2),
+            version: Some("abc".into()),
+            ..view("p", "x")
+        },
+        "version_history",
+    );
+    bad(
+        RawView {
+            kind: Some("key".into()),
+            version_history: Some(2),
+            ..view("p", "x")
+        },
+        "version_history",
+    );
+    bad(
+        RawView {
+            mode: Some("999".into()),
+            ..view("p", "x")
+        },
+        "mode",
+    );
+    bad(
+        RawView {
+            vault: Some("not a vault".into()),
+            ..view("p", "x")
+        },
+        "vault",
+    );
+    bad(
+        RawView {
+            vault: Some("othervault".into()),
+            ..view("p", "x")
+        },
+        "vault",
+    );
 
     let ok = check(vec![RawView {
         kind: Some("cert".into()),
@@ -112,10 +230,11 @@ fn every_field_is_checked_and_named() {
 
 #[test]
 fn unknown_fields_are_refused_in_every_source() {
-    let toml_err = toml::from_str::<toml::Table>("[[view]]\npath = \"a\"\nname = \"b\"\ncolour = 1\n")
-        .map(|t| toml::Value::Table(t).try_into::<ViewsFile>())
-        .unwrap()
-        .unwrap_err();
+    let toml_err =
+        toml::from_str::<toml::Table>("[[view]]\npath = \"a\"\nname = \"b\"\ncolour = 1\n")
+            .map(|t| toml::Value::Table(t).try_into::<ViewsFile>())
+            .unwrap()
+            .unwrap_err();
     assert!(toml_err.to_string().contains("colour"), "{toml_err}");
 
     let spc = "array:\n  - |\n    objectName: a\n    objectType: secret\n    objectColour: red\n";
@@ -201,7 +320,10 @@ vault = "myvault"
     assert_eq!(from_spc[2].object, ViewObject::Cert("leaf.crt"));
     assert_eq!(from_spc[3].object, ViewObject::Key { jwk: false });
     assert_eq!(from_spc[1].history, Some(3));
-    assert_eq!(from_spc[4].history, None, "history 1 is one plain file, as the provider does");
+    assert_eq!(
+        from_spc[4].history, None,
+        "history 1 is one plain file, as the provider does"
+    );
 
     // The objects string alone gives the same views, without a vault.
     let objects = "array:\n  - |\n    objectName: db-password\n    objectType: secret\n    objectAlias: db/password\n";
@@ -226,7 +348,11 @@ fn views_come_from_options_with_an_allow_listing_root_by_default() {
         path: Some("/mnt".into()),
         ..Default::default()
     };
-    let cfg = base.clone().overlay(o.clone()).validate(true, true).unwrap();
+    let cfg = base
+        .clone()
+        .overlay(o.clone())
+        .validate(true, true)
+        .unwrap();
     assert_eq!(cfg.views.len(), 1);
     assert_eq!(cfg.view_root, ViewRoot::Views);
     let cfg = base
@@ -260,4 +386,33 @@ fn views_come_from_options_with_an_allow_listing_root_by_default() {
         .unwrap_err();
     assert_eq!(missing.field, "spc");
     assert!(missing.problem.contains("nope.yaml"), "{missing:?}");
+}
+
+#[test]
+fn a_config_file_declares_views_inline_per_mount() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("config.toml");
+    std::fs::write(
+        &f,
+        "[[mount]]\nvault = \"myvault\"\npath = \"/mnt/a\"\nroot = \"vault\"\n\
+         [[mount.view]]\npath = \"db/user\"\nname = \"db\"\njson_pointer = \"/user\"\n\
+         [[mount]]\nvault = \"myvault\"\npath = \"/mnt/b\"\n",
+    )
+    .unwrap();
+    let cfg = crate::config::load_config_file(&f).unwrap();
+    assert_eq!(cfg.mounts[0].views.len(), 1);
+    assert_eq!(
+        cfg.mounts[0].views[0].json_pointer.as_deref(),
+        Some("/user")
+    );
+    assert_eq!(cfg.mounts[0].view_root, ViewRoot::Vault);
+    assert!(cfg.mounts[1].views.is_empty());
+
+    std::fs::write(
+        &f,
+        "[[mount]]\nvault = \"myvault\"\npath = \"/mnt/a\"\n[[mount.view]]\npath = \"x\"\nname = \"db\"\nalias = \"y\"\n",
+    )
+    .unwrap();
+    let e = crate::config::load_config_file(&f).unwrap_err();
+    assert!(e.contains("alias") && e.contains("line"), "{e}");
 }

@@ -18,6 +18,7 @@ mod versions;
 pub mod view;
 mod view_bytes;
 mod view_resolve;
+mod view_track;
 mod xattr;
 
 use std::collections::HashMap;
@@ -160,6 +161,9 @@ struct Listing {
     loaded_at: Option<Instant>,
 }
 
+/// A listing and the root's directory entries built from it.
+type ListingEntries = (Arc<Vec<SecretSummary>>, Arc<Vec<DirEntry>>);
+
 /// The filesystem core shared by all FUSE worker threads.
 pub struct FsCore {
     cache: Arc<SecretCache>,
@@ -175,7 +179,7 @@ pub struct FsCore {
     dir_handles: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     /// The entries built for the current listing, shared by every opendir
     /// until the listing is replaced.
-    dir_entries: Mutex<Option<(Arc<Vec<SecretSummary>>, Arc<Vec<DirEntry>>)>>,
+    dir_entries: Mutex<Option<ListingEntries>>,
     /// `.versions`, `.certs` and `.keys`.
     special: special::Special,
     /// The declared views, when the mount has any.
@@ -366,7 +370,6 @@ impl FsCore {
             .read_bytes
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
-
 }
 
 #[cfg(test)]

@@ -76,18 +76,18 @@ pub(super) struct Resolved {
     pub(super) history: Option<Arc<Vec<SecretKey>>>,
 }
 
-struct VNode {
-    r: Resolved,
+pub(super) struct VNode {
+    pub(super) r: Resolved,
     /// The file's size, kept when revocation drops the bytes so the kernel
     /// still asks (and is refused) instead of reading an empty file.
     size: u64,
     lookups: u64,
-    revoked: Option<VaultError>,
+    pub(super) revoked: Option<VaultError>,
 }
 
 #[derive(Default)]
-struct VNodes {
-    by_ino: HashMap<u64, VNode>,
+pub(super) struct VNodes {
+    pub(super) by_ino: HashMap<u64, VNode>,
     by_what: HashMap<VWhat, u64>,
     next: u64,
 }
@@ -98,8 +98,8 @@ pub(crate) struct Views {
     only: bool,
     dirs: Vec<Dir>,
     /// Each view's directory inode.
-    parents: Vec<u64>,
-    nodes: Mutex<VNodes>,
+    pub(super) parents: Vec<u64>,
+    pub(super) nodes: Mutex<VNodes>,
     /// Optional views whose object was missing at their last lookup: left
     /// out of listings, as their files are absent.
     pub(super) absent: Mutex<BTreeSet<usize>>,
@@ -181,23 +181,28 @@ impl Views {
             },
         ];
         let absent = lock(&self.absent).clone();
-        out.extend(dir.children.iter().filter(|(_, c)| !matches!(c, Child::View(i) if absent.contains(i))).map(|(name, c)| match *c {
-            Child::Dir(x) => DirEntry {
-                ino: self.dirs[x].ino,
-                kind: Kind::Directory,
-                name: name.clone(),
-            },
-            // d_ino of a file not looked up yet: a number no inode uses.
-            Child::View(i) => DirEntry {
-                ino: VIEW_BASE - 1 - i as u64,
-                kind: if self.specs[i].history.is_some() {
-                    Kind::Directory
-                } else {
-                    Kind::File
-                },
-                name: name.clone(),
-            },
-        }));
+        out.extend(
+            dir.children
+                .iter()
+                .filter(|(_, c)| !matches!(c, Child::View(i) if absent.contains(i)))
+                .map(|(name, c)| match *c {
+                    Child::Dir(x) => DirEntry {
+                        ino: self.dirs[x].ino,
+                        kind: Kind::Directory,
+                        name: name.clone(),
+                    },
+                    // d_ino of a file not looked up yet: a number no inode uses.
+                    Child::View(i) => DirEntry {
+                        ino: VIEW_BASE - 1 - i as u64,
+                        kind: if self.specs[i].history.is_some() {
+                            Kind::Directory
+                        } else {
+                            Kind::File
+                        },
+                        name: name.clone(),
+                    },
+                }),
+        );
         out
     }
 }
@@ -216,10 +221,7 @@ impl FsCore {
     }
 
     pub(super) fn view_err(&self, i: usize, name: &SecretName, problem: String) -> FsError {
-        let shown = self
-            .views()
-            .map(|v| v.specs[i].shown())
-            .unwrap_or_default();
+        let shown = self.views().map(|v| v.specs[i].shown()).unwrap_or_default();
         FsError::View {
             view: shown,
             vault: self.vault_url.clone(),
@@ -237,12 +239,14 @@ impl FsCore {
     ) -> Option<Result<Entry, FsError>> {
         let v = self.views()?;
         if let Some(d) = v.dir_index(parent) {
-            let child = name.to_str().and_then(|n| v.dirs[d].children.get(n)).copied();
+            let child = name
+                .to_str()
+                .and_then(|n| v.dirs[d].children.get(n))
+                .copied();
             return match child {
-                Some(Child::Dir(x)) => Some(Ok(self.special_entry(
-                    self.view_dir_attr(v.dirs[x].ino),
-                    self.timings.entry_ttl,
-                ))),
+                Some(Child::Dir(x)) => Some(Ok(
+                    self.special_entry(self.view_dir_attr(v.dirs[x].ino), self.timings.entry_ttl)
+                )),
                 Some(Child::View(i)) => Some(self.lookup_view(i).await),
                 None if d == 0 && !v.only => None,
                 None => Some(Err(FsError::NoEntry)),
@@ -428,91 +432,6 @@ impl FsCore {
         let nodes = lock(&v.nodes);
         let node = nodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?;
         Ok(node.r.props.clone())
-    }
-
-    /// The view nodes bound to a version of secret `name` (files and
-    /// history directories; keys are not secrets).
-    fn view_nodes_of(v: &Views, nodes: &VNodes, name: &SecretName) -> Vec<u64> {
-        nodes
-            .by_ino
-            .iter()
-            .filter(|(_, n)| match &n.r.what {
-                VWhat::File(_, k) => &k.name == name,
-                VWhat::History(i, _) => &v.specs[*i].name == name,
-                VWhat::Key(..) => false,
-            })
-            .map(|(ino, _)| *ino)
-            .collect()
-    }
-
-    /// Marks the view nodes of `name` revoked and lets go of their bytes.
-    pub(super) fn view_revoke(&self, name: &SecretName, why: &VaultError) -> Vec<u64> {
-        let Some(v) = self.views() else {
-            return Vec::new();
-        };
-        let mut nodes = lock(&v.nodes);
-        let inos = Self::view_nodes_of(v, &nodes, name);
-        for ino in &inos {
-            if let Some(n) = nodes.by_ino.get_mut(ino) {
-                n.revoked = Some(why.clone());
-                n.r.bytes = None;
-            }
-        }
-        inos
-    }
-
-    pub(super) fn view_inodes_of(&self, name: &SecretName) -> Vec<u64> {
-        match self.views() {
-            Some(v) => Self::view_nodes_of(v, &lock(&v.nodes), name),
-            None => Vec::new(),
-        }
-    }
-
-    /// View files bound to a secret version, for the refresher.
-    pub(super) fn view_bound(&self) -> Vec<(SecretName, Arc<SecretProps>)> {
-        let Some(v) = self.views() else {
-            return Vec::new();
-        };
-        lock(&v.nodes)
-            .by_ino
-            .values()
-            .filter(|n| n.revoked.is_none())
-            .filter_map(|n| match (&n.r.what, &n.r.props) {
-                (VWhat::File(_, k), Some(p)) => Some((k.name.clone(), Arc::clone(p))),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The directory entries (parent inode, file name) of the views that
-    /// follow the latest version of `name`: what the kernel must forget
-    /// when `name` rotates or is revoked.
-    pub fn view_dentries_of(&self, name: &str) -> Vec<(u64, String)> {
-        let Some(v) = self.views() else {
-            return Vec::new();
-        };
-        v.specs
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.name.as_str() == name && s.version.is_none())
-            .filter_map(|(i, s)| Some((v.parents[i], s.path.last()?.clone())))
-            .collect()
-    }
-
-    /// Checks every view that is not optional: the mount starts only if
-    /// each resolves. Binds nothing.
-    pub async fn check_views(&self) -> Result<(), (String, FsError)> {
-        let Some(v) = self.views() else {
-            return Ok(());
-        };
-        for (i, spec) in v.specs.iter().enumerate() {
-            match self.resolve_view(i).await {
-                Ok(_) => {}
-                Err(FsError::NoEntry) if spec.optional => {}
-                Err(e) => return Err((spec.shown(), e)),
-            }
-        }
-        Ok(())
     }
 
     pub(super) fn view_spec(&self, i: usize) -> Result<&ViewSpec, FsError> {

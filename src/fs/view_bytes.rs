@@ -59,7 +59,7 @@ fn decode_base64(value: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
 /// Hex digits, either case, an even number of them.
 fn decode_hex(value: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
     let bad = || "the value is not valid hex (encoding = hex); check how the secret was stored";
-    if value.len() % 2 != 0 {
+    if !value.len().is_multiple_of(2) {
         return Err(bad().into());
     }
     let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
@@ -115,7 +115,10 @@ mod tests {
     #[test]
     fn encodings_decode_to_raw_bytes() {
         let b64 = spec(|r| r.encoding = Some("base64".into()));
-        assert_eq!(&derive(&b64, b"AAEC/w==\n", None).unwrap()[..], &[0, 1, 2, 255]);
+        assert_eq!(
+            &derive(&b64, b"AAEC/w==\n", None).unwrap()[..],
+            &[0, 1, 2, 255]
+        );
         let e = derive(&b64, b"not base64!", None).unwrap_err();
         assert!(!e.contains("not base64!") && e.contains("base64"), "{e}");
         let hex = spec(|r| r.encoding = Some("hex".into()));
@@ -136,7 +139,10 @@ mod tests {
         assert_eq!(&at("/db/tags/1").unwrap()[..], b"b");
         assert_eq!(&at("/a~1b").unwrap()[..], b"slash");
         let miss = at("/db/password").unwrap_err();
-        assert!(miss.contains("/db/password") && !miss.contains("app"), "{miss}");
+        assert!(
+            miss.contains("/db/password") && !miss.contains("app"),
+            "{miss}"
+        );
         let not_json = derive(
             &spec(|r| r.json_pointer = Some("/x".into())),
             b"hunter2",
