@@ -11,6 +11,7 @@ pub mod notice;
 mod options;
 pub mod spc;
 mod units;
+mod view_sources;
 pub mod views;
 
 pub use dash_o::parse_mount_options;

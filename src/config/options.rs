@@ -221,7 +221,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: &'static str, problem: impl Into<String>) -> FieldError {
+    pub(super) fn new(field: &'static str, problem: impl Into<String>) -> FieldError {
         FieldError {
             field,
             problem: problem.into(),
@@ -358,7 +358,7 @@ impl MountOptions {
                 "must be between 1 and 4000 (Key Vault's own limit per vault)",
             ));
         }
-        let (views, view_root) = views_config(
+        let (views, view_root) = super::view_sources::views_config(
             self.view.unwrap_or_default(),
             self.views.as_deref(),
             self.spc.as_deref(),
@@ -404,41 +404,6 @@ impl MountOptions {
             mlock,
         })
     }
-}
-
-/// The views of a mount, from inline tables, a views file and a
-/// SecretProviderClass, checked as one set; and what the root shows.
-fn views_config(
-    inline: Vec<super::views::RawView>,
-    file: Option<&std::path::Path>,
-    spc: Option<&std::path::Path>,
-    root: Option<&str>,
-    vault_url: &str,
-) -> Result<(Vec<super::views::ViewSpec>, super::views::ViewRoot), FieldError> {
-    let mut raw = inline;
-    if let Some(f) = file {
-        raw.extend(super::views::load_views_file(f).map_err(|e| FieldError::new("views", e))?);
-    }
-    if let Some(f) = spc {
-        raw.extend(super::spc::load_spc_file(f).map_err(|e| FieldError::new("spc", e))?);
-    }
-    let views =
-        super::views::validate_views(raw, vault_url).map_err(|e| FieldError::new("view", e))?;
-    // Declared views are an allow-list unless the root is asked for: a
-    // migration from the CSI driver expects only the listed files, and
-    // should not expose every other secret the identity can read.
-    let root = match root {
-        Some(r) => super::views::parse_root(r).map_err(|e| FieldError::new("root", e))?,
-        None if views.is_empty() => super::views::ViewRoot::Vault,
-        None => super::views::ViewRoot::Views,
-    };
-    if root == super::views::ViewRoot::Views && views.is_empty() {
-        return Err(FieldError::new(
-            "root",
-            "views shows only declared views, and none is declared (add views, spc or [[mount.view]])",
-        ));
-    }
-    Ok((views, root))
 }
 
 /// The notice settings: none without `notice`.

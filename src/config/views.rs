@@ -4,11 +4,10 @@
 //!
 //! Views come from `[[mount.view]]` tables, a views file (`views = FILE`,
 //! `[[view]]` tables) and a SecretProviderClass (`spc = FILE`, see
-//! [`super::spc`]); all three give [`RawView`]s, which [`validate_views`]
+//! [`super::spc`]); all three give [`RawView`]s (gathered in `view_sources`), which [`validate_views`]
 //! checks as one set (paths unique, no file that is also a directory).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use super::{parse_mode, parse_vault};
 use crate::secret::SecretName;
@@ -113,50 +112,6 @@ pub enum ViewRoot {
     Vault,
     /// Only the declared views (allow-listing).
     Views,
-}
-
-/// A views file: `[[view]]` tables.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ViewsFile {
-    #[serde(default)]
-    view: Vec<RawView>,
-}
-
-/// Reads a views file (`[[view]]` tables, the fields of [`RawView`]).
-pub fn load_views_file(path: &Path) -> Result<Vec<RawView>, String> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read views file {shown}: {e}"))?;
-    let file: ViewsFile = toml::from_str(&text).map_err(|e| {
-        let at = e
-            .span()
-            .map(|s| {
-                format!(
-                    " (line {})",
-                    text[..s.start.min(text.len())].matches('\n').count() + 1
-                )
-            })
-            .unwrap_or_default();
-        format!("views file {shown}{at}: {}", e.message())
-    })?;
-    if file.view.is_empty() {
-        return Err(format!(
-            "views file {shown}: no [[view]] tables; add at least one with path and name"
-        ));
-    }
-    Ok(file.view)
-}
-
-/// Parses `vault` or `views` for the `root` setting.
-pub fn parse_root(s: &str) -> Result<ViewRoot, String> {
-    match s {
-        "vault" => Ok(ViewRoot::Vault),
-        "views" => Ok(ViewRoot::Views),
-        _ => Err(format!(
-            "{s:?} is not vault (every secret plus the views) or views (only the views)"
-        )),
-    }
 }
 
 /// Checks a view's path and splits it into components.

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::spc::parse_spc;
+use crate::config::view_sources::ViewsFile;
 use crate::config::{parse_mount_options, MountOptions};
 
 const VAULT: &str = "https://myvault.vault.azure.net";
