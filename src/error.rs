@@ -37,6 +37,16 @@ pub enum FsError {
         #[source]
         source: crate::objects::ObjectError,
     },
+    /// A view's file cannot be derived from the object's value (it does
+    /// not decode, or its JSON lacks the pointer). Names the view, the
+    /// secret and what to check, never the value.
+    #[error("view {view}: secret {name} in {vault}: {problem}")]
+    View {
+        view: String,
+        vault: String,
+        name: SecretName,
+        problem: String,
+    },
     /// A bug caught before it could end the FUSE session.
     #[error("internal error while answering the request (please report this)")]
     Internal,
@@ -59,7 +69,7 @@ impl FsError {
             FsError::IsDir => libc::EISDIR,
             FsError::NoAttr => libc::ENODATA,
             FsError::Range => libc::ERANGE,
-            FsError::Internal => libc::EIO,
+            FsError::Internal | FsError::View { .. } => libc::EIO,
             FsError::Object { source, .. } => match source {
                 crate::objects::ObjectError::NotCertificate(_) => libc::ENOENT,
                 crate::objects::ObjectError::UnsupportedKey(_) => libc::EOPNOTSUPP,

@@ -46,6 +46,14 @@ impl OptionValue for PathBuf {
     }
 }
 
+impl OptionValue for Vec<super::views::RawView> {
+    fn from_option(key: &str, _value: Option<&str>) -> Result<toml::Value, String> {
+        Err(format!(
+            "-o {key}: views are declared in a file: -o views=FILE or -o spc=FILE"
+        ))
+    }
+}
+
 /// Generic mount options that mount(8) and systemd pass along.
 const IGNORED_OPTIONS: [&str; 22] = [
     "defaults",

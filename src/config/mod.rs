@@ -9,13 +9,17 @@ mod dash_o;
 mod file;
 pub mod notice;
 mod options;
+pub mod spc;
 mod units;
+mod view_sources;
+pub mod views;
 
 pub use dash_o::parse_mount_options;
 pub use file::{load_config_file, ConfigFile};
 pub use notice::NoticeConfig;
 pub use options::MountOptions;
 pub use units::{parse_duration, parse_mode, parse_size};
+pub use views::{Encoding, ViewObject, ViewRoot, ViewSpec};
 
 /// Environment variables akvfs reads for authentication.
 pub const ENV_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
@@ -118,6 +122,10 @@ pub struct MountConfig {
     pub refresh: RefreshConfig,
     /// Change notices to follow, if any.
     pub notice: Option<NoticeConfig>,
+    /// Files declared one by one (empty: none).
+    pub views: Vec<ViewSpec>,
+    /// What the root shows.
+    pub view_root: ViewRoot,
     /// Serve every open through the daemon instead of the kernel page cache.
     pub strict_open: bool,
     /// Mount over a directory that has files in it.

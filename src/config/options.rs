@@ -181,6 +181,24 @@ mount_options! {
         #[arg(long, value_name = "DURATION", help_heading = "Refresh")]
         pub notice_poll_interval: Option<String>,
 
+        /// A views file ([[view]] tables): an explicit list of files, each one secret,
+        /// certificate part or key at a chosen path. See docs/CONFIGURATION.md.
+        #[arg(long, value_name = "FILE", help_heading = "Views")]
+        pub views: Option<PathBuf>,
+
+        /// A SecretProviderClass manifest (or its objects string) whose objects become views.
+        #[arg(long, value_name = "FILE", help_heading = "Views")]
+        pub spc: Option<PathBuf>,
+
+        /// What the root shows: vault (every secret, plus the views) or views (only the
+        /// views). [default: views when any view is declared, else vault]
+        #[arg(long, value_name = "ROOT", help_heading = "Views")]
+        pub root: Option<String>,
+
+        /// Views declared inline in a config file's [[mount.view]] tables.
+        #[arg(skip)]
+        pub view: Option<Vec<super::views::RawView>>,
+
         /// This node's name, which sets its place in a rotation's window.
         /// [default: NODE_NAME, else the host name]
         #[arg(long, value_name = "NAME", help_heading = "Refresh")]
@@ -203,7 +221,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: &'static str, problem: impl Into<String>) -> FieldError {
+    pub(super) fn new(field: &'static str, problem: impl Into<String>) -> FieldError {
         FieldError {
             field,
             problem: problem.into(),
@@ -340,6 +358,13 @@ impl MountOptions {
                 "must be between 1 and 4000 (Key Vault's own limit per vault)",
             ));
         }
+        let (views, view_root) = super::view_sources::views_config(
+            self.view.unwrap_or_default(),
+            self.views.as_deref(),
+            self.spc.as_deref(),
+            self.root.as_deref(),
+            &vault.url,
+        )?;
         Ok(MountConfig {
             vault,
             mountpoint: path,
@@ -371,6 +396,8 @@ impl MountOptions {
                 self.node_name,
                 interval,
             )?,
+            views,
+            view_root,
             strict_open: self.strict_open.unwrap_or(false),
             nonempty: self.nonempty.unwrap_or(false),
             foreground,

@@ -51,10 +51,10 @@ fn enabled(bundle: KeyBundle) -> Result<KeyBundle, VaultError> {
 
 /// One key version's files.
 pub(crate) struct KeyFiles {
-    version: VersionId,
+    pub(super) version: VersionId,
     pem: Result<Arc<SecretBytes>, crate::objects::ObjectError>,
     jwk: Arc<SecretBytes>,
-    updated: Option<i64>,
+    pub(super) updated: Option<i64>,
 }
 
 impl KeyFiles {
@@ -84,7 +84,7 @@ fn split(file: &str) -> Option<(SecretName, &'static str)> {
 }
 
 impl FsCore {
-    async fn key_files(&self, name: &SecretName) -> Result<Arc<KeyFiles>, FsError> {
+    pub(super) async fn key_files(&self, name: &SecretName) -> Result<Arc<KeyFiles>, FsError> {
         let cached = lock(&self.special.keys).get_mut(name).map(|e| {
             e.used = Instant::now();
             e.clone()

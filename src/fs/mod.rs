@@ -9,13 +9,19 @@
 //! as long as it likes: an inode's content never changes.
 
 mod certs;
+mod dir;
 mod keys;
+mod lookup;
 pub mod special;
+mod track;
 mod versions;
+pub mod view;
+mod view_bytes;
+mod view_resolve;
+mod view_track;
 mod xattr;
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +32,7 @@ use crate::config::OwnerConfig;
 use crate::error::FsError;
 use crate::metrics::MountMetrics;
 use crate::secret::{SecretName, SecretProps, SecretSummary};
-use crate::vault::{PageCount, VaultError};
+use crate::vault::VaultError;
 
 /// The root directory's inode.
 pub const ROOT_INO: u64 = 1;
@@ -155,6 +161,9 @@ struct Listing {
     loaded_at: Option<Instant>,
 }
 
+/// A listing and the root's directory entries built from it.
+type ListingEntries = (Arc<Vec<SecretSummary>>, Arc<Vec<DirEntry>>);
+
 /// The filesystem core shared by all FUSE worker threads.
 pub struct FsCore {
     cache: Arc<SecretCache>,
@@ -170,9 +179,11 @@ pub struct FsCore {
     dir_handles: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     /// The entries built for the current listing, shared by every opendir
     /// until the listing is replaced.
-    dir_entries: Mutex<Option<(Arc<Vec<SecretSummary>>, Arc<Vec<DirEntry>>)>>,
+    dir_entries: Mutex<Option<ListingEntries>>,
     /// `.versions`, `.certs` and `.keys`.
     special: special::Special,
+    /// The declared views, when the mount has any.
+    views: std::sync::OnceLock<view::Views>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -216,6 +227,7 @@ impl FsCore {
             dir_handles: Mutex::new(HashMap::new()),
             dir_entries: Mutex::new(None),
             special: Default::default(),
+            views: std::sync::OnceLock::new(),
         })
     }
 
@@ -275,111 +287,14 @@ impl FsCore {
         }
     }
 
-    /// Binds (or re-binds) the version in `secret` to an inode and counts one
-    /// kernel lookup reference on it.
-    fn bind(&self, secret: &CachedSecret) -> Entry {
-        let key = secret.key();
-        let mut inodes = lock(&self.inodes);
-        let ino = match inodes.by_key.get(&key).copied() {
-            Some(ino) => ino,
-            None => {
-                let ino = inodes.alloc();
-                inodes.by_key.insert(key.clone(), ino);
-                ino
-            }
-        };
-        let node = inodes.by_ino.entry(ino).or_insert_with(|| Node {
-            key,
-            props: Arc::new(secret.props.clone()),
-            size: secret.value.len() as u64,
-            lookups: 0,
-            revoked: None,
-        });
-        node.lookups += 1;
-        node.revoked = None;
-        let attr = self.file_attr(ino, node);
-        Entry {
-            attr,
-            entry_ttl: self.timings.entry_ttl,
-            attr_ttl: self.timings.attr_ttl,
-        }
-    }
-
-    /// Resolves `name` in `parent`. Fetches the value on first access so the
-    /// size is exact; answers from memory afterwards.
-    pub async fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry, FsError> {
-        if parent == ROOT_INO || special::is_special(parent) {
-            if let Some(r) = self.special_lookup(parent, name).await {
-                return r;
-            }
-        }
-        if parent != ROOT_INO {
-            return Err(FsError::NotDir);
-        }
-        let name = name
-            .to_str()
-            .and_then(SecretName::parse)
-            .ok_or(FsError::NoEntry)?;
-        let secret = match self.cache.cached_latest(&name) {
-            Some(hit) => hit,
-            None => {
-                if let Some(err) = self.cache.negative(&name) {
-                    return Err(self.vault_err(&name, err));
-                }
-                self.admit_cold_lookup(&name).await?;
-                self.cache
-                    .fetch_latest(&name)
-                    .await
-                    .map_err(|e| self.vault_err(&name, e))?
-            }
-        };
-        self.metrics.lookup(name.as_str());
-        self.note_use(&secret);
-        Ok(self.bind(&secret))
-    }
-
-    /// Lets a cold fetch for a lookup go ahead. Names in the listing always
-    /// may: they are bounded by the vault's size and cached once read. Other
-    /// names (random names from a local user, or any name when the identity
-    /// cannot list) take from a per-mount budget. With a listing loaded, a
-    /// name it lacks is answered ENOENT once the budget is spent (a new
-    /// secret shows up with the next listing); without one, the lookup waits
-    /// for room within the fetch timeout.
-    async fn admit_cold_lookup(&self, name: &SecretName) -> Result<(), FsError> {
-        let listed = {
-            let l = lock(&self.listing);
-            l.loaded_at
-                .map(|_| l.names.binary_search_by(|s| s.name.cmp(name)).is_ok())
-        };
-        if listed == Some(true) || self.cache.try_take_cold_lookup() {
-            return Ok(());
-        }
-        self.cache
-            .stats
-            .lookups_refused
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if listed == Some(false) {
-            return Err(FsError::NoEntry);
-        }
-        let timeout = self.cache.config().fetch_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let wait = self.cache.cold_lookup_wait().max(Duration::from_millis(10));
-            if tokio::time::Instant::now() + wait >= deadline {
-                return Err(self.vault_err(name, VaultError::Timeout(timeout)));
-            }
-            tokio::time::sleep(wait).await;
-            if self.cache.try_take_cold_lookup() {
-                return Ok(());
-            }
-        }
-    }
-
     /// The kernel dropped `n` references to `ino`; an inode with none left is
     /// forgotten (its value stays cached by the LRU until evicted).
     pub fn forget(&self, ino: u64, n: u64) {
         if special::is_special(ino) {
             return self.special_forget(ino, n);
+        }
+        if view::is_view(ino) {
+            return self.view_forget(ino, n);
         }
         let mut inodes = lock(&self.inodes);
         let gone = match inodes.by_ino.get_mut(&ino) {
@@ -403,6 +318,9 @@ impl FsCore {
         if special::is_special(ino) {
             return self.special_getattr(ino);
         }
+        if view::is_view(ino) {
+            return Ok((self.view_getattr(ino)?, self.timings.attr_ttl));
+        }
         let inodes = lock(&self.inodes);
         let node = inodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?;
         Ok((self.file_attr(ino, node), self.timings.attr_ttl))
@@ -421,6 +339,11 @@ impl FsCore {
     pub async fn read(&self, ino: u64, offset: u64, size: u32) -> Result<ReadData, FsError> {
         if special::is_special(ino) {
             let data = self.special_read(ino, offset, size).await?;
+            self.count_read(data.bytes().len());
+            return Ok(data);
+        }
+        if view::is_view(ino) {
+            let data = self.view_read(ino, offset, size)?;
             self.count_read(data.bytes().len());
             return Ok(data);
         }
@@ -446,232 +369,6 @@ impl FsCore {
         self.metrics
             .read_bytes
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// The vault's secret names, loading the listing if none was loaded yet.
-    /// A loaded listing is served as is; the refresher replaces it.
-    pub async fn listing(&self) -> Result<Arc<Vec<SecretSummary>>, FsError> {
-        if let Some(names) = self.loaded_listing() {
-            return Ok(names);
-        }
-        let _guard = self.list_lock.lock().await;
-        if let Some(names) = self.loaded_listing() {
-            return Ok(names);
-        }
-        self.reload_listing().await
-    }
-
-    fn loaded_listing(&self) -> Option<Arc<Vec<SecretSummary>>> {
-        let l = lock(&self.listing);
-        l.loaded_at.map(|_| Arc::clone(&l.names))
-    }
-
-    /// Lists the vault now and replaces the listing.
-    pub async fn reload_listing(&self) -> Result<Arc<Vec<SecretSummary>>, FsError> {
-        let result = self.cache.vault().list(&PageCount::default()).await;
-        let mut l = lock(&self.listing);
-        match result {
-            Ok(mut names) => {
-                names.sort_by(|a, b| a.name.cmp(&b.name));
-                l.names = Arc::new(names);
-                l.loaded_at = Some(Instant::now());
-                Ok(Arc::clone(&l.names))
-            }
-            Err(source) => Err(FsError::List {
-                vault: self.vault_url.clone(),
-                source,
-            }),
-        }
-    }
-
-    /// Replaces the listing with one obtained elsewhere (the refresher).
-    pub fn set_listing(&self, mut names: Vec<SecretSummary>) {
-        names.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut l = lock(&self.listing);
-        l.names = Arc::new(names);
-        l.loaded_at = Some(Instant::now());
-    }
-
-    /// Opens the root directory: takes a snapshot of the listing so that one
-    /// directory stream sees one consistent list across readdir calls.
-    pub async fn opendir(&self, ino: u64) -> Result<u64, FsError> {
-        if special::is_special(ino) {
-            let entries = Arc::new(self.special_opendir(ino).await?);
-            return Ok(self.dir_handle(entries));
-        }
-        if ino != ROOT_INO {
-            return Err(FsError::NotDir);
-        }
-        let names = self.listing().await?;
-        let cached = lock(&self.dir_entries)
-            .as_ref()
-            .filter(|(n, _)| Arc::ptr_eq(n, &names))
-            .map(|(_, e)| Arc::clone(e));
-        let entries = match cached {
-            Some(e) => e,
-            None => {
-                let e = Arc::new(self.dir_entries_for(&names));
-                *lock(&self.dir_entries) = Some((Arc::clone(&names), Arc::clone(&e)));
-                e
-            }
-        };
-        Ok(self.dir_handle(entries))
-    }
-
-    fn dir_handle(&self, entries: Arc<Vec<DirEntry>>) -> u64 {
-        let mut handles = lock(&self.dir_handles);
-        let fh = (0..u64::MAX)
-            .map(|_| fastrand::u64(1..))
-            .find(|fh| !handles.contains_key(fh))
-            .unwrap_or(1);
-        handles.insert(fh, entries);
-        fh
-    }
-
-    /// The directory entries for a listing, with a stable d_ino per name.
-    fn dir_entries_for(&self, names: &[SecretSummary]) -> Vec<DirEntry> {
-        let mut inodes = lock(&self.inodes);
-        let mut entries = Vec::with_capacity(names.len() + 2);
-        entries.push(DirEntry {
-            ino: ROOT_INO,
-            kind: Kind::Directory,
-            name: ".".into(),
-        });
-        entries.push(DirEntry {
-            ino: ROOT_INO,
-            kind: Kind::Directory,
-            name: "..".into(),
-        });
-        for s in names.iter() {
-            let id = match inodes.listing_ids.get(&s.name) {
-                Some(&id) => id,
-                None => {
-                    let id = inodes.alloc();
-                    inodes.listing_ids.insert(s.name.clone(), id);
-                    id
-                }
-            };
-            entries.push(DirEntry {
-                ino: id,
-                kind: Kind::File,
-                name: s.name.to_string(),
-            });
-        }
-        entries
-    }
-
-    /// Entries of an open directory stream from `offset` on. Each entry's
-    /// offset for the next call is its index + 1.
-    pub fn readdir(&self, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>, FsError> {
-        let _ = offset;
-        lock(&self.dir_handles)
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::NoEntry)
-    }
-
-    pub fn releasedir(&self, fh: u64) {
-        lock(&self.dir_handles).remove(&fh);
-    }
-
-    /// Extended attribute names of `ino`, NUL-terminated and concatenated.
-    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, FsError> {
-        if ino == ROOT_INO {
-            return Ok(xattr::join(&xattr::root_names()));
-        }
-        if special::is_special(ino) {
-            return self.special_listxattr(ino);
-        }
-        let props = self.props(ino)?;
-        Ok(xattr::join(&xattr::names(&props)))
-    }
-
-    /// The value of one extended attribute.
-    pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>, FsError> {
-        let name = name.to_str().ok_or(FsError::NoAttr)?;
-        if ino == ROOT_INO {
-            return xattr::root_value(&self.vault_url, name).ok_or(FsError::NoAttr);
-        }
-        if special::is_special(ino) {
-            return self.special_getxattr(ino, name);
-        }
-        let props = self.props(ino)?;
-        xattr::value(&props, name).ok_or(FsError::NoAttr)
-    }
-
-    fn props(&self, ino: u64) -> Result<Arc<SecretProps>, FsError> {
-        let inodes = lock(&self.inodes);
-        Ok(Arc::clone(
-            &inodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?.props,
-        ))
-    }
-
-    /// The current listing (empty before the first one).
-    pub fn current_listing(&self) -> Arc<Vec<SecretSummary>> {
-        Arc::clone(&lock(&self.listing).names)
-    }
-
-    fn revoked(&self, ino: u64) -> Option<VaultError> {
-        lock(&self.inodes)
-            .by_ino
-            .get(&ino)
-            .and_then(|n| n.revoked.clone())
-    }
-
-    /// Marks every inode bound to any version of `name` as revoked, so that
-    /// a descriptor opened on an older version cannot fetch that version
-    /// again once the kernel drops its pages; returns those inodes.
-    pub fn revoke_inodes(&self, name: &SecretName, why: &VaultError) -> Vec<u64> {
-        let mut revoked = self.special_revoke(name, why);
-        let mut inodes = lock(&self.inodes);
-        revoked.extend(
-            inodes
-                .by_ino
-                .iter_mut()
-                .filter(|(_, n)| &n.key.name == name)
-                .map(|(ino, n)| {
-                    n.revoked = Some(why.clone());
-                    *ino
-                }),
-        );
-        revoked
-    }
-
-    /// Names with an inode the kernel may still cache pages of, with the
-    /// properties of each bound version (whether or not the value is still
-    /// in the value cache).
-    pub fn bound_names(&self) -> HashMap<SecretName, Vec<Arc<SecretProps>>> {
-        let inodes = lock(&self.inodes);
-        let mut out: HashMap<SecretName, Vec<Arc<SecretProps>>> = HashMap::new();
-        for n in inodes.by_ino.values().filter(|n| n.revoked.is_none()) {
-            out.entry(n.key.name.clone())
-                .or_default()
-                .push(Arc::clone(&n.props));
-        }
-        drop(inodes);
-        for (name, props) in self.special_bound() {
-            out.entry(name).or_default().push(props);
-        }
-        out
-    }
-
-    /// Every inode bound to a version of `name`.
-    pub fn inodes_of(&self, name: &SecretName) -> Vec<u64> {
-        let mut out = self.special_inodes_of(name);
-        let inodes = lock(&self.inodes);
-        out.extend(
-            inodes
-                .by_ino
-                .iter()
-                .filter(|(_, n)| &n.key.name == name)
-                .map(|(ino, _)| *ino),
-        );
-        out
-    }
-
-    /// Number of names in the current listing, for statfs.
-    pub fn file_count(&self) -> u64 {
-        lock(&self.listing).names.len() as u64
     }
 }
 

@@ -424,8 +424,9 @@ impl Filesystem for AkvFs {
 }
 
 /// Kernel cache invalidation through fuser's notifier. Called only from
-/// background tasks, never from inside a request handler.
-pub struct KernelNotifier(pub fuser::Notifier);
+/// background tasks, never from inside a request handler. Holds the core to
+/// find the view paths that show a secret.
+pub struct KernelNotifier(pub fuser::Notifier, pub Arc<FsCore>);
 
 impl crate::refresh::KernelCache for KernelNotifier {
     fn forget_name(&self, name: &str) {
@@ -451,6 +452,12 @@ impl crate::refresh::KernelCache for KernelNotifier {
                 .inval_entry(INodeNo(crate::fs::special::KEYS_INO), OsStr::new(&file))
             {
                 tracing::trace!(name, "inval_entry .keys: {e}");
+            }
+        }
+        // So is each view of the secret's latest version.
+        for (parent, file) in self.1.view_dentries_of(name) {
+            if let Err(e) = self.0.inval_entry(INodeNo(parent), OsStr::new(&file)) {
+                tracing::trace!(name, "inval_entry of a view: {e}");
             }
         }
     }

@@ -86,7 +86,10 @@ impl Mounted {
     }
 
     fn refresher(&self) -> Arc<Refresher> {
-        let notifier = self.session.as_ref().map(|s| KernelNotifier(s.notifier()));
+        let notifier = self
+            .session
+            .as_ref()
+            .map(|s| KernelNotifier(s.notifier(), Arc::clone(&self.core)));
         let kernel: Arc<dyn KernelCache> = Arc::new(notifier.expect("mounted"));
         Refresher::new(Arc::clone(&self.core), kernel, RefreshConfig::default())
     }

@@ -60,6 +60,12 @@ pub enum Error {
     /// The config file cannot be read or is invalid.
     #[error("{0}")]
     Config(String),
+    /// A declared view cannot be served.
+    #[error("{}", view_failure(view, source))]
+    View {
+        view: String,
+        source: crate::error::FsError,
+    },
     /// The metrics endpoint cannot listen.
     #[error("{0}")]
     Metrics(String),
@@ -67,6 +73,17 @@ pub enum Error {
     Background(#[from] BackgroundError),
     #[error("not every mount could start within the ready timeout ({} s): {why}", timeout.as_secs())]
     NotReady { timeout: Duration, why: String },
+}
+
+/// A view that cannot be served at start: its path, the object and what to
+/// check (a view's own error already names the view).
+fn view_failure(view: &str, source: &crate::error::FsError) -> String {
+    match source {
+        crate::error::FsError::View { .. } => source.to_string(),
+        _ => format!(
+            "view {view}: {source}; check that the object exists and the identity may read it, or mark the view optional = true"
+        ),
+    }
 }
 
 /// What to check when the kernel refuses a mount.

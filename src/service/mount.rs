@@ -135,6 +135,11 @@ impl PreparedMount {
         let cache = SecretCache::new(Arc::clone(&conn.vault), cache_cfg);
         let core =
             FsCore::with_metrics(cache, cfg.owner, FsTimings::default(), Arc::clone(&metrics));
+        core.set_views(cfg.views.clone(), cfg.view_root);
+        // Every view that is not optional must resolve before the mount
+        // serves: a missing object fails the start, naming the view.
+        rt.block_on(core.check_views())
+            .map_err(|(view, source)| Error::View { view, source })?;
         let count = listing.as_ref().map(|l| l.len() as i64).unwrap_or(-1);
         metrics.lists.store(listing.is_some(), Ordering::Relaxed);
         if let Some(l) = listing {
@@ -171,7 +176,7 @@ impl PreparedMount {
         let (stop, stop_rx) = watch::channel(false);
         let refresher = Refresher::new(
             Arc::clone(&core),
-            Arc::new(KernelNotifier(session.notifier())),
+            Arc::new(KernelNotifier(session.notifier(), Arc::clone(&core))),
             cfg.refresh,
         );
         let notices = cfg

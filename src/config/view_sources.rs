@@ -1,0 +1,86 @@
+//! Where a mount's views come from: `[[mount.view]]` tables, a views file
+//! (`views = FILE`) and a SecretProviderClass (`spc = FILE`), gathered and
+//! checked as one set; and the `root` setting.
+
+use std::path::Path;
+
+use super::options::FieldError;
+use super::views::{validate_views, RawView, ViewRoot, ViewSpec};
+
+/// A views file: `[[view]]` tables.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ViewsFile {
+    #[serde(default)]
+    pub(super) view: Vec<RawView>,
+}
+
+/// Reads a views file (`[[view]]` tables, the fields of [`RawView`]).
+pub fn load_views_file(path: &Path) -> Result<Vec<RawView>, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read views file {shown}: {e}"))?;
+    let file: ViewsFile = toml::from_str(&text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| {
+                format!(
+                    " (line {})",
+                    text[..s.start.min(text.len())].matches('\n').count() + 1
+                )
+            })
+            .unwrap_or_default();
+        format!("views file {shown}{at}: {}", e.message())
+    })?;
+    if file.view.is_empty() {
+        return Err(format!(
+            "views file {shown}: no [[view]] tables; add at least one with path and name"
+        ));
+    }
+    Ok(file.view)
+}
+
+/// Parses `vault` or `views` for the `root` setting.
+pub fn parse_root(s: &str) -> Result<ViewRoot, String> {
+    match s {
+        "vault" => Ok(ViewRoot::Vault),
+        "views" => Ok(ViewRoot::Views),
+        _ => Err(format!(
+            "{s:?} is not vault (every secret plus the views) or views (only the views)"
+        )),
+    }
+}
+
+/// The views of a mount, from inline tables, a views file and a
+/// SecretProviderClass, checked as one set; and what the root shows.
+pub(super) fn views_config(
+    inline: Vec<RawView>,
+    file: Option<&std::path::Path>,
+    spc: Option<&std::path::Path>,
+    root: Option<&str>,
+    vault_url: &str,
+) -> Result<(Vec<ViewSpec>, ViewRoot), FieldError> {
+    let mut raw = inline;
+    if let Some(f) = file {
+        raw.extend(load_views_file(f).map_err(|e| FieldError::new("views", e))?);
+    }
+    if let Some(f) = spc {
+        raw.extend(super::spc::load_spc_file(f).map_err(|e| FieldError::new("spc", e))?);
+    }
+    let views = validate_views(raw, vault_url).map_err(|e| FieldError::new("view", e))?;
+    // Declared views are an allow-list unless the root is asked for: a
+    // migration from the CSI driver expects only the listed files, and
+    // should not expose every other secret the identity can read.
+    let root = match root {
+        Some(r) => parse_root(r).map_err(|e| FieldError::new("root", e))?,
+        None if views.is_empty() => ViewRoot::Vault,
+        None => ViewRoot::Views,
+    };
+    if root == ViewRoot::Views && views.is_empty() {
+        return Err(FieldError::new(
+            "root",
+            "views shows only declared views, and none is declared (add views, spc or [[mount.view]])",
+        ));
+    }
+    Ok((views, root))
+}

@@ -1,0 +1,442 @@
+//! Views: files declared one by one (see `config::views`), each showing one
+//! object of the vault at a chosen path, in directories made from the
+//! paths. With `root = views` they are the whole mount: no other name
+//! resolves and the root lists only them.
+//!
+//! The directories are fixed when the mount starts and keep their inodes.
+//! A view's file is bound, like a secret's, to one version: its inode holds
+//! the bytes derived from that version (decoded, picked from JSON, a
+//! certificate part, a key's public part) in locked memory, so reads never
+//! wait on the vault and an open file never changes. A rotation binds the
+//! path to a new inode; the refresher reaches view inodes through
+//! `inodes_of`, `revoke_inodes` and `bound_names` as it reaches secrets, and
+//! the kernel notifier drops view paths through [`FsCore::view_dentries_of`].
+//! A version history directory is bound to the newest version when looked
+//! up, with its `0..N-1` fixed from that moment.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsStr;
+use std::sync::{Arc, Mutex};
+
+use super::{lock, unix_time, Attr, Bytes, DirEntry, Entry, FsCore, Kind, ReadData, ROOT_INO};
+use crate::cache::SecretKey;
+use crate::config::{ViewRoot, ViewSpec};
+use crate::error::FsError;
+use crate::secret::{SecretName, SecretProps, VersionId};
+use crate::vault::VaultError;
+
+/// View directories' inodes start here, below the special namespace.
+pub const VIEW_BASE: u64 = 1 << 47;
+/// Bound view files and history directories are numbered from here.
+const VIEW_DYNAMIC: u64 = VIEW_BASE + (1 << 32);
+
+/// Whether `ino` belongs to the view tree.
+pub fn is_view(ino: u64) -> bool {
+    (VIEW_BASE..super::special::SPECIAL_BASE).contains(&ino)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Child {
+    Dir(usize),
+    View(usize),
+}
+
+struct Dir {
+    ino: u64,
+    parent: u64,
+    children: BTreeMap<String, Child>,
+}
+
+/// What a bound view node stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum VWhat {
+    /// View `.0`'s file, from one secret version.
+    File(usize, SecretKey),
+    /// A key view's file, from one key version.
+    Key(usize, VersionId),
+    /// A version history directory, bound when its newest was `.1`.
+    History(usize, VersionId),
+}
+
+impl VWhat {
+    fn view(&self) -> usize {
+        match self {
+            VWhat::File(i, _) | VWhat::Key(i, _) | VWhat::History(i, _) => *i,
+        }
+    }
+}
+
+/// A view file or history directory as resolved, before binding.
+pub(super) struct Resolved {
+    pub(super) what: VWhat,
+    pub(super) bytes: Option<Arc<dyn Bytes>>,
+    pub(super) props: Option<Arc<SecretProps>>,
+    pub(super) mtime: Option<i64>,
+    /// A history directory's versions, newest first.
+    pub(super) history: Option<Arc<Vec<SecretKey>>>,
+}
+
+pub(super) struct VNode {
+    pub(super) r: Resolved,
+    /// The file's size, kept when revocation drops the bytes so the kernel
+    /// still asks (and is refused) instead of reading an empty file.
+    size: u64,
+    lookups: u64,
+    pub(super) revoked: Option<VaultError>,
+}
+
+#[derive(Default)]
+pub(super) struct VNodes {
+    pub(super) by_ino: HashMap<u64, VNode>,
+    by_what: HashMap<VWhat, u64>,
+    next: u64,
+}
+
+/// The view tree of a mount, inside [`FsCore`].
+pub(crate) struct Views {
+    pub(super) specs: Vec<ViewSpec>,
+    only: bool,
+    dirs: Vec<Dir>,
+    /// Each view's directory inode.
+    pub(super) parents: Vec<u64>,
+    pub(super) nodes: Mutex<VNodes>,
+    /// Optional views whose object was missing at their last lookup: left
+    /// out of listings, as their files are absent.
+    pub(super) absent: Mutex<BTreeSet<usize>>,
+}
+
+impl Views {
+    pub(crate) fn new(specs: Vec<ViewSpec>, root: ViewRoot) -> Views {
+        let mut dirs = vec![Dir {
+            ino: ROOT_INO,
+            parent: ROOT_INO,
+            children: BTreeMap::new(),
+        }];
+        let mut parents = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            let Some((last, within)) = spec.path.split_last() else {
+                parents.push(ROOT_INO);
+                continue;
+            };
+            let mut d = 0;
+            for comp in within {
+                d = match dirs[d].children.get(comp) {
+                    Some(Child::Dir(x)) => *x,
+                    _ => {
+                        let x = dirs.len();
+                        let parent = dirs[d].ino;
+                        dirs.push(Dir {
+                            ino: VIEW_BASE + x as u64,
+                            parent,
+                            children: BTreeMap::new(),
+                        });
+                        dirs[d].children.insert(comp.clone(), Child::Dir(x));
+                        x
+                    }
+                };
+            }
+            dirs[d].children.insert(last.clone(), Child::View(i));
+            parents.push(dirs[d].ino);
+        }
+        Views {
+            specs,
+            only: root == ViewRoot::Views,
+            dirs,
+            parents,
+            nodes: Mutex::new(VNodes::default()),
+            absent: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn dir_index(&self, ino: u64) -> Option<usize> {
+        if ino == ROOT_INO {
+            return Some(0);
+        }
+        let i = ino.checked_sub(VIEW_BASE)? as usize;
+        (i > 0 && i < self.dirs.len()).then_some(i)
+    }
+
+    /// Whether the root shows only views.
+    pub(crate) fn only(&self) -> bool {
+        self.only
+    }
+
+    /// The root's view entries (names at the top of view paths).
+    pub(super) fn root_entries(&self) -> Vec<DirEntry> {
+        self.entries(0).into_iter().skip(2).collect()
+    }
+
+    fn entries(&self, d: usize) -> Vec<DirEntry> {
+        let dir = &self.dirs[d];
+        let mut out = vec![
+            DirEntry {
+                ino: dir.ino,
+                kind: Kind::Directory,
+                name: ".".into(),
+            },
+            DirEntry {
+                ino: dir.parent,
+                kind: Kind::Directory,
+                name: "..".into(),
+            },
+        ];
+        let absent = lock(&self.absent).clone();
+        out.extend(
+            dir.children
+                .iter()
+                .filter(|(_, c)| !matches!(c, Child::View(i) if absent.contains(i)))
+                .map(|(name, c)| match *c {
+                    Child::Dir(x) => DirEntry {
+                        ino: self.dirs[x].ino,
+                        kind: Kind::Directory,
+                        name: name.clone(),
+                    },
+                    // d_ino of a file not looked up yet: a number no inode uses.
+                    Child::View(i) => DirEntry {
+                        ino: VIEW_BASE - 1 - i as u64,
+                        kind: if self.specs[i].history.is_some() {
+                            Kind::Directory
+                        } else {
+                            Kind::File
+                        },
+                        name: name.clone(),
+                    },
+                }),
+        );
+        out
+    }
+}
+
+impl FsCore {
+    /// Installs the mount's views; once, before the mount serves.
+    pub fn set_views(&self, specs: Vec<ViewSpec>, root: ViewRoot) {
+        if specs.is_empty() && root == ViewRoot::Vault {
+            return;
+        }
+        let _ = self.views.set(Views::new(specs, root));
+    }
+
+    pub(super) fn views(&self) -> Option<&Views> {
+        self.views.get()
+    }
+
+    pub(super) fn view_err(&self, i: usize, name: &SecretName, problem: String) -> FsError {
+        let shown = self.views().map(|v| v.specs[i].shown()).unwrap_or_default();
+        FsError::View {
+            view: shown,
+            vault: self.vault_url.clone(),
+            name: name.clone(),
+            problem,
+        }
+    }
+
+    /// A lookup in a view directory, or `None` when `parent` is the root of
+    /// a mount that also shows the vault and `name` is no view.
+    pub(super) async fn view_lookup(
+        &self,
+        parent: u64,
+        name: &OsStr,
+    ) -> Option<Result<Entry, FsError>> {
+        let v = self.views()?;
+        if let Some(d) = v.dir_index(parent) {
+            let child = name
+                .to_str()
+                .and_then(|n| v.dirs[d].children.get(n))
+                .copied();
+            return match child {
+                Some(Child::Dir(x)) => Some(Ok(
+                    self.special_entry(self.view_dir_attr(v.dirs[x].ino), self.timings.entry_ttl)
+                )),
+                Some(Child::View(i)) => Some(self.lookup_view(i).await),
+                None if d == 0 && !v.only => None,
+                None => Some(Err(FsError::NoEntry)),
+            };
+        }
+        if !is_view(parent) {
+            return None;
+        }
+        Some(self.lookup_history_entry(parent, name).await)
+    }
+
+    async fn lookup_view(&self, i: usize) -> Result<Entry, FsError> {
+        let resolved = self.resolve_view(i).await?;
+        let ttl = match resolved.what {
+            VWhat::Key(..) => self.timings.entry_ttl.min(super::REREAD_AFTER),
+            _ => self.timings.entry_ttl,
+        };
+        let attr = self.bind_view(resolved);
+        Ok(self.special_entry(attr, ttl))
+    }
+
+    async fn lookup_history_entry(&self, parent: u64, name: &OsStr) -> Result<Entry, FsError> {
+        let (i, keys, revoked) = {
+            let v = self.views().ok_or(FsError::NoEntry)?;
+            let nodes = lock(&v.nodes);
+            let n = nodes.by_ino.get(&parent).ok_or(FsError::NoEntry)?;
+            let keys = n.r.history.clone().ok_or(FsError::NotDir)?;
+            (n.r.what.view(), keys, n.revoked.clone())
+        };
+        if let Some(err) = revoked {
+            return Err(self.vault_err(&keys[0].name, err));
+        }
+        let k: usize = name
+            .to_str()
+            .filter(|s| s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse().ok())
+            .ok_or(FsError::NoEntry)?;
+        let key = keys.get(k).ok_or(FsError::NoEntry)?;
+        let resolved = self.resolve_version_file(i, key).await?;
+        let attr = self.bind_view(resolved);
+        Ok(self.special_entry(attr, self.timings.entry_ttl))
+    }
+
+    /// Binds a resolved view node to an inode (the same one while the
+    /// kernel holds it) and counts a lookup.
+    fn bind_view(&self, r: Resolved) -> Attr {
+        let Some(v) = self.views() else {
+            return self.root_attr();
+        };
+        let mut nodes = lock(&v.nodes);
+        let ino = match nodes.by_what.get(&r.what).copied() {
+            Some(ino) => ino,
+            None => {
+                nodes.next += 1;
+                let ino = VIEW_DYNAMIC + nodes.next;
+                nodes.by_what.insert(r.what.clone(), ino);
+                ino
+            }
+        };
+        let node = nodes.by_ino.entry(ino).or_insert(VNode {
+            r: Resolved {
+                what: r.what.clone(),
+                bytes: None,
+                props: None,
+                mtime: None,
+                history: None,
+            },
+            size: 0,
+            lookups: 0,
+            revoked: None,
+        });
+        if node.r.bytes.is_none() && node.r.history.is_none() || node.revoked.is_some() {
+            node.size = r.bytes.as_ref().map_or(0, |b| b.bytes().len() as u64);
+            node.r = r;
+        }
+        node.lookups += 1;
+        node.revoked = None;
+        self.view_node_attr(v, ino, node)
+    }
+
+    fn view_dir_attr(&self, ino: u64) -> Attr {
+        let mut attr = self.root_attr();
+        attr.ino = ino;
+        attr
+    }
+
+    fn view_node_attr(&self, v: &Views, ino: u64, node: &VNode) -> Attr {
+        let mut attr = self.view_dir_attr(ino);
+        let t = unix_time(node.r.mtime, self.mounted_at);
+        attr.mtime = t;
+        attr.ctime = t;
+        attr.crtime = t;
+        if node.r.history.is_none() {
+            attr.kind = Kind::File;
+            attr.size = node.size;
+            attr.perm = v.specs[node.r.what.view()]
+                .mode
+                .unwrap_or(self.owner.file_mode);
+            attr.nlink = 1;
+        }
+        attr
+    }
+
+    pub(super) fn view_getattr(&self, ino: u64) -> Result<Attr, FsError> {
+        let v = self.views().ok_or(FsError::NoEntry)?;
+        if v.dir_index(ino).is_some() {
+            return Ok(self.view_dir_attr(ino));
+        }
+        let nodes = lock(&v.nodes);
+        let node = nodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?;
+        Ok(self.view_node_attr(v, ino, node))
+    }
+
+    pub(super) fn view_forget(&self, ino: u64, n: u64) {
+        let Some(v) = self.views() else { return };
+        let mut nodes = lock(&v.nodes);
+        let gone = nodes.by_ino.get_mut(&ino).is_some_and(|node| {
+            node.lookups = node.lookups.saturating_sub(n);
+            node.lookups == 0
+        });
+        if gone {
+            if let Some(node) = nodes.by_ino.remove(&ino) {
+                nodes.by_what.remove(&node.r.what);
+                // The node's bytes are wiped when the last reader drops them.
+            }
+        }
+    }
+
+    /// Reads a view file: from the bytes bound to its inode, never the vault.
+    pub(super) fn view_read(&self, ino: u64, offset: u64, size: u32) -> Result<ReadData, FsError> {
+        let v = self.views().ok_or(FsError::NoEntry)?;
+        if v.dir_index(ino).is_some() {
+            return Err(FsError::IsDir);
+        }
+        let nodes = lock(&v.nodes);
+        let node = nodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?;
+        if let Some(err) = &node.revoked {
+            let name = v.specs[node.r.what.view()].name.clone();
+            return Err(self.vault_err(&name, err.clone()));
+        }
+        if node.r.history.is_some() {
+            return Err(FsError::IsDir);
+        }
+        let bytes = node.r.bytes.clone().ok_or(FsError::Internal)?;
+        Ok(ReadData::new(bytes, offset, size))
+    }
+
+    pub(super) fn view_opendir(&self, ino: u64) -> Result<Vec<DirEntry>, FsError> {
+        let v = self.views().ok_or(FsError::NoEntry)?;
+        if let Some(d) = v.dir_index(ino) {
+            return Ok(v.entries(d));
+        }
+        let nodes = lock(&v.nodes);
+        let node = nodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?;
+        let keys = node.r.history.as_ref().ok_or(FsError::NotDir)?;
+        let i = node.r.what.view();
+        let mut out = vec![
+            DirEntry {
+                ino,
+                kind: Kind::Directory,
+                name: ".".into(),
+            },
+            DirEntry {
+                ino: v.parents[i],
+                kind: Kind::Directory,
+                name: "..".into(),
+            },
+        ];
+        out.extend((0..keys.len()).map(|k| DirEntry {
+            ino: VIEW_BASE - 1 - (v.specs.len() + k) as u64,
+            kind: Kind::File,
+            name: k.to_string(),
+        }));
+        Ok(out)
+    }
+
+    /// The properties of the version a view node is bound to.
+    pub(super) fn view_props(&self, ino: u64) -> Result<Option<Arc<SecretProps>>, FsError> {
+        let v = self.views().ok_or(FsError::NoEntry)?;
+        if v.dir_index(ino).is_some() {
+            return Ok(None);
+        }
+        let nodes = lock(&v.nodes);
+        let node = nodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?;
+        Ok(node.r.props.clone())
+    }
+
+    pub(super) fn view_spec(&self, i: usize) -> Result<&ViewSpec, FsError> {
+        self.views()
+            .and_then(|v| v.specs.get(i))
+            .ok_or(FsError::Internal)
+    }
+}
