@@ -247,7 +247,7 @@ async fn run(args: Args) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let t = Instant::now();
-    let started_agents = fleet.start_agents(args.agents, 50).await?;
+    let started_agents = fleet.start_agents(args.agents, args.agents).await?;
     *fleet.agents.lock().await = started_agents;
     println!(
         "fleet: {} agents up in {:.1}s ({} hot secrets each, {} in the vault)",

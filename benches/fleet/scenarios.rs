@@ -302,6 +302,7 @@ async fn delete_disable(f: &Fleet) -> Value {
 async fn restart(f: &Fleet) -> Value {
     let n = f.args.restart.min(f.args.agents);
     let t0 = Instant::now();
+    let (lists0, watcher0) = (f.emu.counts().get("list_secrets"), f.watcher_pages());
     {
         let mut agents = f.agents.lock().await;
         for a in agents.drain(..n) {
@@ -327,9 +328,11 @@ async fn restart(f: &Fleet) -> Value {
     };
     tokio::time::sleep(Duration::from_secs(10)).await;
     let u = f.meter.since(t0);
+    let node_lists =
+        (f.emu.counts().get("list_secrets") - lists0).saturating_sub(f.watcher_pages() - watcher0);
     let met = u.max_10s <= u64::from(f.args.limit) && u.throttled == 0;
     let text = format!(
-        "{started} nodes restarted at once, each listing and reading its secrets, all serving after {secs:.1} s; {} calls; {}",
+        "{started} nodes restarted at once, each starting from the notice and reading its secrets, all serving after {secs:.1} s; {} calls, of which {node_lists} list pages by nodes; {}",
         u.calls,
         window_text(&u, f.args.limit)
     );
@@ -337,7 +340,7 @@ async fn restart(f: &Fleet) -> Value {
         "restart",
         met,
         text,
-        json!({"seconds": secs, "calls": u.calls, "max_10s": u.max_10s, "throttled": u.throttled}),
+        json!({"seconds": secs, "calls": u.calls, "node_list_pages": node_lists, "max_10s": u.max_10s, "throttled": u.throttled}),
     )
 }
 
