@@ -24,6 +24,8 @@ impl KernelCache for NoKernel {
 pub struct Agent {
     pub core: Arc<FsCore>,
     pub stats: Arc<NoticeStats>,
+    /// Whether it listed the vault at start (no usable notice then).
+    pub listed: bool,
     stop: watch::Sender<bool>,
 }
 
@@ -52,6 +54,7 @@ impl Agent {
         let cache = SecretCache::new(Arc::clone(&vault), cfg.cache.clone());
         let metrics = MountMetrics::new(&name, &cfg.vault.url, Duration::from_secs(60), false);
         let core = FsCore::with_metrics(cache, cfg.owner, FsTimings::default(), metrics);
+        let listed = start.listing.is_none();
         let listing = match start.listing {
             Some(l) => l,
             None => {
@@ -76,7 +79,12 @@ impl Agent {
         let stats = follower.stats();
         tokio::spawn(refresher.run(stop_rx.clone()));
         tokio::spawn(follower.run(start.source, stop_rx));
-        let agent = Agent { core, stats, stop };
+        let agent = Agent {
+            core,
+            stats,
+            listed,
+            stop,
+        };
         for h in hot {
             retry(|| agent.read(h)).await?;
         }
