@@ -5,7 +5,8 @@
 //!
 //! Each starting node takes its place in the one-rotation window
 //! `W = window_secs(fleetSize, 1, limitPer10s)`, capped at
-//! [`MAX_START_WINDOW_SECS`]: its calls go out one every `W / 8` seconds,
+//! [`MAX_START_WINDOW_SECS`]: its fetches (cold reads through the cache,
+//! admitted before their fetch timeout starts) go out one every `W / 8` seconds,
 //! the first at a deterministic offset (a hash of the node's name) inside
 //! the first `W / 8`. The pacing stops once the node has been up `2 W` (or
 //! as soon as its queue of calls is empty after `W`), so a cold read the
@@ -185,8 +186,9 @@ impl StartGate {
     }
 }
 
-/// The vault client of a starting node: every call waits its turn at the
-/// gate, then goes to `inner` unchanged.
+/// The vault client of a starting node: each fetch through the cache waits
+/// its turn at the gate ([`Vault::admit`], before the fetch timeout starts),
+/// then every call goes to `inner` unchanged.
 struct PacedStart {
     inner: Arc<dyn Vault>,
     gate: StartGate,
@@ -198,22 +200,24 @@ impl Vault for PacedStart {
         self.inner.url()
     }
 
+    async fn admit(&self) {
+        self.gate.turn().await;
+        self.inner.admit().await;
+    }
+
     async fn get(
         &self,
         name: &SecretName,
         version: Option<&VersionId>,
     ) -> Result<Secret, VaultError> {
-        self.gate.turn().await;
         self.inner.get(name, version).await
     }
 
     async fn list(&self, pacer: &dyn ListPacer) -> Result<Vec<SecretSummary>, VaultError> {
-        self.gate.turn().await;
         self.inner.list(pacer).await
     }
 
     async fn versions(&self, name: &SecretName) -> Result<Vec<VersionItem>, VaultError> {
-        self.gate.turn().await;
         self.inner.versions(name).await
     }
 
@@ -222,7 +226,6 @@ impl Vault for PacedStart {
         name: &SecretName,
         version: Option<&VersionId>,
     ) -> Result<CertificateBundle, VaultError> {
-        self.gate.turn().await;
         self.inner.certificate(name, version).await
     }
 
@@ -231,12 +234,10 @@ impl Vault for PacedStart {
         name: &SecretName,
         version: Option<&VersionId>,
     ) -> Result<KeyBundle, VaultError> {
-        self.gate.turn().await;
         self.inner.key(name, version).await
     }
 
     async fn list_keys(&self) -> Result<Vec<SecretName>, VaultError> {
-        self.gate.turn().await;
         self.inner.list_keys().await
     }
 }
