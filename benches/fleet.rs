@@ -5,25 +5,31 @@
 //! ```
 //!
 //! It starts the Key Vault emulator in this process with its request budget scaled down (400
-//! calls per 10 s: a tenth of Key Vault's 4,000, for a tenth of a 10,000-node fleet, which
-//! leaves every window `W` the same), 1,000 node agents running the real node-side code
-//! (cache, filesystem core, refresher, notice follower) without FUSE, and two watcher replicas
-//! that elect a leader on a lease, list the vault and publish metadata to one notice object.
-//! The notice object and its watch streams are in process here (see `fleet/bus.rs`); the
-//! ConfigMap source that nodes use in a cluster is exercised by the unit tests. Scenarios run
-//! in order and print one line each with what they measured and the target; docs/SCALING.md
-//! and docs/BENCHMARKS.md explain them. A bounded run, not a test: nothing here asserts.
+//! calls per 10 s: a tenth of Key Vault's 4,000, for a tenth of a 10,000-node fleet), the
+//! Kubernetes API fake (tests/kubefake), two `akvfs watch` processes that elect a leader on a
+//! Lease in the fake, list the vault and publish the notice ConfigMap there, a few real
+//! `akvfs mount` processes (FUSE) following that ConfigMap, and 1,000 node agents running the
+//! real node-side code (start-up, cache, filesystem core, refresher, notice follower) without
+//! FUSE, in this process; the agents get the notice through one relay that follows the
+//! ConfigMap with the nodes' own source (`fleet/procs.rs`) and fans it out (`fleet/bus.rs`).
+//! Scenarios run in order and print one line each with what they measured and the target;
+//! docs/SCALING.md and docs/BENCHMARKS.md explain them. A bounded run, not a test: nothing here
+//! asserts.
 
 #[path = "fleet/agents.rs"]
 mod agents;
 #[path = "fleet/bus.rs"]
 mod bus;
+#[path = "../tests/kubefake/mod.rs"]
+mod kubefake;
 #[path = "fleet/meter.rs"]
 mod meter;
+#[path = "fleet/procs.rs"]
+mod procs;
 #[path = "fleet/scenarios.rs"]
 mod scenarios;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,8 +39,9 @@ use akvfs_emulator::{Emulator, EmulatorConfig};
 use clap::Parser;
 
 use agents::Agent;
-use bus::{Bus, Lease, Watcher, WatcherCfg};
+use bus::Bus;
 use meter::Meter;
+use procs::Procs;
 
 #[derive(Parser, Debug, Clone)]
 struct Args {
@@ -56,6 +63,9 @@ struct Args {
     /// Nodes restarted at once.
     #[arg(long, default_value_t = 100)]
     restart: usize,
+    /// Real `akvfs mount` processes beside the agents.
+    #[arg(long, default_value_t = 4)]
+    real_mounts: usize,
     /// The watcher's listing interval, seconds.
     #[arg(long, default_value_t = 5)]
     watch_interval: u64,
@@ -80,9 +90,7 @@ pub struct Fleet {
     cfg: MountConfig,
     vault: Arc<dyn Vault>,
     bus: Arc<Bus>,
-    lease: Arc<Lease>,
-    watchers: std::sync::Mutex<Vec<Arc<Watcher>>>,
-    next_watcher: AtomicU64,
+    procs: Procs,
     agents: tokio::sync::Mutex<Vec<Agent>>,
     meter: Meter,
     next_agent: AtomicU64,
@@ -92,36 +100,10 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Starts one more watcher replica.
-    fn start_watcher(&self) -> Result<(), String> {
-        let id = self.next_watcher.fetch_add(1, Ordering::Relaxed) as usize;
-        let w = Arc::new(Watcher {
-            id,
-            killed: AtomicBool::new(false),
-            pages: AtomicU64::new(0),
-        });
-        let vault = agents::connect(&self.cfg)?;
-        tokio::spawn(Arc::clone(&w).run(
-            vault,
-            Arc::clone(&self.bus),
-            Arc::clone(&self.lease),
-            WatcherCfg {
-                fleet_size: self.args.agents as u32,
-                limit_per_10s: self.args.limit,
-                interval: Duration::from_secs(self.args.watch_interval),
-            },
-        ));
-        self.watchers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(w);
-        Ok(())
-    }
-
-    /// List pages the watchers fetched so far.
+    /// List pages the vault answered so far: the watcher's (nodes list nothing while notices
+    /// are live; a start without a usable notice is counted apart, see `Agent::listed`).
     fn watcher_pages(&self) -> u64 {
-        let ws = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
-        ws.iter().map(|w| w.pages.load(Ordering::Relaxed)).sum()
+        self.emu.counts().get("list_secrets")
     }
 
     fn live_hot(&self) -> Vec<String> {
@@ -226,35 +208,74 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let cfg = mount_config(&emu)?;
     let vault = agents::connect(&cfg)?;
+    let dir = std::env::temp_dir().join(format!("akvfs-fleet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let info = emu.info().clone();
+    let mut procs = Procs::start(
+        &dir,
+        &info.vault_url,
+        &info.ca_file.display().to_string(),
+        (args.agents + args.real_mounts) as u32,
+        args.limit,
+        Duration::from_secs(args.watch_interval),
+    );
+    procs.start_watcher()?;
+    procs.start_watcher()?;
+    let bus = Bus::new();
+    procs::spawn_relay(procs.notice_name(), Arc::clone(&bus));
+    let t = Instant::now();
+    while bus.current().is_none() {
+        if t.elapsed() > Duration::from_secs(120) {
+            return Err(format!(
+                "no notice from akvfs watch within 2 min (logs in {})",
+                dir.display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    procs.start_mounts(args.real_mounts)?;
     let fleet = Arc::new(Fleet {
         meter: Meter::start(Arc::clone(&emu)),
         args: args.clone(),
         emu,
         cfg,
         vault,
-        bus: Bus::new(),
-        lease: Lease::new(Duration::from_secs(15)),
-        watchers: Default::default(),
-        next_watcher: AtomicU64::new(0),
+        bus,
+        procs,
         agents: Default::default(),
         next_agent: AtomicU64::new(0),
         hot,
         removed: Default::default(),
     });
-    fleet.start_watcher()?;
-    fleet.start_watcher()?;
-    while fleet.bus.current().is_none() {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     let t = Instant::now();
-    let started_agents = fleet.start_agents(args.agents, 50).await?;
+    // The real mounts read what their pods would, as the agents do.
+    let readers: Vec<_> = fleet
+        .procs
+        .mounts
+        .iter()
+        .map(|m| {
+            let (dir, hot) = (m.dir.clone(), fleet.hot.clone());
+            std::thread::spawn(move || {
+                hot.iter()
+                    .all(|h| std::fs::read_to_string(dir.join(h)).is_ok())
+            })
+        })
+        .collect();
+    let started_agents = fleet.start_agents(args.agents, args.agents).await?;
     *fleet.agents.lock().await = started_agents;
+    let mounts_ok = readers
+        .into_iter()
+        .map(|r| r.join().unwrap_or(false))
+        .filter(|ok| *ok)
+        .count();
     println!(
-        "fleet: {} agents up in {:.1}s ({} hot secrets each, {} in the vault)",
+        "fleet: {} agents and {mounts_ok}/{} real mounts up in {:.1}s ({} hot secrets each, {} in the vault); logs of the processes in {}",
         args.agents,
+        args.real_mounts,
         t.elapsed().as_secs_f64(),
         args.hot,
-        args.secrets
+        args.secrets,
+        dir.display()
     );
     fleet.emu.set_requests_per_10s(args.limit);
     // Let the start-up calls leave the 10 s window.

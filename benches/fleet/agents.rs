@@ -9,9 +9,9 @@ use akvfs::sim::MountConfig;
 use akvfs::sim::MountMetrics;
 use akvfs::sim::SecretCache;
 use akvfs::sim::SecretName;
+use akvfs::sim::{begin_start, NoticeNode, NoticeSource, NoticeStats};
 use akvfs::sim::{FsCore, FsTimings, ROOT_INO};
 use akvfs::sim::{KernelCache, Refresher};
-use akvfs::sim::{NoticeNode, NoticeSource, NoticeStats};
 use akvfs::sim::{PageCount, Vault};
 use tokio::sync::watch;
 
@@ -24,6 +24,8 @@ impl KernelCache for NoKernel {
 pub struct Agent {
     pub core: Arc<FsCore>,
     pub stats: Arc<NoticeStats>,
+    /// Whether it listed the vault at start (no usable notice then).
+    pub listed: bool,
     stop: watch::Sender<bool>,
 }
 
@@ -36,8 +38,10 @@ pub fn connect(cfg: &MountConfig) -> Result<Arc<dyn Vault>, String> {
 }
 
 impl Agent {
-    /// Starts a node as a mount starts: one listing, then the refresher and the notice
-    /// follower; then reads each of `hot` once (a cold GET each), as its pods would.
+    /// Starts a node as a mount that follows notices starts: the listing from the notice
+    /// (one LIST only when there is no usable notice), its first vault calls paced, then the
+    /// refresher and the notice follower; then reads each of `hot` once (a cold GET each), as
+    /// its pods would, one after another.
     pub async fn start(
         name: String,
         vault: Arc<dyn Vault>,
@@ -45,16 +49,24 @@ impl Agent {
         source: Box<dyn NoticeSource>,
         hot: &[String],
     ) -> Result<Agent, String> {
+        let start = begin_start(vault, &name, source, Duration::from_secs(5)).await;
+        let vault = start.vault;
         let cache = SecretCache::new(Arc::clone(&vault), cfg.cache.clone());
         let metrics = MountMetrics::new(&name, &cfg.vault.url, Duration::from_secs(60), false);
         let core = FsCore::with_metrics(cache, cfg.owner, FsTimings::default(), metrics);
-        let listing = retry(|| async {
-            vault
-                .list(&PageCount::default())
-                .await
-                .map_err(|e| e.to_string())
-        })
-        .await?;
+        let listed = start.listing.is_none();
+        let listing = match start.listing {
+            Some(l) => l,
+            None => {
+                retry(|| async {
+                    vault
+                        .list(&PageCount::default())
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await?
+            }
+        };
         core.set_listing(listing);
         let refresher = Refresher::new(Arc::clone(&core), Arc::new(NoKernel), cfg.refresh);
         let (stop, stop_rx) = watch::channel(false);
@@ -66,8 +78,13 @@ impl Agent {
         let follower = NoticeNode::new(Arc::clone(&refresher), name.clone(), live_poll);
         let stats = follower.stats();
         tokio::spawn(refresher.run(stop_rx.clone()));
-        tokio::spawn(follower.run(source, stop_rx));
-        let agent = Agent { core, stats, stop };
+        tokio::spawn(follower.run(start.source, stop_rx));
+        let agent = Agent {
+            core,
+            stats,
+            listed,
+            stop,
+        };
         for h in hot {
             retry(|| agent.read(h)).await?;
         }

@@ -1,14 +1,12 @@
-//! The notice object and its watchers, in process: a stand-in for one ConfigMap on an API
-//! server (current content, a watch stream per node, `410 Gone` forcing a re-read), and two
-//! watchers that elect a leader on a lease, list the vault and publish metadata.
+//! The notice as the in-process agents see it: the relay (`fleet/procs.rs`) follows the real
+//! ConfigMap in the Kubernetes API fake and publishes each notice here; each agent has a watch
+//! stream of its own, and a scenario can make every stream miss events, then end them with
+//! `410 Gone` (each agent then re-reads the current content).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use akvfs::sim::{Notice, NoticeSource, SecretMeta, SourceEvent};
-use akvfs::sim::{PageCount, Vault};
+use akvfs::sim::{Notice, NoticeSource, SourceEvent};
 use tokio::sync::broadcast;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -101,114 +99,4 @@ impl NoticeSource for BusSource {
             }
         }
     }
-}
-
-/// A lease: one holder at a time, taken over when not renewed for `ttl`.
-pub struct Lease {
-    holder: Mutex<Option<(usize, Instant)>>,
-    ttl: Duration,
-}
-
-impl Lease {
-    pub fn new(ttl: Duration) -> Arc<Lease> {
-        Arc::new(Lease {
-            holder: Mutex::new(None),
-            ttl,
-        })
-    }
-
-    /// Takes or renews the lease for `who`; whether `who` holds it now.
-    fn acquire(&self, who: usize) -> bool {
-        let mut h = lock(&self.holder);
-        let now = Instant::now();
-        match *h {
-            Some((w, at)) if w != who && now.duration_since(at) < self.ttl => false,
-            _ => {
-                *h = Some((who, now));
-                true
-            }
-        }
-    }
-
-    pub fn holder(&self) -> Option<usize> {
-        lock(&self.holder).map(|(w, _)| w)
-    }
-}
-
-/// One watcher replica.
-pub struct Watcher {
-    pub id: usize,
-    pub killed: AtomicBool,
-    /// List pages this replica fetched.
-    pub pages: AtomicU64,
-}
-
-pub struct WatcherCfg {
-    pub fleet_size: u32,
-    pub limit_per_10s: u32,
-    pub interval: Duration,
-}
-
-impl Watcher {
-    /// Runs until killed: renews the lease every interval; as leader, lists the vault and
-    /// writes the object when the metadata changed or the heartbeat is 5 min old.
-    pub async fn run(
-        self: Arc<Self>,
-        vault: Arc<dyn Vault>,
-        bus: Arc<Bus>,
-        lease: Arc<Lease>,
-        cfg: WatcherCfg,
-    ) {
-        let mut last_heartbeat = 0i64;
-        while !self.killed.load(Ordering::Relaxed) {
-            if lease.acquire(self.id) {
-                let pages = PageCount::default();
-                if let Ok(list) = vault.list(&pages).await {
-                    let now = unix_now();
-                    let secrets: BTreeMap<_, _> = list
-                        .into_iter()
-                        .filter(|s| !s.managed)
-                        .map(|s| {
-                            (
-                                s.name,
-                                SecretMeta {
-                                    updated: s.updated.unwrap_or(0),
-                                    enabled: s.enabled,
-                                    content_type: s.content_type,
-                                    expires: None,
-                                },
-                            )
-                        })
-                        .collect();
-                    let old = bus.current();
-                    let changed = old
-                        .as_ref()
-                        .is_none_or(|o| o.secrets != secrets || o.fleet_size != cfg.fleet_size);
-                    if changed || now - last_heartbeat >= 300 {
-                        last_heartbeat = now;
-                        if !self.killed.load(Ordering::Relaxed) {
-                            bus.publish(Notice {
-                                vault: vault.url().trim_end_matches('/').to_string(),
-                                fleet_size: cfg.fleet_size,
-                                limit_per_10s: cfg.limit_per_10s,
-                                secrets,
-                                listed_at: now,
-                                heartbeat: now,
-                            });
-                        }
-                    }
-                }
-                self.pages
-                    .fetch_add(u64::from(pages.get()), Ordering::Relaxed);
-            }
-            tokio::time::sleep(cfg.interval).await;
-        }
-    }
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

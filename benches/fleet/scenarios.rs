@@ -1,7 +1,6 @@
 //! The scenarios, in order. Each prints one line: what it measured, the target, and whether
 //! the measurement met it.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use akvfs::sim::Notice;
@@ -9,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::agents::Agent;
 use super::meter::Usage;
+use super::procs::RealMount;
 use super::Fleet;
 
 fn row(name: &str, ok: bool, text: String, mut extra: Value) -> Value {
@@ -23,21 +23,31 @@ fn pct(calls: u64, limit: u32) -> f64 {
     calls as f64 * 100.0 / f64::from(limit)
 }
 
-/// Waits until every agent satisfies `done`, at most `limit`; the seconds it took.
+/// Waits until every agent satisfies `done` and every real mount `real_done`, at most
+/// `limit`; how many did, of how many, and the seconds it took. Real mounts are read through
+/// FUSE every 2 s (from their memory: a cached value costs no call).
 async fn converge(
     f: &Fleet,
     limit: Duration,
     done: impl Fn(&Agent) -> bool,
+    real_done: impl Fn(&RealMount) -> bool,
 ) -> (usize, usize, Option<f64>) {
     let t = Instant::now();
+    let mut real_ok = 0;
+    let mut last_real: Option<Instant> = None;
     loop {
+        if last_real.is_none_or(|l| l.elapsed() >= Duration::from_secs(2)) {
+            real_ok = f.procs.mounts.iter().filter(|m| real_done(m)).count();
+            last_real = Some(Instant::now());
+        }
         let agents = f.agents.lock().await;
-        let ok = agents.iter().filter(|a| done(a)).count();
-        if ok == agents.len() {
-            return (ok, agents.len(), Some(t.elapsed().as_secs_f64()));
+        let ok = agents.iter().filter(|a| done(a)).count() + real_ok;
+        let all = agents.len() + f.procs.mounts.len();
+        if ok == all {
+            return (ok, all, Some(t.elapsed().as_secs_f64()));
         }
         if t.elapsed() > limit {
-            return (ok, agents.len(), None);
+            return (ok, all, None);
         }
         drop(agents);
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -94,8 +104,9 @@ async fn rotation(f: &Fleet, label: &str, names: &[String], slack: u64) -> Value
     let old = f.bus.current();
     let mut versions = Vec::new();
     for n in names {
-        match f.emu.set_secret(n, &format!("{n}-{}", fastrand::u64(..))) {
-            Ok(v) => versions.push((n.clone(), v)),
+        let value = format!("{n}-{}", fastrand::u64(..));
+        match f.emu.set_secret(n, &value) {
+            Ok(v) => versions.push((n.clone(), v, value)),
             Err(e) => {
                 return row(
                     label,
@@ -116,11 +127,20 @@ async fn rotation(f: &Fleet, label: &str, names: &[String], slack: u64) -> Value
     // The W the fleet computed from the notice that carried the change.
     let w = fleet_w(f).await;
     let limit = Duration::from_secs(w + slack + 60);
-    let (ok, all, secs) = converge(f, limit, |a| {
-        versions
-            .iter()
-            .all(|(n, v)| a.cached_version(n).as_deref() == Some(v.as_str()))
-    })
+    let (ok, all, secs) = converge(
+        f,
+        limit,
+        |a| {
+            versions
+                .iter()
+                .all(|(n, v, _)| a.cached_version(n).as_deref() == Some(v.as_str()))
+        },
+        |m| {
+            versions
+                .iter()
+                .all(|(n, _, value)| m.read(n).as_deref() == Some(value.as_str()))
+        },
+    )
     .await;
     let u = f.meter.since(t0);
     let target = w + f.args.watch_interval + slack;
@@ -176,14 +196,11 @@ async fn leader_kill(f: &Fleet) -> Value {
         .emu
         .set_secret(&names[0], "after-kill-1")
         .unwrap_or_default();
-    // Kill the leader at once, before or while it lists; change another secret while no
-    // replica leads.
-    let leader = f.lease.holder();
-    {
-        let ws = f.watchers.lock().unwrap_or_else(|e| e.into_inner());
-        for w in ws.iter().filter(|w| Some(w.id) == leader) {
-            w.killed.store(true, Ordering::Relaxed);
-        }
+    // Kill the leader at once (SIGKILL: it gives nothing up), before or while it lists;
+    // change another secret while no replica leads.
+    let leader = f.procs.leader();
+    if let Some(l) = &leader {
+        f.procs.kill_watcher(l);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let old = f.bus.current();
@@ -197,13 +214,21 @@ async fn leader_kill(f: &Fleet) -> Value {
     .await;
     let taken = t0.elapsed().as_secs_f64();
     let w = fleet_w(f).await;
-    let (ok, all, secs) = converge(f, Duration::from_secs(w + 90), |a| {
-        a.cached_version(&names[0]).as_deref() == Some(v1.as_str())
-            && a.cached_version(&names[1]).as_deref() == Some(v2.as_str())
-    })
+    let (ok, all, secs) = converge(
+        f,
+        Duration::from_secs(w + 90),
+        |a| {
+            a.cached_version(&names[0]).as_deref() == Some(v1.as_str())
+                && a.cached_version(&names[1]).as_deref() == Some(v2.as_str())
+        },
+        |m| {
+            m.read(&names[0]).as_deref() == Some("after-kill-1")
+                && m.read(&names[1]).as_deref() == Some("after-kill-2")
+        },
+    )
     .await;
     let u = f.meter.since(t0);
-    let _ = f.start_watcher();
+    let _ = f.procs.start_watcher();
     let met = ok == all && u.throttled == 0;
     let text = format!(
         "leader {leader:?} killed mid-rotation; the standby published after {taken:.1} s; {ok}/{all} nodes got both changes{} (W = {w} s); {}",
@@ -241,15 +266,20 @@ async fn relist(f: &Fleet) -> Value {
     };
     f.bus.drop_events(false);
     f.bus.expire();
+    // The real mounts' watches (and the relay's) end with 410 too: they get the object again.
+    f.procs.kube.expire_watches();
     let w = fleet_w(f).await;
-    let (ok, all, secs) = converge(f, Duration::from_secs(w + 90), |a| {
-        a.cached_version(&name).as_deref() == Some(v.as_str())
-    })
+    let (ok, all, secs) = converge(
+        f,
+        Duration::from_secs(w + 90),
+        |a| a.cached_version(&name).as_deref() == Some(v.as_str()),
+        |m| m.read(&name).as_deref() == Some("during-the-gap"),
+    )
     .await;
     let u = f.meter.since(t0);
     let met = ok == all && u.throttled == 0;
     let text = format!(
-        "the change was written while every watch missed it, then 410 Gone: {ok}/{all} nodes got it after the re-read{} (W = {w} s); {}",
+        "the change was written while every agent's watch missed it, then 410 Gone on every watch: {ok}/{all} nodes got it after the re-read{} (W = {w} s); {}",
         secs.map(|s| format!(" in {s:.1} s")).unwrap_or_default(),
         window_text(&u, f.args.limit)
     );
@@ -279,9 +309,12 @@ async fn delete_disable(f: &Fleet) -> Value {
     })
     .await;
     let w = fleet_w(f).await;
-    let (ok, all, secs) = converge(f, Duration::from_secs(w + 90), |a| {
-        a.cached_version(&dis).is_none() && a.cached_version(&del).is_none()
-    })
+    let (ok, all, secs) = converge(
+        f,
+        Duration::from_secs(w + 90),
+        |a| a.cached_version(&dis).is_none() && a.cached_version(&del).is_none(),
+        |m| m.read(&dis).is_none() && m.read(&del).is_none(),
+    )
     .await;
     let u = f.meter.since(t0);
     let target = f.args.watch_interval + w + 5;
@@ -327,9 +360,19 @@ async fn restart(f: &Fleet) -> Value {
     };
     tokio::time::sleep(Duration::from_secs(10)).await;
     let u = f.meter.since(t0);
+    let listed = f
+        .agents
+        .lock()
+        .await
+        .iter()
+        .rev()
+        .take(n)
+        .filter(|a| a.listed)
+        .count();
+    let node_lists = listed;
     let met = u.max_10s <= u64::from(f.args.limit) && u.throttled == 0;
     let text = format!(
-        "{started} nodes restarted at once, each listing and reading its secrets, all serving after {secs:.1} s; {} calls; {}",
+        "{started} nodes restarted at once, each starting from the notice and reading its secrets, all serving after {secs:.1} s; {} calls, of which {node_lists} of them listed the vault (no usable notice); {}",
         u.calls,
         window_text(&u, f.args.limit)
     );
@@ -337,15 +380,24 @@ async fn restart(f: &Fleet) -> Value {
         "restart",
         met,
         text,
-        json!({"seconds": secs, "calls": u.calls, "max_10s": u.max_10s, "throttled": u.throttled}),
+        json!({"seconds": secs, "calls": u.calls, "nodes_listing": node_lists, "max_10s": u.max_10s, "throttled": u.throttled}),
     )
 }
 
+/// Someone with write access to the notice writes a newer `updated` for one secret, the vault
+/// unchanged; the leader puts the true content back at its next listing.
 async fn forged(f: &Fleet) -> Value {
     let name = f.hot[0].clone();
-    let Some(mut n) = f.bus.current() else {
+    let forged = f.procs.notice_data().and_then(|d| {
+        let mut secrets: Value = serde_json::from_str(d["secrets"].as_str()?).ok()?;
+        let updated = secrets[&name]["updated"].as_i64()?;
+        secrets[&name]["updated"] = json!(updated + 1000);
+        Some(secrets.to_string())
+    });
+    let Some(forged) = forged else {
         return row("forged", false, "no notice to forge from".into(), json!({}));
     };
+    let real_before: Vec<Option<String>> = f.procs.mounts.iter().map(|m| m.read(&name)).collect();
     let before: Vec<Option<String>> = f
         .agents
         .lock()
@@ -353,48 +405,36 @@ async fn forged(f: &Fleet) -> Value {
         .iter()
         .map(|a| a.cached_version(&name))
         .collect();
-    let gets0: u64 = f
-        .agents
-        .lock()
-        .await
-        .iter()
-        .map(|a| a.stats.get(&a.stats.gets))
-        .sum();
+    let gets0 = f.emu.counts().get("get_secret");
     let t0 = Instant::now();
-    if let Some(m) = n
-        .secrets
-        .iter_mut()
-        .find(|(k, _)| k.as_str() == name)
-        .map(|(_, m)| m)
-    {
-        m.updated += 1000;
+    if !f.procs.forge(&forged) {
+        return row(
+            "forged",
+            false,
+            "the fake refused the forged write".into(),
+            json!({}),
+        );
     }
-    n.listed_at = super::bus::unix_now();
-    n.heartbeat = n.listed_at;
-    f.bus.publish(n);
     let w = fleet_w(f).await;
     tokio::time::sleep(Duration::from_secs(w + 10)).await;
     let agents = f.agents.lock().await;
     let after: Vec<Option<String>> = agents.iter().map(|a| a.cached_version(&name)).collect();
-    let gets: u64 = agents
-        .iter()
-        .map(|a| a.stats.get(&a.stats.gets))
-        .sum::<u64>()
-        - gets0;
-    let same = before == after;
+    let real_after: Vec<Option<String>> = f.procs.mounts.iter().map(|m| m.read(&name)).collect();
+    let gets = f.emu.counts().get("get_secret") - gets0;
+    let nodes = agents.len() + f.procs.mounts.len();
+    let same = before == after && real_before == real_after;
     let u = f.meter.since(t0);
-    let met = gets <= agents.len() as u64 && same;
+    let met = gets <= nodes as u64 && same && u.throttled == 0;
     let text = format!(
-        "a forged newer version of one secret: {gets} GETs across {} nodes ({:.2} per node), values unchanged: {same}; {}",
-        agents.len(),
-        gets as f64 / agents.len().max(1) as f64,
+        "a forged newer version of one secret written to the ConfigMap: {gets} GETs across {nodes} nodes ({:.2} per node), values unchanged (agents and real mounts): {same}; {}",
+        gets as f64 / nodes.max(1) as f64,
         window_text(&u, f.args.limit)
     );
     row(
         "forged",
         met,
         text,
-        json!({"gets": gets, "nodes": agents.len(), "unchanged": same, "max_10s": u.max_10s, "throttled": u.throttled}),
+        json!({"gets": gets, "nodes": nodes, "unchanged": same, "max_10s": u.max_10s, "throttled": u.throttled}),
     )
 }
 

@@ -64,6 +64,9 @@ impl SecretCache {
 
     /// One fetch with retries on transient errors, within the fetch timeout.
     async fn fetch_uncoalesced(&self, key: &FetchKey) -> Result<Arc<CachedSecret>, VaultError> {
+        // A starting node's pacing is not the vault being slow: the fetch
+        // timeout starts once the client admits the call.
+        self.vault.admit().await;
         let timeout = self.cfg.fetch_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let _permit = match tokio::time::timeout_at(deadline, self.permits.acquire()).await {

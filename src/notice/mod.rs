@@ -13,6 +13,8 @@
 //! - [`parse`]: the notice object's `data`, checked against hostile input.
 //! - [`window`]: the window `W` and each node's delay inside it.
 //! - [`node`]: what a node does with notices (schedule, fetch, fall back).
+//! - [`start`]: a node's start-up from the notice: its listing, and its
+//!   first vault calls paced.
 //! - [`kube`]: the Kubernetes ConfigMap source (get + watch on one object).
 //!
 //! [`NoticeSource`] keeps the transport apart so another source (an Event
@@ -21,6 +23,7 @@
 pub mod kube;
 pub mod node;
 pub mod parse;
+pub mod start;
 pub mod window;
 
 use std::collections::BTreeMap;
@@ -30,7 +33,7 @@ pub use crate::config::notice::{NoticeConfig, SourceSpec};
 pub use node::{NoticeNode, NoticeStats};
 pub use parse::{parse_notice, Notice, SecretMeta};
 #[cfg(test)]
-use window::{delay_for, window_secs};
+use window::{delay_ms_for, window_secs};
 
 /// A heartbeat older than this means the watcher is gone: nodes fall back to
 /// their own polling (3 x the watcher's 5 min heartbeat).

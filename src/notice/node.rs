@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::window::{delay_for, window_secs};
+use super::window::{delay_ms_for, window_secs};
 use super::{Notice, NoticeSource, SecretMeta, SourceEvent, STALE_AFTER};
 use crate::refresh::{Refresher, Verified};
 use crate::secret::SecretName;
@@ -221,7 +221,7 @@ impl NoticeNode {
                 continue;
             }
             let key = target.unwrap_or(n.listed_at);
-            let delay = Duration::from_secs(delay_for(&self.node, name.as_str(), key, window));
+            let delay = Duration::from_millis(delay_ms_for(&self.node, name.as_str(), key, window));
             bump(&self.stats.scheduled);
             self.pending.insert(
                 name,

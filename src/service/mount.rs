@@ -25,6 +25,10 @@ use crate::vault::{PageCount, Vault, VaultError};
 use super::connect::connect;
 use super::{harden, metrics_for, runtime, start_metrics, Error};
 
+/// How long a mount that follows notices waits for the notice at start
+/// before it lists the vault itself.
+const NOTICE_START_WAIT: Duration = Duration::from_secs(5);
+
 /// Lists the vault once, retrying transient errors within `budget`.
 async fn first_listing(
     vault: &Arc<dyn Vault>,
@@ -71,6 +75,8 @@ pub struct PreparedMount {
     metrics: Arc<MountMetrics>,
     core: Arc<FsCore>,
     count: i64,
+    /// The notice source read at start, to follow once mounted.
+    notices: Option<Box<dyn crate::notice::NoticeSource>>,
 }
 
 impl PreparedMount {
@@ -98,7 +104,25 @@ impl PreparedMount {
         conn: super::connect::Connection,
     ) -> Result<PreparedMount, Error> {
         let vault_url = cfg.vault.url.clone();
-        let listing = match rt.block_on(first_listing(&conn.vault, cfg.cache.fetch_timeout)) {
+        // Following notices: start from the notice's listing, with the
+        // first vault calls paced (crate::notice::start).
+        let (vault, noticed, notices) = match &cfg.notice {
+            Some(n) => {
+                let start = rt.block_on(crate::notice::start::begin(
+                    Arc::clone(&conn.vault),
+                    &n.node_name,
+                    crate::notice::source_for(&n.source),
+                    NOTICE_START_WAIT,
+                ));
+                (start.vault, start.listing, Some(start.source))
+            }
+            None => (Arc::clone(&conn.vault), None, None),
+        };
+        let listing = match noticed {
+            Some(l) => Ok(l),
+            None => rt.block_on(first_listing(&conn.vault, cfg.cache.fetch_timeout)),
+        };
+        let listing = match listing {
             Ok(l) => Some(l),
             Err(e @ VaultError::Forbidden { .. }) => {
                 match rt.block_on(probe_read(&conn.vault, cfg.cache.fetch_timeout)) {
@@ -132,7 +156,7 @@ impl PreparedMount {
 
         let mut cache_cfg = cfg.cache.clone();
         cache_cfg.max_bytes = crate::locked::fit_cache_budget(cache_cfg.max_bytes);
-        let cache = SecretCache::new(Arc::clone(&conn.vault), cache_cfg);
+        let cache = SecretCache::new(vault, cache_cfg);
         let core =
             FsCore::with_metrics(cache, cfg.owner, FsTimings::default(), Arc::clone(&metrics));
         core.set_views(cfg.views.clone(), cfg.view_root);
@@ -151,6 +175,7 @@ impl PreparedMount {
             metrics,
             core,
             count,
+            notices,
         })
     }
 
@@ -162,6 +187,7 @@ impl PreparedMount {
             metrics,
             core,
             count,
+            notices: source,
         } = self;
         let vault_url = cfg.vault.url.clone();
         let fs = AkvFs::new(Arc::clone(&core), rt.handle().clone(), cfg.strict_open);
@@ -179,10 +205,14 @@ impl PreparedMount {
             Arc::new(KernelNotifier(session.notifier(), Arc::clone(&core))),
             cfg.refresh,
         );
-        let notices = cfg
-            .notice
-            .as_ref()
-            .map(|n| rt.spawn(follow_notices(Arc::clone(&refresher), n, stop_rx.clone())));
+        let notices = cfg.notice.as_ref().zip(source).map(|(n, source)| {
+            rt.spawn(follow_notices(
+                Arc::clone(&refresher),
+                n,
+                source,
+                stop_rx.clone(),
+            ))
+        });
         let refresher = rt.spawn(refresher.run(stop_rx));
         metrics.up.store(true, Ordering::Relaxed);
         tracing::info!(
@@ -209,10 +239,11 @@ impl PreparedMount {
 fn follow_notices(
     refresher: Arc<Refresher>,
     cfg: &crate::notice::NoticeConfig,
+    source: Box<dyn crate::notice::NoticeSource>,
     stop: watch::Receiver<bool>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let node = crate::notice::NoticeNode::new(refresher, cfg.node_name.clone(), cfg.live_poll);
-    node.run(crate::notice::source_for(&cfg.source), stop)
+    node.run(source, stop)
 }
 
 /// One serving mount: its FUSE session, refresher and metrics.

@@ -32,6 +32,12 @@ pub trait Vault: Send + Sync + 'static {
         version: Option<&VersionId>,
     ) -> Result<Secret, VaultError>;
 
+    /// Waits until this client may make its next fetch; callers start their
+    /// own deadline after it. A node starting from a change notice paces its
+    /// first reads here (crate::notice::start); every other client admits at
+    /// once.
+    async fn admit(&self) {}
+
     /// Lists every secret in the vault, following all pages. `pacer` is
     /// called before each page request: it counts the calls and may delay
     /// them to stay within a request budget.

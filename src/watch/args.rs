@@ -49,7 +49,7 @@ pub struct WatchArgs {
     pub max_requests_per_10s: u32,
 
     /// The vault's request limit per 10 seconds that the fleet shares; nodes
-    /// spread a rotation's GETs to stay within half of it.
+    /// spread a rotation's GETs so its busiest 10 s stay under 40% of it.
     #[arg(long = "limit-per-10s", value_name = "N", default_value_t = 4000, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Watch")]
     pub limit_per_10s: u32,
 

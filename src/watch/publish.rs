@@ -14,7 +14,19 @@ use tokio::sync::{watch, Mutex};
 use super::args::FleetSource;
 use super::lease::is_leading;
 use super::notice::{self, Content};
+use crate::notice::window::window_secs;
 use crate::vault::{ListPacer, Vault};
+
+/// Secrets whose metadata differs between two notices, plus names gone: the
+/// `changed` of the window formula, as a node counts it.
+pub fn changed_count<M: PartialEq>(
+    old: &std::collections::BTreeMap<String, M>,
+    new: &std::collections::BTreeMap<String, M>,
+) -> u32 {
+    let differ = new.iter().filter(|(k, m)| old.get(*k) != Some(*m)).count();
+    let gone = old.keys().filter(|k| !new.contains_key(*k)).count();
+    u32::try_from(differ + gone).unwrap_or(u32::MAX)
+}
 
 /// Spaces list pages so that one vault sees at most `per_10s` of them in any
 /// 10 seconds from this watcher.
@@ -161,13 +173,23 @@ impl Publisher {
         }
         let current = known.as_ref().and_then(|c| c.as_ref());
         let now = unix_now();
-        let (same, beat_due) = match current.and_then(notice::parse) {
+        let parsed = current.and_then(notice::parse);
+        let (same, beat_due) = match &parsed {
             Some((old, hb)) => (
-                old == content,
-                now.saturating_sub(hb) >= self.heartbeat.as_secs() as i64,
+                *old == content,
+                now.saturating_sub(*hb) >= self.heartbeat.as_secs() as i64,
             ),
             None => (false, true),
         };
+        // The window every node will compute for this write (the same
+        // formula, crate::notice::window), for the log.
+        let window = parsed.as_ref().map(|(old, _)| {
+            window_secs(
+                u32::try_from(fleet_size).unwrap_or(u32::MAX),
+                changed_count(&old.secrets, &content.secrets),
+                self.limit_per_10s,
+            )
+        });
         if same && !beat_due {
             return;
         }
@@ -197,7 +219,7 @@ impl Publisher {
                 if same {
                     tracing::debug!(vault = %url, configmap = %self.name, "heartbeat");
                 } else {
-                    tracing::info!(vault = %url, configmap = %self.name, secrets = content.secrets.len(), fleet_size, "published a notice");
+                    tracing::info!(vault = %url, configmap = %self.name, secrets = content.secrets.len(), fleet_size, window_secs = ?window, "published a notice");
                 }
             }
             Err(kube::Error::Api(s))

@@ -167,12 +167,115 @@ def check_daemonset(name, docs, config):
         f"{name}: resource requests (cpu, memory) and a memory limit",
     )
     check(c["image"] == "ghcr.io/example/akvfs:0.1.0", f"{name}: image ghcr.io/example/akvfs:0.1.0 (got {c['image']})")
+    check_notice_access(name, spec, c, sa, config)
     for m in config.get("mount", []):
         path = m.get("path", "")
         check(
             path.startswith(HOST_ROOT + "/") and path.count("/") >= HOST_ROOT.count("/") + 2,
             f"{name}: mount {m.get('vault')} at {path}, at least two levels below {HOST_ROOT} "
             "(consumers mount the directory above the mountpoint)",
+        )
+
+
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def notices_of(config):
+    """(namespace, name) of every change notice the config's mounts follow."""
+    out = set()
+    for m in config.get("mount", []):
+        spec = m.get("notice", config.get("defaults", {}).get("notice"))
+        if spec:
+            ns, _, cm = spec.removeprefix("configmap:").partition("/")
+            out.add((ns, cm))
+    return out
+
+
+def check_notice_access(name, spec, c, sa, config):
+    """A node that follows notices can reach the API server: a token where
+    kube clients look for it, and its node name for its delays."""
+    if not notices_of(config):
+        return
+    token_mounted = spec.get("automountServiceAccountToken")
+    if token_mounted is None and sa:
+        token_mounted = sa[0].get("automountServiceAccountToken", True)
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    m = next((m for m in c.get("volumeMounts", []) if m["mountPath"] == SA_DIR), None)
+    sources = vols.get(m["name"], {}).get("projected", {}).get("sources", []) if m else []
+    projected = {next(iter(src)) for src in sources}
+    check(
+        token_mounted is True
+        or (m is not None and m.get("readOnly") is True and {"serviceAccountToken", "configMap", "downwardAPI"} <= projected),
+        f"{name}: the notice is followed, and an API token (with its CA and namespace) is mounted read-only at {SA_DIR}",
+    )
+    env = {e["name"]: e for e in c.get("env", [])}
+    check(
+        env.get("NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName",
+        f"{name}: NODE_NAME from spec.nodeName (the input of the node's delays)",
+    )
+
+
+def check_watch(name, docs, repo):
+    """The watcher's render: it publishes the notices the shipped node config
+    follows, and the nodes' service account may get and watch exactly those
+    objects and nothing else."""
+    deps = [r for r in docs if r["kind"] == "Deployment"]
+    if not check(len(deps) == 1, f"{name}: one watcher Deployment"):
+        return
+    dep = deps[0]
+    ns = dep["metadata"].get("namespace")
+    c = pod_spec(dep)["containers"][0]
+    argv = c.get("command", []) + c.get("args", [])
+    check(argv[1:2] == ["watch"], f"{name}: runs akvfs watch")
+    vaults = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--vault"]
+    published = {(ns, "akvfs-notice-" + v.removeprefix("https://").split(".")[0].lower()) for v in vaults}
+    check(bool(published), f"{name}: the watcher publishes {sorted(published)}")
+    node_docs = kustomize_lite.render(os.path.join(repo, "k8s", "base"))
+    ds = [r for r in node_docs if r["kind"] == "DaemonSet"][0]
+    node_sa = (ds["metadata"].get("namespace"), pod_spec(ds).get("serviceAccountName"))
+    cm = [r for r in node_docs if r["kind"] == "ConfigMap" and "config.toml" in r.get("data", {})][0]
+    wanted = notices_of(tomllib.loads(cm["data"]["config.toml"]))
+    check(
+        bool(wanted) and wanted <= published,
+        f"{name}: the shipped node config follows notices the watcher publishes ({sorted(wanted)})",
+    )
+
+    def binds_node(b):
+        return any(
+            s.get("kind") == "ServiceAccount" and (s.get("namespace"), s.get("name")) == node_sa
+            for s in b.get("subjects", [])
+        )
+
+    check(
+        not any(r["kind"] == "ClusterRoleBinding" and binds_node(r) for r in docs),
+        f"{name}: no ClusterRoleBinding for the nodes' service account",
+    )
+    roles = {(r["metadata"].get("namespace"), r["metadata"]["name"]): r for r in docs if r["kind"] == "Role"}
+    rules = []
+    for b in (r for r in docs if r["kind"] == "RoleBinding" and binds_node(r)):
+        role = roles.get((b["metadata"].get("namespace"), b["roleRef"]["name"]))
+        if check(
+            b["roleRef"]["kind"] == "Role" and role is not None,
+            f"{name}: RoleBinding {b['metadata']['name']} grants the nodes a Role of this render",
+        ):
+            rules += [(role["metadata"].get("namespace"), r) for r in role.get("rules", [])]
+    check(
+        len(rules) == 1,
+        f"{name}: the nodes' service account gets exactly one rule ({len(rules)})",
+    )
+    for rns, rule in rules:
+        check(
+            rule.get("apiGroups") == [""] and rule.get("resources") == ["configmaps"],
+            f"{name}: the nodes' rule is on core configmaps only",
+        )
+        check(
+            {(rns, n) for n in rule.get("resourceNames", [])} == wanted and rule.get("resourceNames"),
+            f"{name}: the nodes' rule names exactly the notices they follow, in that namespace",
+        )
+        verbs = set(rule.get("verbs", []))
+        check(
+            {"get", "watch"} <= verbs <= {"get", "list", "watch"},
+            f"{name}: the nodes may get and watch the notice, nothing more (verbs {sorted(verbs)})",
         )
 
 
@@ -227,6 +330,9 @@ def main():
         if any(r["kind"] == "CSIDriver" and r["metadata"]["name"] == check_csi.DRIVER for r in docs):
             consumers = check_csi.check_all(check, name, docs, repo)
             csi_consumers += consumers
+            continue
+        if any(r["kind"] == "Deployment" and "watch" in pod_spec(r)["containers"][0].get("args", []) for r in docs):
+            check_watch(name, docs, repo)
             continue
         cms = [r for r in docs if r["kind"] == "ConfigMap" and "config.toml" in r.get("data", {})]
         if not check(len(cms) == 1, f"{name}: one ConfigMap with config.toml"):

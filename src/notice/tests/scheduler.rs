@@ -11,7 +11,8 @@ use crate::cache::SecretCache;
 use crate::config::{CacheConfig, OwnerConfig};
 use crate::fs::{FsCore, FsTimings, ROOT_INO};
 use crate::notice::{
-    delay_for, window_secs, ChannelSource, Notice, NoticeNode, NoticeStats, SecretMeta, SourceEvent,
+    delay_ms_for, window_secs, ChannelSource, Notice, NoticeNode, NoticeStats, SecretMeta,
+    SourceEvent,
 };
 use crate::refresh::{KernelCache, RefreshConfig, Refresher};
 use crate::secret::SecretName;
@@ -99,7 +100,7 @@ async fn read(core: &FsCore, name: &str) -> Result<Vec<u8>, i32> {
         .to_vec())
 }
 
-/// A notice from a fleet of 1,000 at 400 per 10 s (W = 50 s for one change).
+/// A notice from a fleet of 1,000 at 400 per 10 s (W = 83 s for one change).
 fn notice(secrets: &[(&str, i64, bool)]) -> SourceEvent {
     SourceEvent::Notice(Notice {
         vault: "memory://test".into(),
@@ -139,8 +140,8 @@ async fn a_rotation_is_fetched_once_at_the_nodes_own_delay() {
     n.vault.put("db", b"v2");
     n.vault.set_updated("db", T0 + 100);
     let w = window_secs(1000, 1, 400);
-    assert_eq!(w, 50);
-    let delay = delay_for(NODE, "db", T0 + 100, w) as f64;
+    assert_eq!(w, 83);
+    let delay = delay_ms_for(NODE, "db", T0 + 100, w) as f64 / 1000.0;
     let before = gets(&n);
     n.tx.send(notice(&[("db", T0 + 100, true), ("other", T0, true)]))
         .await
@@ -185,15 +186,15 @@ async fn a_forged_notice_costs_one_get_and_changes_nothing() {
     // The vault has not changed; the notice claims it has, and that the
     // secret is disabled, then that it is gone.
     n.tx.send(notice(&[("db", T0 + 999, true)])).await.unwrap();
-    wait(60.0).await;
+    wait(90.0).await;
     n.tx.send(notice(&[("db", T0 + 999, true)])).await.unwrap();
-    wait(60.0).await;
+    wait(90.0).await;
     assert_eq!(gets(&n), before + 1);
     assert_eq!(read(&n.core, "db").await.unwrap(), b"v1");
     n.tx.send(notice(&[("db", T0 + 1000, false)]))
         .await
         .unwrap();
-    wait(60.0).await;
+    wait(90.0).await;
     assert_eq!(gets(&n), before + 2);
     assert_eq!(
         read(&n.core, "db").await.unwrap(),
@@ -201,7 +202,7 @@ async fn a_forged_notice_costs_one_get_and_changes_nothing() {
         "a notice cannot revoke"
     );
     n.tx.send(notice(&[])).await.unwrap();
-    wait(60.0).await;
+    wait(90.0).await;
     assert_eq!(gets(&n), before + 3);
     assert_eq!(
         read(&n.core, "db").await.unwrap(),
@@ -217,7 +218,7 @@ async fn a_disable_or_delete_the_vault_confirms_revokes() {
     n.vault.set_enabled("db", false);
     n.vault.delete("gone");
     n.tx.send(notice(&[("db", T0 + 5, false)])).await.unwrap();
-    wait(60.0).await;
+    wait(90.0).await;
     assert!(read(&n.core, "db").await.is_err(), "disabled: removed");
     assert!(read(&n.core, "gone").await.is_err(), "deleted: removed");
     assert_eq!(n.stats.get(&n.stats.revoked), 2);
@@ -231,7 +232,7 @@ async fn a_429_is_retried_after_retry_after() {
     n.vault.fail_gets_with(Some(VaultError::Throttled {
         retry_after: Some(Duration::from_secs(30)),
     }));
-    let delay = delay_for(NODE, "db", T0 + 100, 50) as f64;
+    let delay = delay_ms_for(NODE, "db", T0 + 100, window_secs(1000, 1, 400)) as f64 / 1000.0;
     let before = gets(&n);
     n.tx.send(notice(&[("db", T0 + 100, true)])).await.unwrap();
     wait(delay + 0.5).await;
@@ -295,18 +296,18 @@ async fn a_change_inside_an_open_window_widens_it() {
         .await
         .unwrap();
     wait(1.0).await;
-    assert_eq!(n.stats.get(&n.stats.window), 50);
-    // b changes while a's 50 s are still running: both count.
+    assert_eq!(n.stats.get(&n.stats.window), 83);
+    // b changes while a's 83 s are still running: both count.
     n.tx.send(notice(&[("a", T0 + 10, true), ("b", T0 + 20, true)]))
         .await
         .unwrap();
     wait(1.0).await;
-    assert_eq!(n.stats.get(&n.stats.window), 100);
+    assert_eq!(n.stats.get(&n.stats.window), 166);
     // Once both windows have closed, a lone change is one again.
     wait(200.0).await;
     n.tx.send(notice(&[("a", T0 + 30, true), ("b", T0 + 20, true)]))
         .await
         .unwrap();
     wait(1.0).await;
-    assert_eq!(n.stats.get(&n.stats.window), 50);
+    assert_eq!(n.stats.get(&n.stats.window), 83);
 }
