@@ -4,9 +4,12 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::AuthError;
 use crate::daemon::background::BackgroundError;
 use crate::daemon::harden::HardenError;
 use crate::daemon::mounts::MountpointError;
+use crate::metrics::MetricsError;
+use crate::vault::azure::SetupError;
 use crate::vault::VaultError;
 
 use super::connect::hint;
@@ -24,25 +27,26 @@ pub enum Error {
     #[error("{}{detail}", ca_file.as_ref().map(|p| format!("--ca-file {}: ", p.display())).unwrap_or_default())]
     Transport {
         ca_file: Option<PathBuf>,
-        detail: String,
+        #[source]
+        detail: SetupError,
     },
     /// The configured identity cannot be used (missing settings, unreadable
     /// files).
-    #[error("{0}")]
-    Identity(String),
+    #[error(transparent)]
+    Identity(#[from] AuthError),
     /// The vault client could not be built from the URL.
-    #[error("{0}")]
-    Client(String),
+    #[error(transparent)]
+    Client(SetupError),
     #[error("cannot list secrets in {vault}: {source}{}", hint(source))]
     List { vault: String, source: VaultError },
     #[error("cannot read secrets in {vault}: {source}{}", hint(source))]
     Read { vault: String, source: VaultError },
     /// The identity's token could not be obtained (`akvfs check`).
-    #[error("{mode} authentication failed: {detail}{}", if *sign_in_expired { crate::auth::CLI_SIGN_IN_EXPIRED } else { "" })]
+    #[error("{mode} authentication failed: {source}")]
     Token {
         mode: &'static str,
-        detail: String,
-        sign_in_expired: bool,
+        #[source]
+        source: AuthError,
     },
     /// The mountpoint is unusable, or unmounting it failed.
     #[error(transparent)]
@@ -61,8 +65,8 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
     /// The metrics endpoint cannot listen.
-    #[error("{0}")]
-    Metrics(String),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     #[error(transparent)]
     Background(#[from] BackgroundError),
     #[error("not every mount could start within the ready timeout ({} s): {why}", timeout.as_secs())]
