@@ -83,3 +83,71 @@ fn mount_advice(e: &io::Error) -> &'static str {
         ""
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{AuthError, Required, TokenFailure};
+    use crate::daemon::background::LogSinkError;
+
+    #[test]
+    fn wrapped_layer_errors_render_what_failed_and_what_to_check() {
+        let e = Error::from(AuthError::Missing {
+            mode: "client-secret",
+            setting: Required::TenantId,
+        });
+        assert_eq!(
+            e.to_string(),
+            "--auth client-secret needs --tenant-id or AZURE_TENANT_ID"
+        );
+        let e = Error::Token {
+            mode: "azure-cli",
+            source: AuthError::Token {
+                failure: TokenFailure::Other("AADSTS700082: expired".into()),
+                sign_in_expired: true,
+            },
+        };
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(
+                "azure-cli authentication failed: cannot obtain an access token: AADSTS700082"
+            ),
+            "{shown}"
+        );
+        assert!(shown.ends_with(crate::auth::CLI_SIGN_IN_EXPIRED), "{shown}");
+        let e = Error::Transport {
+            ca_file: Some(PathBuf::from("/etc/ca.pem")),
+            detail: SetupError::CaEmpty,
+        };
+        assert!(e
+            .to_string()
+            .starts_with("--ca-file /etc/ca.pem: the CA file holds no PEM certificate; check"));
+        let e = Error::from(MetricsError::Listen {
+            addr: ([127, 0, 0, 1], 9464).into(),
+            source: io::Error::from(io::ErrorKind::AddrInUse),
+        });
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("cannot listen for metrics on 127.0.0.1:9464: "),
+            "{shown}"
+        );
+        assert!(shown.contains("choose another --metrics-listen"), "{shown}");
+        let e = LogSinkError::Dir {
+            dir: PathBuf::from("/nope/akvfs"),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        assert!(e
+            .to_string()
+            .starts_with("cannot create the log directory /nope/akvfs: "));
+        let e = Error::from(HardenError::from(crate::locked::RegionError::Lock {
+            bytes: 1 << 20,
+            source: io::Error::from_raw_os_error(libc::ENOMEM),
+        }));
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("cannot lock 1 MiB for secret values (mlock): "),
+            "{shown}"
+        );
+        assert!(shown.contains("--no-mlock"), "{shown}");
+    }
+}
