@@ -111,7 +111,7 @@ pub struct MountArgs {
 
 impl MountArgs {
     /// The flags, with `-o` options on top, validated.
-    pub fn to_config(&self) -> Result<MountConfig, String> {
+    pub fn to_config(&self) -> Result<MountConfig, ArgsError> {
         let mut raw = MountOptions {
             vault: Some(self.vault.clone()),
             path: Some(self.mountpoint.clone()),
@@ -119,17 +119,16 @@ impl MountArgs {
         };
         let mut mlock = !self.no_mlock;
         for opts in &self.options {
-            let (o, o_mlock) = parse_mount_options(opts)?;
+            let (o, o_mlock) = parse_mount_options(opts).map_err(ArgsError::Options)?;
             raw = raw.overlay(o);
             mlock &= o_mlock;
         }
-        raw.validate(self.foreground, mlock).map_err(|e| {
-            if self.options.is_empty() {
-                e.as_flag()
-            } else {
-                format!("{} (from a flag or -o {})", e.as_flag(), e.field)
-            }
-        })
+        raw.validate(self.foreground, mlock)
+            .map_err(|e| ArgsError::Field {
+                field: e.field,
+                problem: e.problem,
+                via_options: !self.options.is_empty(),
+            })
     }
 }
 
@@ -184,20 +183,57 @@ pub struct CheckArgs {
 
 impl CheckArgs {
     /// The vault and identity settings and the per-call timeout, every option validated as for a mount.
-    pub fn to_config(&self) -> Result<(VaultConfig, AuthConfig, std::time::Duration), String> {
+    pub fn to_config(&self) -> Result<(VaultConfig, AuthConfig, std::time::Duration), ArgsError> {
         MountOptions {
             vault: Some(self.vault.clone()),
             ..self.settings.clone()
         }
         .validate_for_check()
-        .map_err(|e| e.as_flag())
+        .map_err(|e| ArgsError::Field {
+            field: e.field,
+            problem: e.problem,
+            via_options: false,
+        })
     }
+}
+
+/// Arguments that parse but do not make a valid command: the setting,
+/// named the way the user gave it, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// An `-o` list that does not parse; the text names the option.
+    #[error("{0}")]
+    Options(String),
+    /// A setting with a bad value. Given only as flags, it is named as its
+    /// flag; when `-o` lists were given too, it may have come from either.
+    #[error("--{}: {problem}{}", .field.replace('_', "-"), if *.via_options { format!(" (from a flag or -o {field})") } else { String::new() })]
+    Field {
+        /// The setting's name as an `-o` option or config key.
+        field: &'static str,
+        problem: String,
+        via_options: bool,
+    },
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn bad_settings_are_named_as_the_user_set_them() {
+        let bad = |via_options| ArgsError::Field {
+            field: "cache_ttl",
+            problem: "must be at least 1s".into(),
+            via_options,
+        };
+        assert_eq!(bad(false).to_string(), "--cache-ttl: must be at least 1s");
+        let either = bad(true);
+        assert_eq!(
+            either.to_string(),
+            "--cache-ttl: must be at least 1s (from a flag or -o cache_ttl)"
+        );
+    }
 
     #[test]
     fn cli_is_consistent() {

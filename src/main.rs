@@ -41,7 +41,7 @@ fn main() {
     let result = match cli.command {
         Command::Mount(args) => match args.to_config() {
             Ok(cfg) => akvfs::mount(cfg, args.metrics_listen),
-            Err(msg) => usage_error(&msg),
+            Err(e) => usage_error(&e.to_string()),
         },
         Command::Run(args) => akvfs::run_config_with(
             &args.config,
@@ -59,11 +59,11 @@ fn main() {
                 }
                 Ok(())
             }
-            Err(msg) => usage_error(&msg),
+            Err(e) => usage_error(&e.to_string()),
         },
         Command::Check(args) => match args.to_config() {
             Ok((vault, auth, timeout)) => akvfs::check(vault, auth, timeout),
-            Err(msg) => usage_error(&msg),
+            Err(e) => usage_error(&e.to_string()),
         },
         Command::Csi(args) => akvfs::run_csi(args),
     };

@@ -44,7 +44,7 @@ fn arc_error(msg: String) -> azure_core::Error {
 
 impl ArcCredential {
     /// The Arc credential if the environment is an Arc machine's.
-    pub fn from_env(client_id: Option<&str>) -> Result<Option<ArcCredential>, String> {
+    pub fn from_env(client_id: Option<&str>) -> Result<Option<ArcCredential>, AuthError> {
         let (Some(endpoint), Some(_)) = (env(ENV_IDENTITY_ENDPOINT), env(ENV_IMDS_ENDPOINT)) else {
             return Ok(None);
         };
@@ -52,9 +52,9 @@ impl ArcCredential {
             return Ok(None);
         }
         if let Some(id) = client_id {
-            return Err(format!(
-                "Azure Arc managed identity is system-assigned only, but a user-assigned client id ({id}) was given; remove --client-id/AZURE_CLIENT_ID/client_id"
-            ));
+            return Err(AuthError::ArcUserAssigned {
+                client_id: id.to_string(),
+            });
         }
         let tokens_dir =
             PathBuf::from(env(ENV_ARC_TOKENS_DIR).unwrap_or_else(|| ARC_TOKENS_DIR.to_string()));
@@ -62,7 +62,7 @@ impl ArcCredential {
             .no_proxy()
             .timeout(std::time::Duration::from_secs(30))
             .build()
-            .map_err(|e| format!("cannot set up the Azure Arc identity client: {e}"))?;
+            .map_err(AuthError::ArcClient)?;
         Ok(Some(ArcCredential {
             endpoint,
             tokens_dir,

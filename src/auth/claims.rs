@@ -18,11 +18,11 @@ pub struct TokenClaims {
 /// itself is dropped, never shown.
 pub async fn whoami(
     credential: &Arc<dyn TokenCredential>,
-) -> Result<(TokenClaims, time::OffsetDateTime), String> {
+) -> Result<(TokenClaims, time::OffsetDateTime), AuthError> {
     let token = credential
         .get_token(&[VAULT_SCOPE], None)
         .await
-        .map_err(|e| format!("cannot obtain an access token: {}", one_line(&e)))?;
+        .map_err(|e| AuthError::token(&e))?;
     let claims = decode_claims(token.token.secret()).unwrap_or_default();
     Ok((claims, token.expires_on))
 }

@@ -18,12 +18,14 @@
 
 mod arc;
 mod claims;
+mod error;
 mod imds;
 mod scope;
 mod workload;
 
 pub use arc::*;
 pub use claims::*;
+pub use error::{AuthError, Required};
 pub use imds::*;
 pub use scope::*;
 pub use workload::*;
@@ -42,8 +44,7 @@ use azure_identity::{
 };
 
 use crate::config::{
-    AuthConfig, AuthMode, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_FEDERATED_TOKEN_FILE,
-    ENV_IDENTITY_ENDPOINT, ENV_TENANT_ID,
+    AuthConfig, AuthMode, ENV_CLIENT_SECRET, ENV_FEDERATED_TOKEN_FILE, ENV_IDENTITY_ENDPOINT,
 };
 use crate::text::one_line;
 
@@ -67,7 +68,7 @@ pub struct Identity {
 /// Resolves `auto` and builds the credential. Errors name the missing piece.
 /// The credential only ever requests Key Vault scopes, and starts over with
 /// no cached token when a request carries [`FreshToken`].
-pub fn build_identity(cfg: &AuthConfig, transport: &Transport) -> Result<Identity, String> {
+pub fn build_identity(cfg: &AuthConfig, transport: &Transport) -> Result<Identity, AuthError> {
     let (mode, reason) = match cfg.mode {
         AuthMode::Auto => choose_auto(cfg),
         m => (m, "chosen with --auth".to_string()),
@@ -191,25 +192,16 @@ fn build_credential(
     mode: AuthMode,
     cfg: &AuthConfig,
     transport: &Transport,
-) -> Result<Arc<dyn TokenCredential>, String> {
-    let sdk_err = |what: &str, e: azure_core::Error| format!("cannot set up {what}: {e}");
+) -> Result<Arc<dyn TokenCredential>, AuthError> {
+    let sdk_err = |what: &'static str, source| AuthError::Credential {
+        what,
+        source: Box::new(source),
+    };
     match mode {
         AuthMode::ClientSecret => {
-            let secret = client_secret().ok_or_else(|| {
-                format!("--auth client-secret needs {ENV_CLIENT_SECRET} in the environment (it is never taken as a flag, so it stays out of the process list)")
-            })?;
-            let tenant = require(
-                &cfg.tenant_id,
-                "--tenant-id",
-                ENV_TENANT_ID,
-                "client-secret",
-            )?;
-            let client = require(
-                &cfg.client_id,
-                "--client-id",
-                ENV_CLIENT_ID,
-                "client-secret",
-            )?;
+            let secret = client_secret().ok_or(AuthError::NoClientSecret)?;
+            let tenant = require(&cfg.tenant_id, "client-secret", Required::TenantId)?;
+            let client = require(&cfg.client_id, "client-secret", Required::ClientId)?;
             let options = ClientSecretCredentialOptions {
                 client_options: client_options(transport),
             };
@@ -225,21 +217,12 @@ fn build_credential(
             Ok(c)
         }
         AuthMode::WorkloadIdentity => {
-            let file = cfg.federated_token_file.clone().ok_or_else(|| {
-                format!("--auth workload-identity needs {ENV_FEDERATED_TOKEN_FILE}; check that the pod has the label azure.workload.identity/use: \"true\" and a service account annotated with azure.workload.identity/client-id")
-            })?;
-            let tenant = require(
-                &cfg.tenant_id,
-                "--tenant-id",
-                ENV_TENANT_ID,
-                "workload-identity",
-            )?;
-            let client = require(
-                &cfg.client_id,
-                "--client-id",
-                ENV_CLIENT_ID,
-                "workload-identity",
-            )?;
+            let file = cfg
+                .federated_token_file
+                .clone()
+                .ok_or(AuthError::NoFederatedTokenFile)?;
+            let tenant = require(&cfg.tenant_id, "workload-identity", Required::TenantId)?;
+            let client = require(&cfg.client_id, "workload-identity", Required::ClientId)?;
             let options = ClientAssertionCredentialOptions {
                 client_options: client_options(transport),
             };
@@ -283,7 +266,6 @@ fn build_credential(
     }
 }
 
-fn require(v: &Option<String>, flag: &str, env_name: &str, mode: &str) -> Result<String, String> {
-    v.clone()
-        .ok_or_else(|| format!("--auth {mode} needs {flag} or {env_name}"))
+fn require(v: &Option<String>, mode: &'static str, setting: Required) -> Result<String, AuthError> {
+    v.clone().ok_or(AuthError::Missing { mode, setting })
 }

@@ -106,7 +106,30 @@ enum LogSink {
 const JOURNAL_STREAM: &str = "/run/systemd/journal/stdout";
 const SYSLOG_SOCKET: &str = "/dev/log";
 
-fn open_log_sink() -> Result<LogSink, String> {
+/// Why no log destination could be opened for a background daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum LogSinkError {
+    #[error("cannot create a pipe for syslog: {0}")]
+    Pipe(#[source] nix::Error),
+    #[error("cannot start the syslog thread: {0}")]
+    SyslogThread(#[source] std::io::Error),
+    #[error("cannot find a directory for the log file: set XDG_STATE_HOME or HOME")]
+    NoStateDir,
+    #[error("cannot create the log directory {}: {source}; check its parent's permissions, or set XDG_STATE_HOME", dir.display())]
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the log file {}: {source}; check its permissions, or set XDG_STATE_HOME", file.display())]
+    File {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn open_log_sink() -> Result<LogSink, LogSinkError> {
     if let Ok(mut s) = std::os::unix::net::UnixStream::connect(JOURNAL_STREAM) {
         // identifier, unit id, priority (info), level prefix, and no
         // forwarding to syslog, kmsg or the console.
@@ -123,8 +146,7 @@ fn open_log_sink() -> Result<LogSink, String> {
         // A stuck syslog daemon drops lines instead of blocking the writers
         // (FUSE request threads log too).
         if sock.connect(SYSLOG_SOCKET).is_ok() && sock.set_nonblocking(true).is_ok() {
-            let (read, write) =
-                nix::unistd::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+            let (read, write) = nix::unistd::pipe().map_err(LogSinkError::Pipe)?;
             let pid = std::process::id();
             std::thread::Builder::new()
                 .name("akvfs-syslog".into())
@@ -136,28 +158,32 @@ fn open_log_sink() -> Result<LogSink, String> {
                         let _ = sock.send(format!("<30>akvfs[{pid}]: {line}").as_bytes());
                     }
                 })
-                .map_err(|e| format!("cannot start the syslog thread: {e}"))?;
+                .map_err(LogSinkError::SyslogThread)?;
             return Ok(LogSink::Syslog(
                 write,
                 "syslog (identifier akvfs, e.g. /var/log/syslog)".into(),
             ));
         }
     }
-    let dir = state_dir()
-        .ok_or("cannot find a directory for the log file: set XDG_STATE_HOME or HOME")?
-        .join("akvfs");
+    let dir = state_dir().ok_or(LogSinkError::NoStateDir)?.join("akvfs");
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)
-        .map_err(|e| format!("cannot create the log directory {}: {e}", dir.display()))?;
+        .map_err(|source| LogSinkError::Dir {
+            dir: dir.clone(),
+            source,
+        })?;
     let file = dir.join("akvfs.log");
     let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(&file)
-        .map_err(|e| format!("cannot open the log file {}: {e}", file.display()))?;
+        .map_err(|source| LogSinkError::File {
+            file: file.clone(),
+            source,
+        })?;
     Ok(LogSink::Fd(f.into(), file.display().to_string()))
 }
 

@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::locked::human;
+use crate::locked::{human, RegionError};
 
 /// A mountpoint that cannot be used, or an unmount that failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +75,8 @@ pub enum HardenError {
     Dumpable(#[source] io::Error),
     #[error("cannot lock memory for secret values: the locked-memory limit is {}, below the {} that akvfs needs at least; {ADVICE}", human(*limit), human(*needed))]
     LimitTooLow { limit: u64, needed: u64 },
-    #[error("{detail}; {ADVICE}")]
-    Region { detail: String },
+    #[error("{0}; {ADVICE}")]
+    Region(#[from] RegionError),
     #[error("cannot lock all memory (mlockall): {0}")]
     LockAll(#[source] io::Error),
 }

@@ -148,7 +148,7 @@ pub fn lock_memory(mlock: bool, budget: u64) -> Result<MemoryMode, HardenError> 
 
 fn lock_region(limit: u64, budget: u64) -> Result<MemoryMode, HardenError> {
     let bytes = region_bytes(limit, budget)?;
-    crate::locked::create_region(bytes).map_err(|detail| HardenError::Region { detail })?;
+    crate::locked::create_region(bytes)?;
     Ok(MemoryMode::Secrets { bytes, limit })
 }
 

@@ -27,15 +27,45 @@ const LIVENESS_LIMIT: Duration = Duration::from_secs(2);
 const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// Why the metrics endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error(
+        "cannot listen for metrics on {addr}: {source}{}",
+        listen_advice(source)
+    )]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What to check when the metrics address cannot be bound.
+fn listen_advice(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "; another process uses that port: choose another --metrics-listen (metrics_listen in a config file)"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "; that address is not one of this machine's: check --metrics-listen (metrics_listen in a config file)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "; ports below 1024 need root or CAP_NET_BIND_SERVICE: choose a higher port"
+        }
+        _ => "",
+    }
+}
+
 /// Serves `/metrics`, `/healthz` and `/readyz` until `stop` turns true.
 pub async fn serve(
     addr: SocketAddr,
     registry: Arc<Registry>,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), MetricsError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+        .map_err(|source| MetricsError::Listen { addr, source })?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     tokio::spawn(async move {
         loop {

@@ -9,7 +9,7 @@
 mod exposition;
 mod http;
 
-pub use http::serve;
+pub use http::{serve, MetricsError};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};

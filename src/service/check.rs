@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::auth::{cli_sign_in_expired, whoami};
+use crate::auth::{whoami, AuthError};
 use crate::config::{AuthConfig, VaultConfig};
 use crate::metrics::MountMetrics;
 use crate::vault::{PageCount, VaultError};
@@ -30,13 +30,8 @@ pub fn check(vault: VaultConfig, auth: AuthConfig, timeout: Duration) -> Result<
         let mode = conn.identity.mode.as_str();
         let (claims, expires) = tokio::time::timeout(timeout, whoami(&conn.identity.credential))
             .await
-            .unwrap_or_else(|_| Err(VaultError::Timeout(timeout).to_string()))
-            .map_err(|detail| Error::Token {
-                mode,
-                // The token error reaches us as text only.
-                sign_in_expired: cli_sign_in_expired(&detail.to_lowercase()),
-                detail,
-            })?;
+            .unwrap_or(Err(AuthError::TokenTimeout(timeout)))
+            .map_err(|source| Error::Token { mode, source })?;
         let who = claims
             .upn
             .clone()

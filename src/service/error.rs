@@ -4,9 +4,12 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::AuthError;
 use crate::daemon::background::BackgroundError;
 use crate::daemon::harden::HardenError;
 use crate::daemon::mounts::MountpointError;
+use crate::metrics::MetricsError;
+use crate::vault::azure::SetupError;
 use crate::vault::VaultError;
 
 use super::connect::hint;
@@ -24,25 +27,26 @@ pub enum Error {
     #[error("{}{detail}", ca_file.as_ref().map(|p| format!("--ca-file {}: ", p.display())).unwrap_or_default())]
     Transport {
         ca_file: Option<PathBuf>,
-        detail: String,
+        #[source]
+        detail: SetupError,
     },
     /// The configured identity cannot be used (missing settings, unreadable
     /// files).
-    #[error("{0}")]
-    Identity(String),
+    #[error(transparent)]
+    Identity(#[from] AuthError),
     /// The vault client could not be built from the URL.
-    #[error("{0}")]
-    Client(String),
+    #[error(transparent)]
+    Client(SetupError),
     #[error("cannot list secrets in {vault}: {source}{}", hint(source))]
     List { vault: String, source: VaultError },
     #[error("cannot read secrets in {vault}: {source}{}", hint(source))]
     Read { vault: String, source: VaultError },
     /// The identity's token could not be obtained (`akvfs check`).
-    #[error("{mode} authentication failed: {detail}{}", if *sign_in_expired { crate::auth::CLI_SIGN_IN_EXPIRED } else { "" })]
+    #[error("{mode} authentication failed: {source}")]
     Token {
         mode: &'static str,
-        detail: String,
-        sign_in_expired: bool,
+        #[source]
+        source: AuthError,
     },
     /// The mountpoint is unusable, or unmounting it failed.
     #[error(transparent)]
@@ -67,8 +71,8 @@ pub enum Error {
         source: crate::error::FsError,
     },
     /// The metrics endpoint cannot listen.
-    #[error("{0}")]
-    Metrics(String),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     #[error(transparent)]
     Background(#[from] BackgroundError),
     #[error("not every mount could start within the ready timeout ({} s): {why}", timeout.as_secs())]
@@ -94,5 +98,73 @@ fn mount_advice(e: &io::Error) -> &'static str {
         "; is /dev/fuse present and fuse3 installed?"
     } else {
         ""
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{AuthError, Required, TokenFailure};
+    use crate::daemon::background::LogSinkError;
+
+    #[test]
+    fn wrapped_layer_errors_render_what_failed_and_what_to_check() {
+        let e = Error::from(AuthError::Missing {
+            mode: "client-secret",
+            setting: Required::TenantId,
+        });
+        assert_eq!(
+            e.to_string(),
+            "--auth client-secret needs --tenant-id or AZURE_TENANT_ID"
+        );
+        let e = Error::Token {
+            mode: "azure-cli",
+            source: AuthError::Token {
+                failure: TokenFailure::Other("AADSTS700082: expired".into()),
+                sign_in_expired: true,
+            },
+        };
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(
+                "azure-cli authentication failed: cannot obtain an access token: AADSTS700082"
+            ),
+            "{shown}"
+        );
+        assert!(shown.ends_with(crate::auth::CLI_SIGN_IN_EXPIRED), "{shown}");
+        let e = Error::Transport {
+            ca_file: Some(PathBuf::from("/etc/ca.pem")),
+            detail: SetupError::CaEmpty,
+        };
+        assert!(e
+            .to_string()
+            .starts_with("--ca-file /etc/ca.pem: the CA file holds no PEM certificate; check"));
+        let e = Error::from(MetricsError::Listen {
+            addr: ([127, 0, 0, 1], 9464).into(),
+            source: io::Error::from(io::ErrorKind::AddrInUse),
+        });
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("cannot listen for metrics on 127.0.0.1:9464: "),
+            "{shown}"
+        );
+        assert!(shown.contains("choose another --metrics-listen"), "{shown}");
+        let e = LogSinkError::Dir {
+            dir: PathBuf::from("/nope/akvfs"),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        assert!(e
+            .to_string()
+            .starts_with("cannot create the log directory /nope/akvfs: "));
+        let e = Error::from(HardenError::from(crate::locked::RegionError::Lock {
+            bytes: 1 << 20,
+            source: io::Error::from_raw_os_error(libc::ENOMEM),
+        }));
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("cannot lock 1 MiB for secret values (mlock): "),
+            "{shown}"
+        );
+        assert!(shown.contains("--no-mlock"), "{shown}");
     }
 }

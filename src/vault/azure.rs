@@ -1,48 +1,43 @@
 //! [`Vault`] over the official Azure Key Vault secrets SDK.
 //!
-//! This file and `auth.rs` are the only places that name Azure SDK types.
+//! The `azure*.rs` files and `auth/` are the only places that name Azure SDK
+//! types. Here: the client's set-up, reads and listing; the transport in
+//! `azure_http.rs`, the secret body's parsing in `azure_bundle.rs`, error
+//! mapping in `azure_errors.rs`, certificates and keys in `azure_objects.rs`.
 //! The SDK's own retry policy is switched off: retries, backoff and timeouts
 //! are decided by the cache and refresher, which know whether a stale value
 //! can be served meanwhile.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
-use azure_core::error::ErrorKind;
 use azure_core::http::headers::HeaderName;
-use azure_core::http::{
-    AsyncRawResponse, ClientMethodOptions, Context, HttpClient, Request, Transport,
-};
+use azure_core::http::{ClientMethodOptions, Context, Transport};
 use azure_security_keyvault_secrets::models::{
     SecretClientGetSecretOptions, SecretClientListSecretPropertiesOptions,
 };
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
-use futures::{StreamExt, TryStreamExt};
-use serde::Deserialize;
-use zeroize::{Zeroize, Zeroizing};
+use futures::TryStreamExt;
+use zeroize::Zeroize;
 
-use super::{Cause, Detail, ListPacer, Vault, VaultError};
 use super::{CertificateBundle, KeyBundle, VersionItem};
-use crate::auth::{
-    classify_token_error, client_options, ForeignScope, FreshToken, TokenFailure, KEY_VAULT_SCOPES,
-};
-use crate::text::one_line;
+use super::{ListPacer, Vault, VaultError};
+use crate::auth::{client_options, FreshToken};
+use crate::secret::{Secret, SecretBytes, SecretName, SecretProps, SecretSummary, VersionId};
 
+#[path = "azure_bundle.rs"]
+mod bundle;
+#[path = "azure_errors.rs"]
+mod errors;
+#[path = "azure_http.rs"]
+mod http;
 #[path = "azure_objects.rs"]
 mod objects;
-use crate::secret::{
-    unescape_json_string, Secret, SecretBytes, SecretName, SecretProps, SecretSummary, VersionId,
-};
 
-/// Largest response body read from the vault or the token endpoint. A Key
-/// Vault value is at most 25 KB (about 150 KB with every byte JSON-escaped)
-/// and a list page holds 25 items; anything larger is refused before it is
-/// buffered, so a hostile or broken answer cannot make akvfs allocate (and
-/// lock) memory without bound.
-pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+pub use bundle::parse_secret_bundle;
+pub use http::{build_transport, SetupError, TransportSettings};
 
 /// How long an SDK client (and the access token its pipeline holds) is used
 /// before the next listing starts over with a newly requested token. An
@@ -52,114 +47,6 @@ pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// plus one refresh interval, at the cost of one token request and one
 /// unauthenticated challenge per period.
 pub const IDENTITY_RECHECK: Duration = Duration::from_secs(600);
-
-/// How to reach the vault over HTTPS.
-#[derive(Clone, Debug, Default)]
-pub struct TransportSettings {
-    /// Extra trusted root certificates, PEM (private CAs, TLS-inspecting proxies).
-    pub extra_roots_pem: Option<Vec<u8>>,
-    /// Connect timeout for every connection.
-    pub connect_timeout: Option<Duration>,
-    /// Close each connection after its response instead of keeping it idle
-    /// for reuse. An idle connection keeps its TLS and HTTP read buffers,
-    /// which still hold the last response's plaintext (a secret value);
-    /// closing frees them, and freed memory is wiped when only the secret
-    /// region is locked (see `crate::locked`).
-    pub no_idle_connections: bool,
-}
-
-/// A response body was larger than [`MAX_RESPONSE_BYTES`].
-#[derive(Debug, thiserror::Error)]
-#[error("the answer is larger than {limit} bytes (Key Vault values are at most 25 KB)")]
-pub struct BodyTooLarge {
-    pub limit: usize,
-}
-
-/// The reqwest client with every response body read here, up to a limit,
-/// into one buffer that is wiped when the SDK drops it.
-#[derive(Debug)]
-struct CappedClient {
-    inner: reqwest::Client,
-    limit: usize,
-}
-
-#[async_trait]
-impl HttpClient for CappedClient {
-    async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
-        let response = self.inner.execute_request(request).await?;
-        let too_large =
-            || azure_core::Error::new(ErrorKind::Io, BodyTooLarge { limit: self.limit });
-        let declared = response
-            .headers()
-            .get_optional_str(&HeaderName::from_static("content-length"))
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.limit as u64) {
-            return Err(too_large());
-        }
-        let (status, headers, mut body) = response.deconstruct();
-        // Sized from Content-Length when given, so the common case never
-        // reallocates; growth copies into a new zeroizing buffer and wipes
-        // the old one.
-        let mut buf = Zeroizing::new(Vec::with_capacity(declared.unwrap_or(0) as usize));
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            let needed = buf.len() + chunk.len();
-            if needed > self.limit {
-                return Err(too_large());
-            }
-            if needed > buf.capacity() {
-                let mut bigger = Zeroizing::new(Vec::with_capacity(
-                    needed.max(buf.capacity() * 2).min(self.limit),
-                ));
-                bigger.extend_from_slice(&buf);
-                buf = bigger;
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        Ok(AsyncRawResponse::from_bytes(
-            status,
-            headers,
-            azure_core::Bytes::from_owner(WipedOnDrop(buf)),
-        ))
-    }
-}
-
-/// Owner of a response buffer handed to the SDK as `Bytes`: wiped when the
-/// last reference is dropped.
-struct WipedOnDrop(Zeroizing<Vec<u8>>);
-
-impl AsRef<[u8]> for WipedOnDrop {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// Builds the HTTP transport shared by the credential and the secret client,
-/// so both trust the same roots.
-pub fn build_transport(settings: &TransportSettings) -> Result<Transport, String> {
-    let mut builder = reqwest::Client::builder();
-    if let Some(pem) = &settings.extra_roots_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| format!("cannot parse the CA file as PEM certificates: {e}"))?;
-        if certs.is_empty() {
-            return Err("the CA file holds no PEM certificate".into());
-        }
-        builder = builder.tls_certs_merge(certs);
-    }
-    if let Some(t) = settings.connect_timeout {
-        builder = builder.connect_timeout(t);
-    }
-    if settings.no_idle_connections {
-        builder = builder.pool_max_idle_per_host(0);
-    }
-    let client = builder
-        .build()
-        .map_err(|e| format!("cannot set up HTTPS: {e}"))?;
-    Ok(Transport::new(Arc::new(CappedClient {
-        inner: client,
-        limit: MAX_RESPONSE_BYTES,
-    })))
-}
 
 /// A vault reached through the Azure SDK.
 pub struct AzureVault {
@@ -182,7 +69,7 @@ impl AzureVault {
         credential: Arc<dyn TokenCredential>,
         transport: &Transport,
         verify_challenge_resource: bool,
-    ) -> Result<AzureVault, String> {
+    ) -> Result<AzureVault, SetupError> {
         let client = Self::build_client(url, &credential, transport, verify_challenge_resource)?;
         let trimmed = url.trim_end_matches('/').to_string();
         let host = azure_core::http::Url::parse(&trimmed)
@@ -205,14 +92,18 @@ impl AzureVault {
         credential: &Arc<dyn TokenCredential>,
         transport: &Transport,
         verify_challenge_resource: bool,
-    ) -> Result<SecretClient, String> {
+    ) -> Result<SecretClient, SetupError> {
         let options = SecretClientOptions {
             client_options: client_options(transport),
             verify_challenge_resource: Some(verify_challenge_resource),
             ..Default::default()
         };
-        SecretClient::new(url, Arc::clone(credential), Some(options))
-            .map_err(|e| format!("cannot create a Key Vault client for {url}: {e}"))
+        SecretClient::new(url, Arc::clone(credential), Some(options)).map_err(|source| {
+            SetupError::Client {
+                url: url.to_string(),
+                source: Box::new(source),
+            }
+        })
     }
 
     fn client(&self) -> Arc<SecretClient> {
@@ -375,84 +266,6 @@ impl AzureVault {
     }
 }
 
-/// A SecretBundle as akvfs uses it, the value in a zeroizing buffer.
-pub struct ParsedBundle {
-    pub value: Zeroizing<Vec<u8>>,
-    pub id: String,
-    pub content_type: Option<String>,
-    pub enabled: bool,
-    pub created: Option<i64>,
-    pub updated: Option<i64>,
-    pub expires: Option<i64>,
-    pub not_before: Option<i64>,
-    pub tags: BTreeMap<String, String>,
-}
-
-impl std::fmt::Debug for ParsedBundle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ParsedBundle")
-            .field(
-                "value",
-                &format_args!("[REDACTED; {} bytes]", self.value.len()),
-            )
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Parses a GET secret body. The value is taken as raw JSON text borrowed
-/// from `body` and unescaped straight into a zeroizing buffer: serde_json
-/// would unescape it through its scratch buffer and free that unwiped.
-/// Errors name the kind of failure only, never input text.
-pub fn parse_secret_bundle(body: &[u8]) -> Result<ParsedBundle, VaultError> {
-    let bundle: Bundle<'_> = serde_json::from_slice(body).map_err(|e| {
-        VaultError::BadResponse(format!(
-            "secret body is not a SecretBundle: {}",
-            e.classify_str()
-        ))
-    })?;
-    let raw = bundle
-        .value
-        .ok_or_else(|| VaultError::BadResponse("secret body has no value".into()))?;
-    let value = unescape_json_string(raw.get())
-        .ok_or_else(|| VaultError::BadResponse("secret value is not a JSON string".into()))?;
-    Ok(ParsedBundle {
-        value,
-        id: bundle.id.unwrap_or_default(),
-        content_type: bundle.content_type,
-        enabled: bundle.attributes.enabled.unwrap_or(true),
-        created: bundle.attributes.created,
-        updated: bundle.attributes.updated,
-        expires: bundle.attributes.exp,
-        not_before: bundle.attributes.nbf,
-        tags: bundle.tags.unwrap_or_default(),
-    })
-}
-
-/// The SecretBundle fields we use. Parsed here rather than through the SDK
-/// model so the value lands straight in a zeroizing buffer.
-#[derive(Deserialize)]
-struct Bundle<'a> {
-    #[serde(borrow)]
-    value: Option<&'a serde_json::value::RawValue>,
-    id: Option<String>,
-    #[serde(rename = "contentType")]
-    content_type: Option<String>,
-    #[serde(default)]
-    attributes: Attributes,
-    #[serde(default)]
-    tags: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Deserialize, Default)]
-struct Attributes {
-    enabled: Option<bool>,
-    created: Option<i64>,
-    updated: Option<i64>,
-    exp: Option<i64>,
-    nbf: Option<i64>,
-}
-
 #[async_trait]
 impl Vault for AzureVault {
     fn url(&self) -> &str {
@@ -529,256 +342,5 @@ impl Vault for AzureVault {
             }
             other => other,
         }
-    }
-}
-
-trait ClassifyStr {
-    fn classify_str(&self) -> &'static str;
-}
-
-impl ClassifyStr for serde_json::Error {
-    // serde_json's message can quote input; name only the kind of failure.
-    fn classify_str(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "I/O error",
-            serde_json::error::Category::Syntax => "invalid JSON",
-            serde_json::error::Category::Data => "unexpected JSON shape",
-            serde_json::error::Category::Eof => "truncated JSON",
-        }
-    }
-}
-
-impl AzureVault {
-    /// Maps an SDK error to a [`VaultError`], and forgets a refused
-    /// challenge scope. `operation` is the permission the call needed, for
-    /// the 403 message.
-    fn map_error(&self, err: azure_core::Error, operation: &'static str) -> VaultError {
-        if let Some(refused) = find_cause::<ForeignScope>(&err) {
-            self.reset_client();
-            return VaultError::Auth(Detail::from(format!(
-                "the vault host {} asked for an access token for {}, which is not a Key Vault scope; no token was sent (akvfs requests tokens only for {}); check the vault URL, its DNS name and any proxy on the way",
-                self.host,
-                refused.scope,
-                KEY_VAULT_SCOPES.join(", ")
-            )));
-        }
-        map_error(err, operation)
-    }
-}
-
-/// The first cause of type `T` in an error's chain.
-fn find_cause<T: std::error::Error + 'static>(err: &azure_core::Error) -> Option<&T> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(t) = e.downcast_ref::<T>() {
-            return Some(t);
-        }
-        if let Some(inner) = e.downcast_ref::<azure_core::Error>() {
-            if let Some(t) = inner.downcast_ref::<T>() {
-                return Some(t);
-            }
-        }
-        cur = e.source();
-    }
-    None
-}
-
-/// Maps an SDK error to a [`VaultError`]. `operation` is the permission the
-/// call needed, for the 403 message.
-fn map_error(err: azure_core::Error, operation: &'static str) -> VaultError {
-    if let Some(big) = find_cause::<BodyTooLarge>(&err) {
-        return VaultError::BadResponse(big.to_string());
-    }
-    match err.kind() {
-        ErrorKind::HttpResponse {
-            status,
-            error_code,
-            raw_response,
-        } => {
-            let status = u16::from(*status);
-            let code = error_code.clone().unwrap_or_default();
-            let body = raw_response
-                .as_ref()
-                .map(|r| String::from_utf8_lossy(r.body()).into_owned())
-                .unwrap_or_default();
-            let inner = serde_json::from_str::<serde_json::Value>(&body).ok();
-            let message = inner
-                .as_ref()
-                .and_then(|v| v.pointer("/error/message"))
-                .and_then(|m| m.as_str())
-                .unwrap_or("")
-                // RBAC denials span several lines; logs and errors are one line.
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
-            let inner_code = inner
-                .as_ref()
-                .and_then(|v| v.pointer("/error/innererror/code"))
-                .and_then(|m| m.as_str())
-                .unwrap_or("")
-                .to_string();
-            match status {
-                404 => VaultError::NotFound,
-                403 if inner_code == "SecretDisabled" || code == "SecretDisabled" => {
-                    VaultError::Disabled
-                }
-                403 => VaultError::Forbidden {
-                    operation,
-                    detail: match (inner_code.is_empty(), message.is_empty()) {
-                        (true, true) => code,
-                        (true, false) => message,
-                        (false, true) => inner_code,
-                        (false, false) => format!("{inner_code}: {message}"),
-                    },
-                },
-                // After the SDK's own retry with a new challenge; the
-                // caller retries once more with a newly issued token
-                // before it takes this as final.
-                401 => VaultError::IdentityRejected(format!(
-                    "the vault refused a newly issued access token (401 {code}): {message}"
-                )),
-                429 => VaultError::Throttled {
-                    retry_after: retry_after(raw_response.as_deref()),
-                },
-                408 | 500..=599 => {
-                    VaultError::Unavailable(format!("HTTP {status} {code} {message}").into())
-                }
-                _ => VaultError::BadResponse(format!("HTTP {status} {code}: {message}")),
-            }
-        }
-        ErrorKind::Credential => {
-            // An expired Azure CLI sign-in gets its remedy whatever its class.
-            let hint = |why: String| {
-                let kind = cause_of(None, &why);
-                if kind == Cause::CliSignInExpired {
-                    Detail::new(kind, format!("{why}{}", crate::auth::CLI_SIGN_IN_EXPIRED))
-                } else {
-                    Detail::new(kind, why)
-                }
-            };
-            match classify_token_error(&err) {
-                TokenFailure::Refused(why) => VaultError::IdentityRejected(hint(why).text),
-                TokenFailure::Transient(why) => VaultError::Unavailable(hint(why)),
-                TokenFailure::Other(why) => VaultError::Auth(hint(why)),
-            }
-        }
-        ErrorKind::Connection | ErrorKind::Io => {
-            let text = one_line(&err);
-            VaultError::Unavailable(Detail::new(cause_of(Some(&err), &text), text))
-        }
-        _ => {
-            let text = one_line(&err);
-            if let Some(scope) =
-                challenge_scope(&text).filter(|s| !crate::auth::is_key_vault_scope(s))
-            {
-                VaultError::Auth(Detail::from(format!(
-                    "the vault's authentication challenge names {scope}, which is not a Key Vault scope; no token was sent; check the vault URL, its DNS name and any proxy on the way"
-                )))
-            } else if text.contains("challenge") || text.contains("resource") {
-                VaultError::Auth(Detail::from(format!(
-                    "{text}; for a private endpoint or the emulator pass --disable-challenge-resource-verification"
-                )))
-            } else {
-                VaultError::Unavailable(Detail::new(cause_of(Some(&err), &text), text))
-            }
-        }
-    }
-}
-
-/// What a failure to reach or authenticate to the vault points at: from
-/// the error's chain where it carries a typed I/O error, else from the text
-/// the SDK, the resolver, the TLS library or the Azure CLI gave it.
-fn cause_of(err: Option<&azure_core::Error>, text: &str) -> Cause {
-    let lower = text.to_lowercase();
-    if crate::auth::cli_sign_in_expired(&lower) {
-        return Cause::CliSignInExpired;
-    }
-    if lower.contains("az not found") {
-        return Cause::CliMissing;
-    }
-    if lower.contains("az login") {
-        return Cause::CliSignIn;
-    }
-    if lower.contains("dns") || lower.contains("resolve") || lower.contains("name or service") {
-        return Cause::Dns;
-    }
-    if lower.contains("certificate") || lower.contains("tls") || lower.contains("unknownissuer") {
-        return Cause::Tls;
-    }
-    let refused = err.and_then(find_cause::<std::io::Error>).is_some_and(|e| {
-        matches!(
-            e.kind(),
-            std::io::ErrorKind::ConnectionRefused
-                | std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::HostUnreachable
-                | std::io::ErrorKind::NetworkUnreachable
-        )
-    });
-    if refused || lower.contains("connection refused") || lower.contains("connect") {
-        return Cause::Connect;
-    }
-    Cause::Other
-}
-
-/// The scope quoted in the SDK's challenge-verification error.
-fn challenge_scope(text: &str) -> Option<&str> {
-    let rest = text.split("challenge resource '").nth(1)?;
-    rest.split('\'').next()
-}
-
-fn retry_after(raw: Option<&azure_core::http::RawResponse>) -> Option<Duration> {
-    let headers = raw?.headers();
-    for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
-        if let Some(v) =
-            headers.get_optional_str(&azure_core::http::headers::HeaderName::from_static(name))
-        {
-            if let Ok(ms) = v.trim().parse::<u64>() {
-                return Some(Duration::from_millis(ms));
-            }
-        }
-    }
-    headers
-        .get_optional_str(&azure_core::http::headers::HeaderName::from_static(
-            "retry-after",
-        ))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_verified_challenge_for_another_resource_is_named_not_excused() {
-        let text = "challenge resource 'https://management.azure.com/.default' doesn't match the requested domain 'myvault.vault.azure.net'. Set verify_challenge_resource";
-        assert_eq!(
-            challenge_scope(text),
-            Some("https://management.azure.com/.default")
-        );
-        let err = map_error(
-            azure_core::Error::with_message(ErrorKind::Other, text),
-            "get",
-        );
-        let shown = err.to_string();
-        assert!(shown.contains("not a Key Vault scope"), "{shown}");
-        assert!(!shown.contains("--disable-challenge"), "{shown}");
-        // A Key Vault scope on a custom host name is the private-endpoint case.
-        let text = "challenge resource 'https://vault.azure.net/.default' doesn't match the requested domain 'kv.corp.example'";
-        let shown = map_error(
-            azure_core::Error::with_message(ErrorKind::Other, text),
-            "get",
-        )
-        .to_string();
-        assert!(
-            shown.contains("--disable-challenge-resource-verification"),
-            "{shown}"
-        );
-    }
-
-    #[test]
-    fn bodies_over_the_limit_are_bad_responses() {
-        let err = azure_core::Error::new(ErrorKind::Io, BodyTooLarge { limit: 10 });
-        assert!(matches!(map_error(err, "get"), VaultError::BadResponse(_)));
     }
 }

@@ -4,7 +4,6 @@ pub use crate::objconfig::{
     ObjectPermissions, SeedCertVersion, SeedCertificate, SeedKey, SeedKeyVersion, SeedPolicy,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -390,76 +389,47 @@ pub struct Seed {
     pub keys: Vec<SeedKey>,
 }
 
-/// One secret in a seed. Give either `value` (one version) or `versions` (oldest first).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeedSecret {
-    /// Secret name (`^[0-9a-zA-Z-]{1,127}$`).
-    pub name: String,
-    /// Value of a single version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    /// `contentType` of that single version.
-    #[serde(
-        default,
-        rename = "contentType",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub content_type: Option<String>,
-    /// Tags.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<BTreeMap<String, String>>,
-    /// Enabled (default true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// Expiry, Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    /// Not-before, Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<i64>,
-    /// Creation time, Unix seconds (default: now).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<i64>,
-    /// Several versions, oldest first; the last one is the latest.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub versions: Vec<SeedVersion>,
-    /// Soft-delete the secret after creating it.
-    #[serde(default)]
-    pub deleted: bool,
+crate::props::with_props! {
+    /// One secret in a seed. Give either `value` (one version) or `versions` (oldest first);
+    /// `contentType`, `tags`, `enabled`, `exp` and `nbf` apply to that single version.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct SeedSecret {
+        /// Secret name (`^[0-9a-zA-Z-]{1,127}$`).
+        pub name: String,
+        /// Value of a single version.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub value: Option<String>,
+    }
+    then {
+        /// Creation time, Unix seconds (default: now).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub created: Option<i64>,
+        /// Several versions, oldest first; the last one is the latest.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub versions: Vec<SeedVersion>,
+        /// Soft-delete the secret after creating it.
+        #[serde(default)]
+        pub deleted: bool,
+    }
 }
 
-/// One version of a seeded secret.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeedVersion {
-    /// The value.
-    pub value: String,
-    /// Version id (32 hex digits); None: random.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// `contentType`.
-    #[serde(
-        default,
-        rename = "contentType",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub content_type: Option<String>,
-    /// Tags.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<BTreeMap<String, String>>,
-    /// Enabled (default true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// Expiry, Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    /// Not-before, Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<i64>,
-    /// Creation time, Unix seconds (default: now).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<i64>,
+crate::props::with_props! {
+    /// One version of a seeded secret.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct SeedVersion {
+        /// The value.
+        pub value: String,
+        /// Version id (32 hex digits); None: random.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub version: Option<String>,
+    }
+    then {
+        /// Creation time, Unix seconds (default: now).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub created: Option<i64>,
+    }
 }
 
 impl Seed {

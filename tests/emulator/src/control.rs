@@ -3,36 +3,19 @@
 
 use crate::config::{Identity, Permissions};
 use crate::state::{FederatedTokenSpec, Shared, TokenSpec};
-use crate::store::{AttributeUpdate, NewVersion};
+use crate::store::AttributeUpdate;
 use crate::util;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// A secret version to store directly (admin `PUT /_emulator/secrets/{name}`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretSpec {
-    /// The value.
-    pub value: String,
-    /// `contentType`.
-    #[serde(
-        default,
-        rename = "contentType",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub content_type: Option<String>,
-    /// Tags.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<BTreeMap<String, String>>,
-    /// Enabled (default true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// Expiry, Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    /// Not-before, Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<i64>,
+crate::props::with_props! {
+    /// A secret version to store directly (admin `PUT /_emulator/secrets/{name}`).
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct SecretSpec {
+        /// The value.
+        pub value: String,
+    }
 }
 
 impl SecretSpec {
@@ -45,32 +28,16 @@ impl SecretSpec {
     }
 }
 
-/// Attribute changes applied directly (admin `PATCH /_emulator/secrets/{name}`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretUpdate {
-    /// Version to change (None: the latest).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// New `enabled`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// New `exp`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    /// New `nbf`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<i64>,
-    /// New `contentType`.
-    #[serde(
-        default,
-        rename = "contentType",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub content_type: Option<String>,
-    /// New tags.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<BTreeMap<String, String>>,
+crate::props::with_props! {
+    /// Attribute changes applied directly (admin `PATCH /_emulator/secrets/{name}`); only the
+    /// properties given change.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct SecretUpdate {
+        /// Version to change (None: the latest).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub version: Option<String>,
+    }
 }
 
 /// A version as shown by `GET /_emulator/secrets` and [`crate::Emulator::secret`].
@@ -113,20 +80,8 @@ pub struct SecretView {
 
 impl Shared {
     pub(crate) fn put_secret(&self, name: &str, spec: SecretSpec) -> Result<String, String> {
-        self.set_secret(
-            name,
-            NewVersion {
-                value: spec.value,
-                version: None,
-                content_type: spec.content_type,
-                tags: spec.tags,
-                enabled: spec.enabled,
-                nbf: spec.nbf,
-                exp: spec.exp,
-                created: None,
-            },
-        )
-        .map_err(|e| e.message)
+        let new = spec.props().new_version(spec.value, None, None);
+        self.set_secret(name, new).map_err(|e| e.message)
     }
 
     pub(crate) fn patch_secret(&self, name: &str, update: SecretUpdate) -> Result<String, String> {
@@ -136,13 +91,7 @@ impl Shared {
             .update(
                 name,
                 update.version.as_deref(),
-                AttributeUpdate {
-                    content_type: update.content_type,
-                    tags: update.tags,
-                    enabled: update.enabled,
-                    nbf: update.nbf,
-                    exp: update.exp,
-                },
+                AttributeUpdate::from(update.props()),
                 util::now_unix(),
             )
             .map_err(|e| e.message)?;

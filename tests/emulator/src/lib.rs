@@ -27,7 +27,8 @@
 //! - `certs_api`, `keys_api`, `objroutes`: the certificates and keys APIs; `objects`: their
 //!   store; `objseed`, `objconfig`: their seed entries and permissions; [`certgen`]: key and
 //!   certificate material (also test chains).
-//! - `store`: secrets, versions and soft-deleted secrets; `backup`: sealed backup blobs.
+//! - `store`: secrets, versions and soft-deleted secrets; `props`: the properties a writer sets
+//!   on a version, shared by the seed, admin and REST bodies; `backup`: sealed backup blobs.
 //! - `state`: the one mutex around all mutable state, token minting and verification.
 //! - [`counts`]: operation names and request counters; [`faults`]: fault injection.
 //! - `tls`: the generated test CA and server certificate; `jwt`: HS256 tokens; `http`, `util`:
@@ -55,6 +56,7 @@ mod objcontrol;
 mod objects;
 mod objroutes;
 mod objseed;
+mod props;
 mod server;
 mod state;
 mod store;

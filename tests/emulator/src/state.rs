@@ -353,28 +353,15 @@ impl Shared {
             let mut versions: Vec<NewVersion> = s
                 .versions
                 .iter()
-                .map(|v| NewVersion {
-                    value: v.value.clone(),
-                    version: v.version.clone(),
-                    content_type: v.content_type.clone(),
-                    tags: v.tags.clone(),
-                    enabled: v.enabled,
-                    nbf: v.nbf,
-                    exp: v.exp,
-                    created: v.created,
+                .map(|v| {
+                    v.props()
+                        .new_version(v.value.clone(), v.version.clone(), v.created)
                 })
                 .collect();
             match (&s.value, versions.is_empty()) {
-                (Some(value), true) => versions.push(NewVersion {
-                    value: value.clone(),
-                    version: None,
-                    content_type: s.content_type.clone(),
-                    tags: s.tags.clone(),
-                    enabled: s.enabled,
-                    nbf: s.nbf,
-                    exp: s.exp,
-                    created: s.created,
-                }),
+                (Some(value), true) => {
+                    versions.push(s.props().new_version(value.clone(), None, s.created))
+                }
                 (None, false) => {}
                 (Some(_), false) => {
                     return Err(format!(

@@ -12,6 +12,7 @@ use crate::http::{
     empty, header, json, query_get, query_pairs, read_body, segments, set_header, BodyError, Reply,
     Resp,
 };
+use crate::props::Props;
 use crate::server::{apply_faults, Family};
 use crate::state::{Caller, Shared, TokenRejection};
 use crate::store::{
@@ -607,22 +608,17 @@ fn parse_set(body: &Value) -> Result<NewVersion, VaultError> {
             ))
         }
     };
-    let attrs = parse_attributes(body)?;
-    Ok(NewVersion {
-        value,
-        version: None,
-        content_type: parse_content_type(body)?,
-        tags: parse_tags(body)?,
-        enabled: attrs.enabled,
-        nbf: attrs.nbf,
-        exp: attrs.exp,
-        created: None,
-    })
+    Ok(parse_props(body)?.new_version(value, None, None))
 }
 
 fn parse_update(body: &Value) -> Result<AttributeUpdate, VaultError> {
+    parse_props(body).map(AttributeUpdate::from)
+}
+
+/// `contentType`, `tags` and the settable attributes of a set or update body.
+fn parse_props(body: &Value) -> Result<Props, VaultError> {
     let attrs = parse_attributes(body)?;
-    Ok(AttributeUpdate {
+    Ok(Props {
         content_type: parse_content_type(body)?,
         tags: parse_tags(body)?,
         enabled: attrs.enabled,
