@@ -11,6 +11,7 @@ pub mod notice;
 mod options;
 pub mod spc;
 mod units;
+mod validate;
 mod view_sources;
 pub mod views;
 

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::options::FieldError;
+use super::validate::FieldError;
 use super::views::{validate_views, RawView, ViewRoot, ViewSpec};
 
 /// A views file: `[[view]]` tables.

@@ -17,6 +17,7 @@ mod track;
 mod versions;
 pub mod view;
 mod view_bytes;
+mod view_nodes;
 mod view_resolve;
 mod view_track;
 mod xattr;

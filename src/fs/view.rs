@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::sync::{Arc, Mutex};
 
-use super::{lock, unix_time, Attr, Bytes, DirEntry, Entry, FsCore, Kind, ReadData, ROOT_INO};
+use super::{lock, Bytes, DirEntry, Entry, FsCore, Kind, ROOT_INO};
 use crate::cache::SecretKey;
 use crate::config::{ViewRoot, ViewSpec};
 use crate::error::FsError;
@@ -28,7 +28,7 @@ use crate::vault::VaultError;
 /// View directories' inodes start here, below the special namespace.
 pub const VIEW_BASE: u64 = 1 << 47;
 /// Bound view files and history directories are numbered from here.
-const VIEW_DYNAMIC: u64 = VIEW_BASE + (1 << 32);
+pub(super) const VIEW_DYNAMIC: u64 = VIEW_BASE + (1 << 32);
 
 /// Whether `ino` belongs to the view tree.
 pub fn is_view(ino: u64) -> bool {
@@ -36,15 +36,15 @@ pub fn is_view(ino: u64) -> bool {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Child {
+pub(super) enum Child {
     Dir(usize),
     View(usize),
 }
 
-struct Dir {
-    ino: u64,
-    parent: u64,
-    children: BTreeMap<String, Child>,
+pub(super) struct Dir {
+    pub(super) ino: u64,
+    pub(super) parent: u64,
+    pub(super) children: BTreeMap<String, Child>,
 }
 
 /// What a bound view node stands for.
@@ -59,7 +59,7 @@ pub(super) enum VWhat {
 }
 
 impl VWhat {
-    fn view(&self) -> usize {
+    pub(super) fn view(&self) -> usize {
         match self {
             VWhat::File(i, _) | VWhat::Key(i, _) | VWhat::History(i, _) => *i,
         }
@@ -80,23 +80,23 @@ pub(super) struct VNode {
     pub(super) r: Resolved,
     /// The file's size, kept when revocation drops the bytes so the kernel
     /// still asks (and is refused) instead of reading an empty file.
-    size: u64,
-    lookups: u64,
+    pub(super) size: u64,
+    pub(super) lookups: u64,
     pub(super) revoked: Option<VaultError>,
 }
 
 #[derive(Default)]
 pub(super) struct VNodes {
     pub(super) by_ino: HashMap<u64, VNode>,
-    by_what: HashMap<VWhat, u64>,
-    next: u64,
+    pub(super) by_what: HashMap<VWhat, u64>,
+    pub(super) next: u64,
 }
 
 /// The view tree of a mount, inside [`FsCore`].
 pub(crate) struct Views {
     pub(super) specs: Vec<ViewSpec>,
-    only: bool,
-    dirs: Vec<Dir>,
+    pub(super) only: bool,
+    pub(super) dirs: Vec<Dir>,
     /// Each view's directory inode.
     pub(super) parents: Vec<u64>,
     pub(super) nodes: Mutex<VNodes>,
@@ -148,7 +148,7 @@ impl Views {
         }
     }
 
-    fn dir_index(&self, ino: u64) -> Option<usize> {
+    pub(super) fn dir_index(&self, ino: u64) -> Option<usize> {
         if ino == ROOT_INO {
             return Some(0);
         }
@@ -166,7 +166,7 @@ impl Views {
         self.entries(0).into_iter().skip(2).collect()
     }
 
-    fn entries(&self, d: usize) -> Vec<DirEntry> {
+    pub(super) fn entries(&self, d: usize) -> Vec<DirEntry> {
         let dir = &self.dirs[d];
         let mut out = vec![
             DirEntry {
@@ -288,150 +288,6 @@ impl FsCore {
         let resolved = self.resolve_version_file(i, key).await?;
         let attr = self.bind_view(resolved);
         Ok(self.special_entry(attr, self.timings.entry_ttl))
-    }
-
-    /// Binds a resolved view node to an inode (the same one while the
-    /// kernel holds it) and counts a lookup.
-    fn bind_view(&self, r: Resolved) -> Attr {
-        let Some(v) = self.views() else {
-            return self.root_attr();
-        };
-        let mut nodes = lock(&v.nodes);
-        let ino = match nodes.by_what.get(&r.what).copied() {
-            Some(ino) => ino,
-            None => {
-                nodes.next += 1;
-                let ino = VIEW_DYNAMIC + nodes.next;
-                nodes.by_what.insert(r.what.clone(), ino);
-                ino
-            }
-        };
-        let node = nodes.by_ino.entry(ino).or_insert(VNode {
-            r: Resolved {
-                what: r.what.clone(),
-                bytes: None,
-                props: None,
-                mtime: None,
-                history: None,
-            },
-            size: 0,
-            lookups: 0,
-            revoked: None,
-        });
-        if node.r.bytes.is_none() && node.r.history.is_none() || node.revoked.is_some() {
-            node.size = r.bytes.as_ref().map_or(0, |b| b.bytes().len() as u64);
-            node.r = r;
-        }
-        node.lookups += 1;
-        node.revoked = None;
-        self.view_node_attr(v, ino, node)
-    }
-
-    fn view_dir_attr(&self, ino: u64) -> Attr {
-        let mut attr = self.root_attr();
-        attr.ino = ino;
-        attr
-    }
-
-    fn view_node_attr(&self, v: &Views, ino: u64, node: &VNode) -> Attr {
-        let mut attr = self.view_dir_attr(ino);
-        let t = unix_time(node.r.mtime, self.mounted_at);
-        attr.mtime = t;
-        attr.ctime = t;
-        attr.crtime = t;
-        if node.r.history.is_none() {
-            attr.kind = Kind::File;
-            attr.size = node.size;
-            attr.perm = v.specs[node.r.what.view()]
-                .mode
-                .unwrap_or(self.owner.file_mode);
-            attr.nlink = 1;
-        }
-        attr
-    }
-
-    pub(super) fn view_getattr(&self, ino: u64) -> Result<Attr, FsError> {
-        let v = self.views().ok_or(FsError::NoEntry)?;
-        if v.dir_index(ino).is_some() {
-            return Ok(self.view_dir_attr(ino));
-        }
-        let nodes = lock(&v.nodes);
-        let node = nodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?;
-        Ok(self.view_node_attr(v, ino, node))
-    }
-
-    pub(super) fn view_forget(&self, ino: u64, n: u64) {
-        let Some(v) = self.views() else { return };
-        let mut nodes = lock(&v.nodes);
-        let gone = nodes.by_ino.get_mut(&ino).is_some_and(|node| {
-            node.lookups = node.lookups.saturating_sub(n);
-            node.lookups == 0
-        });
-        if gone {
-            if let Some(node) = nodes.by_ino.remove(&ino) {
-                nodes.by_what.remove(&node.r.what);
-                // The node's bytes are wiped when the last reader drops them.
-            }
-        }
-    }
-
-    /// Reads a view file: from the bytes bound to its inode, never the vault.
-    pub(super) fn view_read(&self, ino: u64, offset: u64, size: u32) -> Result<ReadData, FsError> {
-        let v = self.views().ok_or(FsError::NoEntry)?;
-        if v.dir_index(ino).is_some() {
-            return Err(FsError::IsDir);
-        }
-        let nodes = lock(&v.nodes);
-        let node = nodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?;
-        if let Some(err) = &node.revoked {
-            let name = v.specs[node.r.what.view()].name.clone();
-            return Err(self.vault_err(&name, err.clone()));
-        }
-        if node.r.history.is_some() {
-            return Err(FsError::IsDir);
-        }
-        let bytes = node.r.bytes.clone().ok_or(FsError::Internal)?;
-        Ok(ReadData::new(bytes, offset, size))
-    }
-
-    pub(super) fn view_opendir(&self, ino: u64) -> Result<Vec<DirEntry>, FsError> {
-        let v = self.views().ok_or(FsError::NoEntry)?;
-        if let Some(d) = v.dir_index(ino) {
-            return Ok(v.entries(d));
-        }
-        let nodes = lock(&v.nodes);
-        let node = nodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?;
-        let keys = node.r.history.as_ref().ok_or(FsError::NotDir)?;
-        let i = node.r.what.view();
-        let mut out = vec![
-            DirEntry {
-                ino,
-                kind: Kind::Directory,
-                name: ".".into(),
-            },
-            DirEntry {
-                ino: v.parents[i],
-                kind: Kind::Directory,
-                name: "..".into(),
-            },
-        ];
-        out.extend((0..keys.len()).map(|k| DirEntry {
-            ino: VIEW_BASE - 1 - (v.specs.len() + k) as u64,
-            kind: Kind::File,
-            name: k.to_string(),
-        }));
-        Ok(out)
-    }
-
-    /// The properties of the version a view node is bound to.
-    pub(super) fn view_props(&self, ino: u64) -> Result<Option<Arc<SecretProps>>, FsError> {
-        let v = self.views().ok_or(FsError::NoEntry)?;
-        if v.dir_index(ino).is_some() {
-            return Ok(None);
-        }
-        let nodes = lock(&v.nodes);
-        let node = nodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?;
-        Ok(node.r.props.clone())
     }
 
     pub(super) fn view_spec(&self, i: usize) -> Result<&ViewSpec, FsError> {
