@@ -201,9 +201,9 @@ impl CheckArgs {
 /// named the way the user gave it, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 pub enum ArgsError {
-    /// An `-o` list that does not parse; the text names the option.
-    #[error("{0}")]
-    Options(String),
+    /// An `-o` list that does not parse; the error names the option.
+    #[error(transparent)]
+    Options(#[from] crate::config::ConfigError),
     /// A setting with a bad value. Given only as flags, it is named as its
     /// flag; when `-o` lists were given too, it may have come from either.
     #[error("--{}: {problem}{}", .field.replace('_', "-"), if *.via_options { format!(" (from a flag or -o {field})") } else { String::new() })]

@@ -3,54 +3,67 @@
 
 use std::path::PathBuf;
 
-use super::MountOptions;
+use super::{ConfigError, MountOptions};
 
 /// How a value written after `-o key=` becomes the field's type.
 pub(super) trait OptionValue {
-    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String>;
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, ConfigError>;
 }
 
 impl OptionValue for bool {
-    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, ConfigError> {
         Ok(toml::Value::Boolean(match value {
             None | Some("true") | Some("1") | Some("yes") => true,
             Some("false") | Some("0") | Some("no") => false,
-            Some(v) => return Err(format!("-o {key}={v}: expected true or false")),
+            Some(v) => {
+                return Err(ConfigError::OptionBool {
+                    key: key.to_string(),
+                    value: v.to_string(),
+                })
+            }
         }))
     }
 }
 
 impl OptionValue for u32 {
-    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
-        let v = value.ok_or_else(|| format!("-o {key} needs a value ({key}=N)"))?;
-        Ok(toml::Value::Integer(
-            v.parse()
-                .map_err(|_| format!("-o {key}={v}: not a number"))?,
-        ))
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, ConfigError> {
+        let v = value.ok_or_else(|| ConfigError::OptionNeedsValue {
+            key: key.to_string(),
+            form: "N",
+        })?;
+        Ok(toml::Value::Integer(v.parse().map_err(|_| {
+            ConfigError::OptionNumber {
+                key: key.to_string(),
+                value: v.to_string(),
+            }
+        })?))
     }
 }
 
 impl OptionValue for String {
-    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, ConfigError> {
         Ok(toml::Value::String(
             value
-                .ok_or_else(|| format!("-o {key} needs a value ({key}=...)"))?
+                .ok_or_else(|| ConfigError::OptionNeedsValue {
+                    key: key.to_string(),
+                    form: "...",
+                })?
                 .to_string(),
         ))
     }
 }
 
 impl OptionValue for PathBuf {
-    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, String> {
+    fn from_option(key: &str, value: Option<&str>) -> Result<toml::Value, ConfigError> {
         String::from_option(key, value)
     }
 }
 
 impl OptionValue for Vec<super::views::RawView> {
-    fn from_option(key: &str, _value: Option<&str>) -> Result<toml::Value, String> {
-        Err(format!(
-            "-o {key}: views are declared in a file: -o views=FILE or -o spc=FILE"
-        ))
+    fn from_option(key: &str, _value: Option<&str>) -> Result<toml::Value, ConfigError> {
+        Err(ConfigError::OptionViews {
+            key: key.to_string(),
+        })
     }
 }
 
@@ -83,7 +96,7 @@ const IGNORED_OPTIONS: [&str; 22] = [
 /// Mount options as given to `-o` (and by mount(8) from fstab), split into
 /// akvfs settings and the process-level `no_mlock`. Generic mount options that
 /// mount(8) and systemd pass along are accepted and ignored.
-pub fn parse_mount_options(opts: &str) -> Result<(MountOptions, bool), String> {
+pub fn parse_mount_options(opts: &str) -> Result<(MountOptions, bool), ConfigError> {
     let mut table = toml::Table::new();
     let mut mlock = true;
     for opt in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
@@ -105,6 +118,6 @@ pub fn parse_mount_options(opts: &str) -> Result<(MountOptions, bool), String> {
     }
     let raw: MountOptions = toml::Value::Table(table)
         .try_into()
-        .map_err(|e: toml::de::Error| format!("-o: {}", e.message()))?;
+        .map_err(ConfigError::Options)?;
     Ok((raw, mlock))
 }

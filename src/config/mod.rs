@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod dash_o;
+mod error;
 mod file;
 pub mod notice;
 mod options;
@@ -16,6 +17,7 @@ mod view_sources;
 pub mod views;
 
 pub use dash_o::parse_mount_options;
+pub use error::ConfigError;
 pub use file::{load_config_file, ConfigFile};
 pub use notice::NoticeConfig;
 pub use options::MountOptions;
@@ -136,26 +138,28 @@ pub struct MountConfig {
 }
 
 /// Turns `myvault` or `https://myvault.vault.azure.net[:port][/]` into a vault URL.
-pub fn parse_vault(input: &str) -> Result<String, String> {
+pub fn parse_vault(input: &str) -> Result<String, ConfigError> {
     let input = input.trim();
     if input.contains("://") {
-        let rest = input.strip_prefix("https://").ok_or_else(|| {
-            format!("vault URL {input:?} must use https:// (Key Vault only serves HTTPS)")
-        })?;
+        let rest = input
+            .strip_prefix("https://")
+            .ok_or_else(|| ConfigError::VaultScheme {
+                input: input.to_string(),
+            })?;
         let host_port = rest.trim_end_matches('/');
         if host_port.is_empty() || host_port.contains(['/', '?', '#', '@', ' ']) {
-            return Err(format!(
-                "vault URL {input:?} must be just scheme and host, like https://myvault.vault.azure.net"
-            ));
+            return Err(ConfigError::VaultUrl {
+                input: input.to_string(),
+            });
         }
         return Ok(format!("https://{host_port}"));
     }
     if is_vault_name(input) {
         Ok(format!("https://{input}.vault.azure.net"))
     } else {
-        Err(format!(
-            "{input:?} is neither a vault name (3-24 letters, digits and single hyphens, starting with a letter) nor an https:// URL"
-        ))
+        Err(ConfigError::VaultName {
+            input: input.to_string(),
+        })
     }
 }
 

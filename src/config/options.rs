@@ -30,7 +30,7 @@ macro_rules! mount_options {
 
             /// `-o key[=value]` as the TOML value of field `key`; `None` for
             /// a key that is no field (deserializing then names it).
-            pub(super) fn option_value(key: &str, value: Option<&str>) -> Option<Result<toml::Value, String>> {
+            pub(super) fn option_value(key: &str, value: Option<&str>) -> Option<Result<toml::Value, super::ConfigError>> {
                 match key {
                     $( stringify!($f) => Some(<$t as OptionValue>::from_option(key, value)), )*
                     _ => None,

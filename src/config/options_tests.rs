@@ -71,11 +71,14 @@ fn option_types_follow_the_fields() {
     assert_eq!(o.uid, Some(7));
     assert_eq!(o.file_mode.as_deref(), Some("0440"));
     assert_eq!(o.ca_file, Some(PathBuf::from("/ca.pem")));
-    assert_eq!(
-        parse_mount_options("uid=x").unwrap_err(),
-        "-o uid=x: not a number"
+    let e = parse_mount_options("uid=x").unwrap_err();
+    assert!(
+        matches!(e, crate::config::ConfigError::OptionNumber { .. }),
+        "{e:?}"
     );
+    assert_eq!(e.to_string(), "-o uid=x: not a number");
     assert!(parse_mount_options("bogus=1")
         .unwrap_err()
+        .to_string()
         .contains("unknown field"));
 }

@@ -2,59 +2,76 @@
 
 use std::time::Duration;
 
+use super::ConfigError;
+
 /// Parses `64MiB`, `1G`, `512k`, `1048576`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, ConfigError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; use e.g. 64MiB, 512KiB or 1048576"))?;
+    let n: u64 = num.parse().map_err(|_| ConfigError::Size {
+        value: s.to_string(),
+    })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("{s:?} has an unknown unit; use B, KiB, MiB or GiB")),
+        _ => {
+            return Err(ConfigError::SizeUnit {
+                value: s.to_string(),
+            })
+        }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
+        .ok_or_else(|| ConfigError::SizeTooLarge {
+            value: s.to_string(),
+        })
 }
 
 /// Parses an octal mode such as `0400` or `440`.
-pub fn parse_mode(s: &str) -> Result<u16, String> {
-    let m = u16::from_str_radix(s.trim_start_matches("0o"), 8)
-        .map_err(|_| format!("{s:?} is not an octal mode like 0400"))?;
+pub fn parse_mode(s: &str) -> Result<u16, ConfigError> {
+    let m = u16::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| ConfigError::Mode {
+        value: s.to_string(),
+    })?;
     if m > 0o7777 {
-        return Err(format!("{s:?} is not a valid mode (at most 07777)"));
+        return Err(ConfigError::ModeRange {
+            value: s.to_string(),
+        });
     }
     if m & 0o7000 != 0 {
-        return Err(format!(
-            "{s:?}: setuid, setgid and sticky bits are not allowed"
-        ));
+        return Err(ConfigError::ModeSpecialBits {
+            value: s.to_string(),
+        });
     }
     Ok(m)
 }
 
 /// Parses `30s`, `10m`, `24h`, `500ms`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
     let t = s.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; use e.g. 500ms, 30s, 10m or 24h"))?;
+    let n: f64 = num.parse().map_err(|_| ConfigError::Duration {
+        value: s.to_string(),
+    })?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("{s:?} has an unknown unit; use ms, s, m or h")),
+        _ => {
+            return Err(ConfigError::DurationUnit {
+                value: s.to_string(),
+            })
+        }
     };
     if !secs.is_finite() || secs < 0.0 || secs > 365.0 * 86400.0 {
-        return Err(format!("{s:?} is out of range"));
+        return Err(ConfigError::DurationRange {
+            value: s.to_string(),
+        });
     }
     Ok(Duration::from_secs_f64(secs))
 }

@@ -47,7 +47,7 @@ impl MountOptions {
             .vault
             .as_deref()
             .ok_or_else(|| FieldError::new("vault", "is required"))?;
-        let url = parse_vault(vault).map_err(|e| FieldError::new("vault", e))?;
+        let url = parse_vault(vault).map_err(|e| FieldError::new("vault", e.to_string()))?;
         let mode = match self.auth.as_deref() {
             None => AuthMode::Auto,
             Some(s) => AuthMode::from_str(s, true).map_err(|_| {
@@ -98,13 +98,15 @@ impl MountOptions {
             .path
             .ok_or_else(|| FieldError::new("path", "is required"))?;
         let dur = |field: &'static str, v: Option<String>, default: &str| {
-            parse_duration(v.as_deref().unwrap_or(default)).map_err(|e| FieldError::new(field, e))
+            parse_duration(v.as_deref().unwrap_or(default))
+                .map_err(|e| FieldError::new(field, e.to_string()))
         };
         let mode_bits = |field: &'static str, v: Option<String>, default: &str| {
-            parse_mode(v.as_deref().unwrap_or(default)).map_err(|e| FieldError::new(field, e))
+            parse_mode(v.as_deref().unwrap_or(default))
+                .map_err(|e| FieldError::new(field, e.to_string()))
         };
         let cache_bytes = parse_size(self.cache_bytes.as_deref().unwrap_or("64MiB"))
-            .map_err(|e| FieldError::new("cache_bytes", e))?;
+            .map_err(|e| FieldError::new("cache_bytes", e.to_string()))?;
         if cache_bytes < 64 << 10 {
             return Err(FieldError::new(
                 "cache_bytes",
@@ -215,10 +217,11 @@ fn notice_config(
     let Some(spec) = notice else {
         return Ok(None);
     };
-    let source =
-        super::notice::SourceSpec::parse(&spec).map_err(|e| FieldError::new("notice", e))?;
+    let source = super::notice::SourceSpec::parse(&spec)
+        .map_err(|e| FieldError::new("notice", e.to_string()))?;
     let live_poll = match poll {
-        Some(p) => parse_duration(&p).map_err(|e| FieldError::new("notice_poll_interval", e))?,
+        Some(p) => parse_duration(&p)
+            .map_err(|e| FieldError::new("notice_poll_interval", e.to_string()))?,
         None => super::notice::DEFAULT_LIVE_POLL,
     };
     if live_poll < interval {

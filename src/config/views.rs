@@ -275,13 +275,13 @@ fn validate_one(raw: RawView, label: &str) -> Result<ViewSpec, String> {
         .as_deref()
         .map(parse_mode)
         .transpose()
-        .map_err(|e| err("mode", e))?;
+        .map_err(|e| err("mode", e.to_string()))?;
     let vault = raw
         .vault
         .as_deref()
         .map(parse_vault)
         .transpose()
-        .map_err(|e| err("vault", e))?;
+        .map_err(|e| err("vault", e.to_string()))?;
     Ok(ViewSpec {
         path,
         name,

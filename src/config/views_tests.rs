@@ -377,7 +377,11 @@ fn views_come_from_options_with_an_allow_listing_root_by_default() {
         .unwrap_err();
     assert_eq!(e.field, "root");
     let e = parse_mount_options("view=x").unwrap_err();
-    assert!(e.contains("views=FILE"), "{e}");
+    assert!(
+        matches!(e, crate::config::ConfigError::OptionViews { .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("views=FILE"), "{e}");
     let missing = base
         .overlay(MountOptions {
             spc: Some(dir.path().join("nope.yaml")),

@@ -136,7 +136,7 @@ pub struct CsiArgs {
 
 /// `--max-volume-cache-bytes`: a size within what the locked budget of all volumes holds.
 fn parse_volume_cache(s: &str) -> Result<u64, String> {
-    let n = crate::config::parse_size(s)?;
+    let n = crate::config::parse_size(s).map_err(|e| e.to_string())?;
     if !(64 << 10..=VALUES_BUDGET).contains(&n) {
         return Err(format!(
             "{} is outside 64 KiB..{}, the memory locked for all volumes' values",

@@ -301,7 +301,10 @@ fn mount_config(
             )));
         }
         let (o, _) = parse_mount_options(&format!("{key}={value}")).map_err(|e| {
-            Refusal::InvalidArgument(format!("volume attribute {}", e.trim_start_matches("-o ")))
+            Refusal::InvalidArgument(format!(
+                "volume attribute {}",
+                e.to_string().trim_start_matches("-o ")
+            ))
         })?;
         raw = raw.overlay(o);
     }

@@ -1,0 +1,131 @@
+//! The configuration layer's error: which setting value failed to parse and
+//! the form it should take. The setting's own name (flag, `-o` key or config
+//! key) is added by whoever knows how the user wrote it.
+
+/// A setting's value that does not parse. Values are durations, sizes,
+/// modes, vault names and option keys, never secret bytes, so they are quoted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{value:?} is not a size; use e.g. 64MiB, 512KiB or 1048576")]
+    Size { value: String },
+    #[error("{value:?} has an unknown unit; use B, KiB, MiB or GiB")]
+    SizeUnit { value: String },
+    #[error("{value:?} is too large")]
+    SizeTooLarge { value: String },
+    #[error("{value:?} is not an octal mode like 0400")]
+    Mode { value: String },
+    #[error("{value:?} is not a valid mode (at most 07777)")]
+    ModeRange { value: String },
+    #[error("{value:?}: setuid, setgid and sticky bits are not allowed")]
+    ModeSpecialBits { value: String },
+    #[error("{value:?} is not a duration; use e.g. 500ms, 30s, 10m or 24h")]
+    Duration { value: String },
+    #[error("{value:?} has an unknown unit; use ms, s, m or h")]
+    DurationUnit { value: String },
+    #[error("{value:?} is out of range")]
+    DurationRange { value: String },
+    #[error("vault URL {input:?} must use https:// (Key Vault only serves HTTPS)")]
+    VaultScheme { input: String },
+    #[error(
+        "vault URL {input:?} must be just scheme and host, like https://myvault.vault.azure.net"
+    )]
+    VaultUrl { input: String },
+    #[error("{input:?} is neither a vault name (3-24 letters, digits and single hyphens, starting with a letter) nor an https:// URL")]
+    VaultName { input: String },
+    #[error("-o {key}={value}: expected true or false")]
+    OptionBool { key: String, value: String },
+    #[error("-o {key} needs a value ({key}={form})")]
+    OptionNeedsValue { key: String, form: &'static str },
+    #[error("-o {key}={value}: not a number")]
+    OptionNumber { key: String, value: String },
+    #[error("-o {key}: views are declared in a file: -o views=FILE or -o spc=FILE")]
+    OptionViews { key: String },
+    /// An unknown key or a value of the wrong type, as the option table's
+    /// deserializer names it.
+    #[error("-o: {}", .0.message())]
+    Options(#[source] toml::de::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConfigError;
+    use crate::config::{parse_duration, parse_mode, parse_mount_options, parse_size, parse_vault};
+
+    #[test]
+    fn each_kind_of_bad_value_has_its_variant() {
+        let e = parse_duration("1y").unwrap_err();
+        assert!(matches!(e, ConfigError::DurationUnit { .. }), "{e:?}");
+        assert!(matches!(
+            parse_duration("x").unwrap_err(),
+            ConfigError::Duration { .. }
+        ));
+        assert!(matches!(
+            parse_duration("1.2.3s").unwrap_err(),
+            ConfigError::Duration { .. }
+        ));
+        assert!(matches!(
+            parse_duration("400000h").unwrap_err(),
+            ConfigError::DurationRange { .. }
+        ));
+        assert!(matches!(
+            parse_size("lots").unwrap_err(),
+            ConfigError::Size { .. }
+        ));
+        assert!(matches!(
+            parse_size("5 parsecs").unwrap_err(),
+            ConfigError::SizeUnit { .. }
+        ));
+        assert!(matches!(
+            parse_size("99999999999999GiB").unwrap_err(),
+            ConfigError::SizeTooLarge { .. }
+        ));
+        assert!(matches!(
+            parse_mode("0800").unwrap_err(),
+            ConfigError::Mode { .. }
+        ));
+        assert!(matches!(
+            parse_mode("17777").unwrap_err(),
+            ConfigError::ModeRange { .. }
+        ));
+        assert!(matches!(
+            parse_mode("4755").unwrap_err(),
+            ConfigError::ModeSpecialBits { .. }
+        ));
+        assert!(matches!(
+            parse_vault("http://kv").unwrap_err(),
+            ConfigError::VaultScheme { .. }
+        ));
+        assert!(matches!(
+            parse_vault("https://kv/x").unwrap_err(),
+            ConfigError::VaultUrl { .. }
+        ));
+        assert!(matches!(
+            parse_vault("-kv").unwrap_err(),
+            ConfigError::VaultName { .. }
+        ));
+    }
+
+    #[test]
+    fn each_kind_of_bad_option_has_its_variant() {
+        let e = parse_mount_options("allow_other=maybe").unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::OptionBool { key, .. } if key == "allow_other"),
+            "{e:?}"
+        );
+        assert!(matches!(
+            parse_mount_options("uid").unwrap_err(),
+            ConfigError::OptionNeedsValue { .. }
+        ));
+        assert!(matches!(
+            parse_mount_options("uid=x").unwrap_err(),
+            ConfigError::OptionNumber { .. }
+        ));
+        assert!(matches!(
+            parse_mount_options("view=x").unwrap_err(),
+            ConfigError::OptionViews { .. }
+        ));
+        let e = parse_mount_options("bogus=1").unwrap_err();
+        assert!(matches!(e, ConfigError::Options(_)), "{e:?}");
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+}
