@@ -267,7 +267,7 @@ fn load(text: &str) -> Result<akvfs::ConfigFile, String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, text).unwrap();
-    load_config_file(&path)
+    load_config_file(&path).map_err(|e| e.to_string())
 }
 
 proptest! {

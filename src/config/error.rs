@@ -2,6 +2,10 @@
 //! the form it should take. The setting's own name (flag, `-o` key or config
 //! key) is added by whoever knows how the user wrote it.
 
+use std::path::PathBuf;
+
+use super::validate::FieldError;
+
 /// A setting's value that does not parse. Values are durations, sizes,
 /// modes, vault names and option keys, never secret bytes, so they are quoted.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +48,36 @@ pub enum ConfigError {
     /// deserializer names it.
     #[error("-o: {}", .0.message())]
     Options(#[source] toml::de::Error),
+    #[error("cannot read config file {}: {source}", path.display())]
+    FileRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// TOML that does not parse or does not fit the file's fields.
+    #[error("config file {}{}: {}", path.display(), line.map(|l| format!(" (line {l})")).unwrap_or_default(), source.message())]
+    FileSyntax {
+        path: PathBuf,
+        line: Option<usize>,
+        source: toml::de::Error,
+    },
+    #[error("config file {}: no [[mount]] sections; add at least one with vault and path", path.display())]
+    FileNoMounts { path: PathBuf },
+    #[error("config file {}: metrics_listen: {value:?} is not an address like 127.0.0.1:9464", path.display())]
+    FileMetricsListen { path: PathBuf, value: String },
+    /// A `[[mount]]` section with a bad setting, named as its config key.
+    #[error("config file {}: {mount}: {}: {}", path.display(), source.field, source.problem)]
+    FileMount {
+        path: PathBuf,
+        /// `[[mount]] #N (path)`.
+        mount: String,
+        source: FieldError,
+    },
+    #[error("config file {}: {mount}: path {} is used by another mount", path.display(), mountpoint.display())]
+    FileDuplicatePath {
+        path: PathBuf,
+        mount: String,
+        mountpoint: PathBuf,
+    },
 }
 
 #[cfg(test)]
@@ -127,5 +161,33 @@ mod tests {
         let e = parse_mount_options("bogus=1").unwrap_err();
         assert!(matches!(e, ConfigError::Options(_)), "{e:?}");
         assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn each_kind_of_bad_config_file_has_its_variant() {
+        use crate::config::load_config_file;
+        let dir = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            let f = dir.path().join("c.toml");
+            std::fs::write(&f, text).unwrap();
+            load_config_file(&f).unwrap_err()
+        };
+        let e = load_config_file(&dir.path().join("absent.toml")).unwrap_err();
+        assert!(matches!(e, ConfigError::FileRead { .. }), "{e:?}");
+        let e = load("mlock = false\n");
+        assert!(matches!(e, ConfigError::FileNoMounts { .. }), "{e:?}");
+        let e = load("metrics_listen = \"here\"\n[[mount]]\nvault = \"kv1\"\npath = \"/a\"\n");
+        assert!(
+            matches!(&e, ConfigError::FileMetricsListen { value, .. } if value == "here"),
+            "{e:?}"
+        );
+        let e = load("[[mount]]\nvault = \"kv1\"\npath = \"/a\"\nfetch_timeout = \"soon\"\n");
+        assert!(
+            matches!(&e, ConfigError::FileMount { source, .. } if source.field == "fetch_timeout"),
+            "{e:?}"
+        );
+        let e = load("[[mount]]\nvault = \"kv1\"\npath = \"/a\"\n[[mount]]\nvault = \"kv2\"\npath = \"/a\"\n");
+        assert!(matches!(e, ConfigError::FileDuplicatePath { .. }), "{e:?}");
+        assert!(e.to_string().contains("used by another mount"), "{e}");
     }
 }

@@ -1,6 +1,6 @@
 //! Reading the config file of `akvfs run`: several mounts, shared defaults.
 
-use super::{MountConfig, MountOptions};
+use super::{ConfigError, MountConfig, MountOptions};
 
 /// The config file for `akvfs run`: several mounts in one process.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -27,32 +27,31 @@ pub struct ConfigFile {
 
 /// Reads and validates a config file. Errors name the file, the field and
 /// the problem.
-pub fn load_config_file(path: &std::path::Path) -> Result<ConfigFile, String> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config file {shown}: {e}"))?;
+pub fn load_config_file(path: &std::path::Path) -> Result<ConfigFile, ConfigError> {
+    let file = || path.to_path_buf();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::FileRead {
+        path: file(),
+        source,
+    })?;
     let raw: RawConfigFile = toml::from_str(&text).map_err(|e| {
-        let at = e
+        let line = e
             .span()
-            .map(|s| {
-                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-                format!(" (line {line})")
-            })
-            .unwrap_or_default();
-        format!("config file {shown}{at}: {}", e.message())
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        ConfigError::FileSyntax {
+            path: file(),
+            line,
+            source: e,
+        }
     })?;
     if raw.mounts.is_empty() {
-        return Err(format!(
-            "config file {shown}: no [[mount]] sections; add at least one with vault and path"
-        ));
+        return Err(ConfigError::FileNoMounts { path: file() });
     }
     let mlock = raw.mlock.unwrap_or(true);
     let metrics_listen = match &raw.metrics_listen {
         None => None,
-        Some(s) => Some(s.parse().map_err(|_| {
-            format!(
-                "config file {shown}: metrics_listen: {s:?} is not an address like 127.0.0.1:9464"
-            )
+        Some(s) => Some(s.parse().map_err(|_| ConfigError::FileMetricsListen {
+            path: file(),
+            value: s.clone(),
         })?),
     };
     let mut mounts = Vec::new();
@@ -67,12 +66,17 @@ pub fn load_config_file(path: &std::path::Path) -> Result<ConfigFile, String> {
             .clone()
             .overlay(m)
             .validate(true, mlock)
-            .map_err(|e| format!("config file {shown}: {label}: {}: {}", e.field, e.problem))?;
+            .map_err(|source| ConfigError::FileMount {
+                path: file(),
+                mount: label.clone(),
+                source,
+            })?;
         if !paths.insert(cfg.mountpoint.clone()) {
-            return Err(format!(
-                "config file {shown}: {label}: path {} is used by another mount",
-                cfg.mountpoint.display()
-            ));
+            return Err(ConfigError::FileDuplicatePath {
+                path: file(),
+                mount: label,
+                mountpoint: cfg.mountpoint,
+            });
         }
         mounts.push(cfg);
     }

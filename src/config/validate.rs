@@ -13,7 +13,8 @@ use super::{
 use super::{ENV_CLIENT_ID, ENV_FEDERATED_TOKEN_FILE, ENV_TENANT_ID};
 
 /// A bad field: which one, and what is wrong with it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
 pub struct FieldError {
     pub field: &'static str,
     pub problem: String,

@@ -419,5 +419,13 @@ fn a_config_file_declares_views_inline_per_mount() {
     )
     .unwrap();
     let e = crate::config::load_config_file(&f).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            crate::config::ConfigError::FileSyntax { line: Some(_), .. }
+        ),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(e.contains("alias") && e.contains("line"), "{e}");
 }

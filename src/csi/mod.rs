@@ -176,16 +176,13 @@ pub fn run(args: CsiArgs) -> Result<(), Error> {
         .endpoint
         .strip_prefix("unix://")
         .map(PathBuf::from)
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "--endpoint {}: only unix:// endpoints are served",
-                args.endpoint
-            ))
+        .ok_or_else(|| Error::Endpoint {
+            endpoint: args.endpoint.clone(),
         })?;
     crate::daemon::harden::disable_core_dumps().map_err(Error::Harden)?;
     heap::keep_large_blocks_mapped();
     crate::daemon::harden::lock_memory(!args.no_mlock, VALUES_BUDGET).map_err(Error::Harden)?;
-    let state = state::StateDir::open(&args.state_dir).map_err(Error::Config)?;
+    let state = state::StateDir::open(&args.state_dir)?;
     let ca = match &args.ca_file {
         Some(p) => Some(std::fs::read(p).map_err(|source| Error::CaFile {
             path: p.clone(),
@@ -247,8 +244,10 @@ pub fn run(args: CsiArgs) -> Result<(), Error> {
     let _ = std::fs::remove_file(&socket);
     let listener = {
         let _in = rt.enter();
-        tokio::net::UnixListener::bind(&socket)
-            .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", socket.display())))?
+        tokio::net::UnixListener::bind(&socket).map_err(|source| Error::Listen {
+            socket: socket.clone(),
+            source,
+        })?
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = rt.spawn(

@@ -66,7 +66,7 @@ pub struct StateDir {
 
 impl StateDir {
     /// Creates (mode 0700) or opens the directory and its two subdirectories.
-    pub fn open(root: &Path) -> Result<StateDir, String> {
+    pub fn open(root: &Path) -> Result<StateDir, crate::service::Error> {
         for dir in [
             root.to_path_buf(),
             root.join("targets"),
@@ -76,10 +76,18 @@ impl StateDir {
                 .recursive(true)
                 .mode(0o700)
                 .create(&dir)
-                .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
+                .map_err(|source| crate::service::Error::StateDir {
+                    dir: dir.clone(),
+                    action: "create",
+                    source,
+                })?;
         }
-        let root = std::fs::canonicalize(root)
-            .map_err(|e| format!("cannot resolve the state directory {}: {e}", root.display()))?;
+        let root =
+            std::fs::canonicalize(root).map_err(|source| crate::service::Error::StateDir {
+                dir: root.to_path_buf(),
+                action: "resolve",
+                source,
+            })?;
         Ok(StateDir { root })
     }
 

@@ -62,8 +62,22 @@ pub enum Error {
     #[error(transparent)]
     Harden(#[from] HardenError),
     /// The config file cannot be read or is invalid.
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The CSI plugin's `--endpoint` is not a unix socket.
+    #[error("--endpoint {endpoint}: only unix:// endpoints are served")]
+    Endpoint { endpoint: String },
+    /// The CSI plugin's socket cannot be bound.
+    #[error("cannot listen on {}: {source}; check that its directory exists and no other plugin serves it", socket.display())]
+    Listen { socket: PathBuf, source: io::Error },
+    /// `--state-dir` cannot be created or resolved.
+    #[error("cannot {action} the state directory {}: {source}", dir.display())]
+    StateDir {
+        dir: PathBuf,
+        /// `create` or `resolve`.
+        action: &'static str,
+        source: io::Error,
+    },
     /// A declared view cannot be served.
     #[error("{}", view_failure(view, source))]
     View {
