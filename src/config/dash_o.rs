@@ -118,6 +118,6 @@ pub fn parse_mount_options(opts: &str) -> Result<(MountOptions, bool), ConfigErr
     }
     let raw: MountOptions = toml::Value::Table(table)
         .try_into()
-        .map_err(ConfigError::Options)?;
+        .map_err(|e| ConfigError::Options(Box::new(e)))?;
     Ok((raw, mlock))
 }

@@ -47,7 +47,7 @@ pub enum ConfigError {
     /// An unknown key or a value of the wrong type, as the option table's
     /// deserializer names it.
     #[error("-o: {}", .0.message())]
-    Options(#[source] toml::de::Error),
+    Options(#[source] Box<toml::de::Error>),
     #[error("cannot read config file {}: {source}", path.display())]
     FileRead {
         path: PathBuf,
@@ -58,7 +58,7 @@ pub enum ConfigError {
     FileSyntax {
         path: PathBuf,
         line: Option<usize>,
-        source: toml::de::Error,
+        source: Box<toml::de::Error>,
     },
     #[error("config file {}: no [[mount]] sections; add at least one with vault and path", path.display())]
     FileNoMounts { path: PathBuf },
@@ -70,7 +70,7 @@ pub enum ConfigError {
         path: PathBuf,
         /// `[[mount]] #N (path)`.
         mount: String,
-        source: FieldError,
+        source: Box<FieldError>,
     },
     #[error("config file {}: {mount}: path {} is used by another mount", path.display(), mountpoint.display())]
     FileDuplicatePath {

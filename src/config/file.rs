@@ -40,7 +40,7 @@ pub fn load_config_file(path: &std::path::Path) -> Result<ConfigFile, ConfigErro
         ConfigError::FileSyntax {
             path: file(),
             line,
-            source: e,
+            source: Box::new(e),
         }
     })?;
     if raw.mounts.is_empty() {
@@ -69,7 +69,7 @@ pub fn load_config_file(path: &std::path::Path) -> Result<ConfigFile, ConfigErro
             .map_err(|source| ConfigError::FileMount {
                 path: file(),
                 mount: label.clone(),
-                source,
+                source: Box::new(source),
             })?;
         if !paths.insert(cfg.mountpoint.clone()) {
             return Err(ConfigError::FileDuplicatePath {
