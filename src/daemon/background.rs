@@ -15,7 +15,8 @@ pub enum BackgroundError {
     Fork(#[source] nix::Error),
     #[error("the background process exited before the mount was ready; run with --foreground to see why")]
     Died,
-    /// The background process's own error message.
+    /// The background process's own error message. It stays text: it arrives
+    /// already rendered through a pipe from the child, which had the typed error.
     #[error("{0}")]
     Failed(String),
 }

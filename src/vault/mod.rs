@@ -134,6 +134,8 @@ pub enum VaultError {
     Timeout(Duration),
     #[error("the vault is unreachable or failing: {0}")]
     Unavailable(Detail),
+    /// Text here (as in `IdentityRejected`) is the server's or identity
+    /// provider's own description, not advice of ours rendered early.
     #[error("the vault sent a response that could not be understood: {0}")]
     BadResponse(String),
 }
