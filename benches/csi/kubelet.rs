@@ -122,6 +122,20 @@ impl Plugin {
         })
     }
 
+    /// The identity mounts the plugin made below its state directory (FUSE mounts, not the
+    /// binds on pods' targets).
+    pub fn identity_mounts(&self) -> Vec<PathBuf> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let state = format!("{}/plugin/state/", self.dir.display());
+        text.lines()
+            .filter_map(|l| {
+                let point = l.split(' ').nth(4)?;
+                let fstype = l.split(" - ").nth(1)?.split(' ').next()?;
+                (point.starts_with(&state) && fstype == "fuse.akvfs").then(|| PathBuf::from(point))
+            })
+            .collect()
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
     }

@@ -21,11 +21,17 @@ pub enum Op {
     Stat,
     /// opendir, readdir to the end, closedir, of the mount's root.
     Readdir,
+    /// Like `OpenReadClose`, but by name relative to the mount's root (openat on a descriptor
+    /// of it): the path walk to the mount is left out, as for a pod that sees a CSI target at a
+    /// short path of its own while the host reaches it through kubelet's long one.
+    OpenAtReadClose,
 }
 
 /// The files of one mount, as C strings, with what each operation must see.
 pub struct FileSet {
     files: Vec<CString>,
+    /// The files' names, for `Op::OpenAtReadClose`.
+    names: Vec<CString>,
     dir: CString,
     /// Every file's size.
     size: usize,
@@ -39,6 +45,10 @@ impl FileSet {
             files: names
                 .iter()
                 .map(|n| cpath(&dir.join(n)))
+                .collect::<Result<_>>()?,
+            names: names
+                .iter()
+                .map(|n| cpath(Path::new(n)))
                 .collect::<Result<_>>()?,
             dir: cpath(dir)?,
             size,
@@ -90,9 +100,10 @@ impl Rng {
 
 /// open + read to EOF + close; returns the bytes read, or None on any error. With `isatty`,
 /// also asks whether the file is a terminal (the answer, ENOTTY, is not checked).
-fn open_read_close(path: &CString, buf: &mut [u8], isatty: bool) -> Option<usize> {
-    // SAFETY: `path` is a valid NUL-terminated string; the fd is ours and closed below.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+fn open_read_close(at: libc::c_int, path: &CString, buf: &mut [u8], isatty: bool) -> Option<usize> {
+    // SAFETY: `path` is a valid NUL-terminated string and `at` is AT_FDCWD or an open
+    // directory; the fd is ours and closed below.
+    let fd = unsafe { libc::openat(at, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return None;
     }
@@ -153,13 +164,20 @@ fn readdir_count(dir: &CString) -> Option<usize> {
 }
 
 /// Does one operation; true when it saw what it must (size, entry count).
-fn once(set: &FileSet, op: Op, rng: &mut Rng, buf: &mut [u8]) -> bool {
+/// `root` is an open descriptor of the mount's root for `Op::OpenAtReadClose`.
+fn once(set: &FileSet, op: Op, rng: &mut Rng, buf: &mut [u8], root: libc::c_int) -> bool {
+    let cwd = libc::AT_FDCWD;
     match op {
         Op::OpenReadClose => {
-            open_read_close(&set.files[rng.next(set.files.len())], buf, false) == Some(set.size)
+            open_read_close(cwd, &set.files[rng.next(set.files.len())], buf, false)
+                == Some(set.size)
         }
         Op::OpenIsattyReadClose => {
-            open_read_close(&set.files[rng.next(set.files.len())], buf, true) == Some(set.size)
+            open_read_close(cwd, &set.files[rng.next(set.files.len())], buf, true) == Some(set.size)
+        }
+        Op::OpenAtReadClose => {
+            open_read_close(root, &set.names[rng.next(set.names.len())], buf, false)
+                == Some(set.size)
         }
         Op::Stat => stat_size(&set.files[rng.next(set.files.len())]) == Some(set.size),
         Op::Readdir => readdir_count(&set.dir) == Some(set.entries),
@@ -182,11 +200,18 @@ pub fn run(set: &FileSet, op: Op, threads: usize, dur: Duration, max_ops: u64) -
                     let mut buf = vec![0u8; 4096];
                     let mut lat = Vec::with_capacity(per_thread.min(4_000_000) as usize);
                     let (mut ops, mut errors) = (0u64, 0u64);
+                    // SAFETY: `set.dir` is NUL-terminated; the descriptor is closed below.
+                    let root = unsafe {
+                        libc::open(
+                            set.dir.as_ptr(),
+                            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                        )
+                    };
                     barrier.wait();
                     let start = Instant::now();
                     let mut prev = start;
                     while ops < per_thread {
-                        if !once(set, op, &mut rng, &mut buf) {
+                        if !once(set, op, &mut rng, &mut buf, root) {
                             errors += 1;
                         }
                         let now = Instant::now();
@@ -200,6 +225,10 @@ pub fn run(set: &FileSet, op: Op, threads: usize, dur: Duration, max_ops: u64) -
                         if now.duration_since(start) >= dur {
                             break;
                         }
+                    }
+                    if root >= 0 {
+                        // SAFETY: `root` is ours and closed once.
+                        unsafe { libc::close(root) };
                     }
                     (ops, errors, prev.duration_since(start).as_secs_f64(), lat)
                 })
