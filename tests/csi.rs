@@ -180,8 +180,8 @@ fn refused_publishes_say_why_and_mount_nothing() {
         .insert("keyvaultName".into(), "nosuchvault".into());
     cases.push(("unknown vault", v, Code::NotFound, "nosuchvault"));
     let mut v = base();
-    v.attributes.insert("objects".into(), "x".into());
-    cases.push(("unknown attribute", v, Code::InvalidArgument, "\"objects\""));
+    v.attributes.insert("objectz".into(), "x".into());
+    cases.push(("unknown attribute", v, Code::InvalidArgument, "\"objectz\""));
     let mut v = base();
     v.attributes
         .insert("refresh_interval".into(), "soon".into());

@@ -26,7 +26,7 @@ const KUBELET_PREFIX: &str = "csi.storage.k8s.io/";
 /// The mount options a volume may set, under the config file's names. The
 /// others (identity, trust, ownership, allow_other) belong to the node
 /// plugin or come from the dedicated attributes and the pod's fsGroup.
-pub const VOLUME_OPTIONS: [&str; 13] = [
+pub const VOLUME_OPTIONS: [&str; 14] = [
     "file_mode",
     "dir_mode",
     "cache_bytes",
@@ -40,7 +40,14 @@ pub const VOLUME_OPTIONS: [&str; 13] = [
     "max_requests_per_10s",
     "max_unverified",
     "strict_open",
+    "root",
 ];
+
+/// The volume attribute holding a SecretProviderClass's `objects` (the YAML string, as
+/// written in the class's parameters): the volume's files become those views.
+pub const OBJECTS: &str = "objects";
+/// The most an `objects` attribute may hold; a class's object list is a few KiB.
+const MAX_OBJECTS_BYTES: usize = 64 * 1024;
 
 /// The pod a volume is published for, from kubelet's pod information.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,9 +141,23 @@ pub fn parse(mut req: NodePublishVolumeRequest, node: &NodeDefaults) -> Result<P
             k if VOLUME_OPTIONS.contains(&k) => {
                 options.insert(k.to_string(), value.clone());
             }
+            OBJECTS if value.len() > MAX_OBJECTS_BYTES => {
+                return Err(bad(format!(
+                    "volume attribute objects is {} bytes, more than the {MAX_OBJECTS_BYTES} a volume may hold; split the objects over several volumes",
+                    value.len()
+                )))
+            }
+            OBJECTS => {
+                options.insert(OBJECTS.to_string(), value.clone());
+            }
+            "secretProviderClass" => {
+                return Err(bad(
+                    "volume attribute secretProviderClass: akvfs does not read SecretProviderClass resources; copy the class's keyvaultName, clientID, tenantId and objects into the volume's attributes".into(),
+                ))
+            }
             k => {
                 return Err(bad(format!(
-                    "unknown volume attribute {k:?}; akvfs takes keyvaultName, clientID, tenantId and the mount options {}",
+                    "unknown volume attribute {k:?}; akvfs takes keyvaultName, clientID, tenantId, objects and the mount options {}",
                     VOLUME_OPTIONS.join(", ")
                 )))
             }
@@ -294,7 +315,12 @@ fn mount_config(
         allow_other: Some(true),
         ..Default::default()
     };
-    for (key, value) in options {
+    if let Some(text) = options.get(OBJECTS) {
+        let views = crate::config::spc::parse_spc(text, "volume attribute objects")
+            .map_err(|e| Refusal::InvalidArgument(e.to_string()))?;
+        raw.view = Some(views);
+    }
+    for (key, value) in options.iter().filter(|(k, _)| k.as_str() != OBJECTS) {
         if value.contains([',', '=']) {
             return Err(Refusal::InvalidArgument(format!(
                 "volume attribute {key}: {value:?} is not a valid value"
@@ -315,6 +341,11 @@ fn mount_config(
     if group.is_some() {
         cfg.owner.file_mode |= 0o040;
         cfg.owner.dir_mode |= 0o050;
+        // A view's own mode (an object's filePermission) is kept, made readable by the
+        // group too, as every file of a volume with an fsGroup is.
+        for v in &mut cfg.views {
+            v.mode = v.mode.map(|m| m | ((m & 0o400) >> 3));
+        }
     }
     Ok(cfg)
 }

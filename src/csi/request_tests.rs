@@ -112,6 +112,9 @@ fn node_level_settings_cannot_be_set_by_a_volume() {
         "allow_other",
         "client_id",
         "nonempty",
+        // Node files: a pod author cannot make the plugin read them.
+        "views",
+        "spc",
     ] {
         let err = parse(request(&[(key, "1")], ""), &node()).err().unwrap();
         assert!(
@@ -128,4 +131,56 @@ fn node_level_settings_cannot_be_set_by_a_volume() {
     );
     let err = parse(request(&[], "staff"), &node()).err().unwrap();
     assert!(err.to_string().contains("numeric group id"), "{err}");
+}
+
+const OBJECTS_YAML: &str = "array:\n  - |\n    objectName: db-password\n    objectType: secret\n    objectAlias: app/db\n    filePermission: \"0600\"\n  - |\n    objectName: tls\n    objectType: cert\n";
+
+#[test]
+fn a_volumes_objects_become_its_views_and_part_of_its_identity_key() {
+    let p = parse(request(&[(OBJECTS, OBJECTS_YAML)], "2000"), &node())
+        .map_err(|e| e.to_string())
+        .unwrap();
+    let views = &p.config.views;
+    assert_eq!(views.len(), 2);
+    assert_eq!(views[0].path, ["app", "db"]);
+    assert_eq!(views[0].name.as_str(), "db-password");
+    // filePermission kept, and made group-readable for the fsGroup.
+    assert_eq!(views[0].mode, Some(0o640));
+    assert_eq!(views[1].mode, None);
+    // Only the views are shown unless the volume asks for the whole vault.
+    assert_eq!(p.config.view_root, crate::config::ViewRoot::Views);
+    assert_eq!(
+        p.options.get(OBJECTS).map(String::as_str),
+        Some(OBJECTS_YAML)
+    );
+    let whole = parse(
+        request(&[(OBJECTS, OBJECTS_YAML), ("root", "vault")], ""),
+        &node(),
+    )
+    .ok()
+    .unwrap();
+    assert_eq!(whole.config.view_root, crate::config::ViewRoot::Vault);
+    assert_eq!(whole.config.views[0].mode, Some(0o600));
+}
+
+#[test]
+fn bad_objects_are_refused_naming_the_attribute() {
+    for bad in ["array: [", "array:\n  - |\n    objectType: secret\n"] {
+        let err = parse(request(&[(OBJECTS, bad)], ""), &node())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, Refusal::InvalidArgument(m) if m.contains("objects")),
+            "{bad:?}: {err}"
+        );
+    }
+    let huge = "x".repeat(MAX_OBJECTS_BYTES + 1);
+    let err = parse(request(&[(OBJECTS, &huge)], ""), &node())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("bytes"), "{err}");
+    let err = parse(request(&[("secretProviderClass", "spc")], ""), &node())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("objects"), "{err}");
 }
