@@ -86,8 +86,8 @@ pub mod sim {
     pub use crate::fs::{FsCore, FsTimings, ROOT_INO};
     pub use crate::metrics::MountMetrics;
     pub use crate::notice::{
-        kube::ConfigMapSource, start::begin as begin_start, Notice, NoticeNode, NoticeSource,
-        NoticeStats, SecretMeta, SourceEvent,
+        kube::ConfigMapSource, start::begin as begin_start, Notice, NoticeError, NoticeNode,
+        NoticeSource, NoticeStats, SecretMeta, SourceEvent,
     };
     pub use crate::refresh::{KernelCache, Refresher};
     pub use crate::secret::SecretName;

@@ -22,6 +22,7 @@ pub use file::{load_config_file, ConfigFile};
 pub use notice::NoticeConfig;
 pub use options::MountOptions;
 pub use units::{parse_duration, parse_mode, parse_size};
+pub use validate::FieldError;
 pub use views::{Encoding, ViewObject, ViewRoot, ViewSpec};
 
 /// Environment variables akvfs reads for authentication.

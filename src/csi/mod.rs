@@ -51,8 +51,10 @@
 //! - [`bind`]: binds, unmounts, aborting FUSE connections.
 //! - [`heap`]: keeping the memory of identity mounts that ended out of the process.
 //! - [`server`]: the Identity and Node services.
+//! - [`error`]: refusals and their gRPC codes, and the node-side failures they carry.
 
 pub mod bind;
+mod error;
 pub mod heap;
 pub mod identity;
 pub mod proto;
@@ -66,6 +68,8 @@ pub mod token;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use error::{CsiError, Refusal};
 
 use crate::daemon::signals::Signals;
 use crate::service::Error;
@@ -135,37 +139,15 @@ pub struct CsiArgs {
 }
 
 /// `--max-volume-cache-bytes`: a size within what the locked budget of all volumes holds.
-fn parse_volume_cache(s: &str) -> Result<u64, String> {
-    let n = crate::config::parse_size(s).map_err(|e| e.to_string())?;
+fn parse_volume_cache(s: &str) -> Result<u64, CsiError> {
+    let n = crate::config::parse_size(s).map_err(CsiError::VolumeCacheSize)?;
     if !(64 << 10..=VALUES_BUDGET).contains(&n) {
-        return Err(format!(
-            "{} is outside 64 KiB..{}, the memory locked for all volumes' values",
-            crate::locked::human(n),
-            crate::locked::human(VALUES_BUDGET)
-        ));
+        return Err(CsiError::VolumeCacheRange {
+            bytes: n,
+            budget: VALUES_BUDGET,
+        });
     }
     Ok(n)
-}
-
-/// Why a publish or unpublish was refused; each maps to one gRPC code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    Unauthenticated(String),
-    #[error("{0}")]
-    PermissionDenied(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    AlreadyExists(String),
-    #[error("{0}")]
-    Aborted(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Internal(String),
 }
 
 /// Serves the Identity and Node services until SIGTERM or SIGINT. Identity

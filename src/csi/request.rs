@@ -134,12 +134,7 @@ pub fn parse(mut req: NodePublishVolumeRequest, node: &NodeDefaults) -> Result<P
             k if VOLUME_OPTIONS.contains(&k) => {
                 options.insert(k.to_string(), value.clone());
             }
-            k => {
-                return Err(bad(format!(
-                    "unknown volume attribute {k:?}; akvfs takes keyvaultName, clientID, tenantId and the mount options {}",
-                    VOLUME_OPTIONS.join(", ")
-                )))
-            }
+            k => return Err(Refusal::UnknownAttribute { key: k.to_string() }),
         }
     }
     let vault = vault.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
@@ -148,8 +143,7 @@ pub fn parse(mut req: NodePublishVolumeRequest, node: &NodeDefaults) -> Result<P
                 .into(),
         )
     })?;
-    let vault_url =
-        parse_vault(&vault).map_err(|e| bad(format!("volume attribute keyvaultName: {e}")))?;
+    let vault_url = parse_vault(&vault).map_err(Refusal::VaultName)?;
     let client_id = client_id
         .map(|c| c.trim().to_string())
         .filter(|c| !c.is_empty())
@@ -300,17 +294,10 @@ fn mount_config(
                 "volume attribute {key}: {value:?} is not a valid value"
             )));
         }
-        let (o, _) = parse_mount_options(&format!("{key}={value}")).map_err(|e| {
-            Refusal::InvalidArgument(format!(
-                "volume attribute {}",
-                e.to_string().trim_start_matches("-o ")
-            ))
-        })?;
+        let (o, _) = parse_mount_options(&format!("{key}={value}")).map_err(Refusal::Option)?;
         raw = raw.overlay(o);
     }
-    let mut cfg = raw.validate(true, true).map_err(|e| {
-        Refusal::InvalidArgument(format!("volume attribute {}: {}", e.field, e.problem))
-    })?;
+    let mut cfg = raw.validate(true, true).map_err(Refusal::Setting)?;
     cfg.cache.max_bytes = cache_cap(options, cfg.cache.max_bytes, node.max_cache_bytes)?;
     if group.is_some() {
         cfg.owner.file_mode |= 0o040;
@@ -326,12 +313,11 @@ fn cache_cap(options: &BTreeMap<String, String>, asked: u64, max: u64) -> Result
         return Ok(max);
     };
     if asked > max {
-        return Err(Refusal::InvalidArgument(format!(
-            "volume attribute cache_bytes: {given} ({}) is more than this node allows a volume ({}); \
-             set a smaller cache_bytes, or raise --max-volume-cache-bytes on the node plugin",
-            crate::locked::human(asked),
-            crate::locked::human(max)
-        )));
+        return Err(Refusal::CacheCap {
+            given: given.clone(),
+            asked,
+            max,
+        });
     }
     Ok(asked)
 }

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, WatchEvent, WatchParams};
 use tokio::sync::mpsc;
 
-use super::{parse_notice, NoticeSource, SourceEvent};
+use super::{parse_notice, NoticeError, NoticeSource, SourceEvent};
 
 /// How long the server keeps one watch open before it is renewed.
 const WATCH_TIMEOUT_SECS: u32 = 290;
@@ -109,7 +109,7 @@ fn backoff(attempt: u32) -> Duration {
 
 fn event_for(cm: &ConfigMap) -> SourceEvent {
     match cm.data.as_ref() {
-        None => SourceEvent::Invalid("the ConfigMap has no data".into()),
+        None => SourceEvent::Invalid(NoticeError::NoData),
         Some(data) => match parse_notice(data) {
             Ok(n) => SourceEvent::Notice(n),
             Err(e) => SourceEvent::Invalid(e),

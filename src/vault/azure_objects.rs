@@ -16,7 +16,7 @@ use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use azure_security_keyvault_secrets::models::SecretClientListSecretPropertiesVersionsOptions;
 use futures::TryStreamExt;
 
-use super::{client_options, AzureVault, IDENTITY_RECHECK};
+use super::{client_options, AzureVault, SetupError, IDENTITY_RECHECK};
 use crate::objects::jwk::PublicJwk;
 use crate::secret::{SecretName, VersionId};
 use crate::vault::objects::version_of;
@@ -50,7 +50,8 @@ impl AzureVault {
             &self.transport,
             self.verify_challenge_resource,
         )
-        .map_err(|e| VaultError::Auth(e.into()))?;
+        // The vault layer's errors are text by design (cloned to every waiter).
+        .map_err(|e| VaultError::Auth(e.to_string().into()))?;
         let (c, k) = (Arc::new(c), Arc::new(k));
         *slot = Some((Arc::clone(&c), Arc::clone(&k), Instant::now()));
         Ok((c, k))
@@ -224,7 +225,7 @@ fn build(
     credential: &Arc<dyn TokenCredential>,
     transport: &Transport,
     verify: bool,
-) -> Result<(CertificateClient, KeyClient), String> {
+) -> Result<(CertificateClient, KeyClient), SetupError> {
     let certs = CertificateClient::new(
         url,
         Arc::clone(credential),
@@ -234,7 +235,11 @@ fn build(
             ..Default::default()
         }),
     )
-    .map_err(|e| format!("cannot create a Key Vault certificates client for {url}: {e}"))?;
+    .map_err(|e| SetupError::ObjectClient {
+        kind: "certificates",
+        url: url.to_string(),
+        source: Box::new(e),
+    })?;
     let keys = KeyClient::new(
         url,
         Arc::clone(credential),
@@ -244,6 +249,10 @@ fn build(
             ..Default::default()
         }),
     )
-    .map_err(|e| format!("cannot create a Key Vault keys client for {url}: {e}"))?;
+    .map_err(|e| SetupError::ObjectClient {
+        kind: "keys",
+        url: url.to_string(),
+        source: Box::new(e),
+    })?;
     Ok((certs, keys))
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::WatchError;
 use crate::config::{parse_duration, parse_vault, AuthConfig, MountOptions, VaultConfig};
 
 /// Longest heartbeat period: nodes take a notice older than three of these as
@@ -129,7 +130,7 @@ pub struct WatchConfig {
 
 impl WatchArgs {
     /// Checks the flags; the message names the flag to fix.
-    pub fn to_config(&self) -> Result<WatchConfig, String> {
+    pub fn to_config(&self) -> Result<WatchConfig, WatchError> {
         let mut vaults = Vec::new();
         let mut names = std::collections::BTreeSet::new();
         for v in &self.vaults {
@@ -145,10 +146,13 @@ impl WatchArgs {
                 ..MountOptions::default()
             }
             .validate_connection()
-            .map_err(|e| e.as_flag())?;
+            .map_err(WatchError::Connection)?;
             let name = super::notice::object_name(&vault.url);
             if !names.insert(name.clone()) {
-                return Err(format!("--vault {}: another vault has the same first host label, so both would publish to the ConfigMap {name}; watch them from separate namespaces", vault.url));
+                return Err(WatchError::SameConfigMap {
+                    url: vault.url,
+                    configmap: name,
+                });
             }
             vaults.push((vault, auth));
         }
@@ -163,23 +167,23 @@ impl WatchArgs {
                     namespace: None,
                     name: ds.clone(),
                 },
-                _ => return Err(format!("--fleet-daemonset {ds:?} must be NAME or NAMESPACE/NAME")),
+                _ => return Err(WatchError::FleetDaemonSet { value: ds.clone() }),
             },
-            (None, None) => return Err("set --fleet-daemonset (the node DaemonSet, whose desired count is the fleet size) or --fleet-size N".into()),
+            (None, None) => return Err(WatchError::NoFleet),
         };
         if self.heartbeat.is_zero() || self.heartbeat > MAX_HEARTBEAT {
-            return Err("--heartbeat must be between 1s and 5m (nodes take a notice older than 15m as a dead watcher)".into());
+            return Err(WatchError::Heartbeat);
         }
         if self.interval.is_zero() {
-            return Err("--interval must be at least 1s".into());
+            return Err(WatchError::Interval);
         }
         if self.lease_renew_deadline >= self.lease_duration
             || self.lease_retry_period >= self.lease_renew_deadline
         {
-            return Err("--lease-retry-period must be shorter than --lease-renew-deadline, and that shorter than --lease-duration".into());
+            return Err(WatchError::LeaseOrder);
         }
         if self.lease_duration < Duration::from_secs(1) {
-            return Err("--lease-duration must be at least 1s".into());
+            return Err(WatchError::LeaseDuration);
         }
         Ok(WatchConfig {
             vaults,
