@@ -16,6 +16,7 @@ use super::request::{PodInfo, AUDIENCE};
 use super::{CsiError, Refusal};
 use crate::auth::client_options;
 use crate::auth::{classify_token_error, is_key_vault_scope, FreshToken, VAULT_SCOPE};
+use crate::sync::lock;
 
 /// Clock difference tolerated between the cluster and this node.
 const SKEW_SECS: i64 = 60;
@@ -135,7 +136,7 @@ impl Assertion {
     }
 
     pub fn set(&self, token: &str) {
-        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = lock(&self.0);
         *slot = Zeroizing::new(token.to_string());
     }
 }
@@ -147,12 +148,7 @@ impl ClientAssertion for Assertion {
         _options: Option<ClientMethodOptions<'_>>,
     ) -> azure_core::Result<String> {
         // The SDK takes a plain String for the request's lifetime.
-        Ok(self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_str()
-            .to_string())
+        Ok(lock(&self.0).as_str().to_string())
     }
 }
 
@@ -271,10 +267,10 @@ impl TokenCredential for PodCredential {
                 self.assertion.clone(),
                 &self.transport,
             ) {
-                *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = c;
+                *lock(&self.inner) = c;
             }
         }
-        let inner = Arc::clone(&self.inner.lock().unwrap_or_else(|e| e.into_inner()));
+        let inner = Arc::clone(&lock(&self.inner));
         inner.get_token(scopes, options).await
     }
 }

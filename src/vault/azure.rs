@@ -26,6 +26,7 @@ use super::{CertificateBundle, KeyBundle, VersionItem};
 use super::{ListPacer, Vault, VaultError};
 use crate::auth::{client_options, FreshToken};
 use crate::secret::{Secret, SecretBytes, SecretName, SecretProps, SecretSummary, VersionId};
+use crate::sync::lock;
 
 #[path = "azure_bundle.rs"]
 mod bundle;
@@ -107,15 +108,11 @@ impl AzureVault {
     }
 
     fn client(&self) -> Arc<SecretClient> {
-        Arc::clone(&self.client.lock().unwrap_or_else(|e| e.into_inner()).0)
+        Arc::clone(&lock(&self.client).0)
     }
 
     fn client_age(&self) -> Duration {
-        self.client
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .elapsed()
+        lock(&self.client).1.elapsed()
     }
 
     /// A new SDK client: forgets the scope a refused challenge left in it,
@@ -128,10 +125,7 @@ impl AzureVault {
             &self.transport,
             self.verify_challenge_resource,
         ) {
-            Ok(c) => {
-                *self.client.lock().unwrap_or_else(|e| e.into_inner()) =
-                    (Arc::new(c), std::time::Instant::now())
-            }
+            Ok(c) => *lock(&self.client) = (Arc::new(c), std::time::Instant::now()),
             Err(e) => tracing::warn!(vault = %self.url, "{e}"),
         }
     }

@@ -19,6 +19,7 @@ use futures::TryStreamExt;
 use super::{client_options, AzureVault, SetupError, IDENTITY_RECHECK};
 use crate::objects::jwk::PublicJwk;
 use crate::secret::{SecretName, VersionId};
+use crate::sync::lock;
 use crate::vault::objects::version_of;
 use crate::vault::{CertificateBundle, KeyBundle, VaultError, VersionItem};
 
@@ -38,7 +39,7 @@ impl AzureVault {
         &self,
         fresh: bool,
     ) -> Result<(Arc<CertificateClient>, Arc<KeyClient>), VaultError> {
-        let mut slot = self.objects.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = lock(&self.objects.0);
         if let Some((c, k, at)) = slot.as_ref() {
             if !fresh && at.elapsed() < IDENTITY_RECHECK {
                 return Ok((Arc::clone(c), Arc::clone(k)));
