@@ -73,7 +73,6 @@ pub use error::{CsiError, Refusal};
 
 use crate::daemon::signals::Signals;
 use crate::service::Error;
-use crate::vault::azure::{build_transport, TransportSettings};
 
 /// The driver's name, as in the CSIDriver object.
 pub const DRIVER_NAME: &str = "csi.akvfs.io";
@@ -165,25 +164,7 @@ pub fn run(args: CsiArgs) -> Result<(), Error> {
     heap::keep_large_blocks_mapped();
     crate::daemon::harden::lock_memory(!args.no_mlock, VALUES_BUDGET).map_err(Error::Harden)?;
     let state = state::StateDir::open(&args.state_dir)?;
-    let ca = match &args.ca_file {
-        Some(p) => Some(std::fs::read(p).map_err(|source| Error::CaFile {
-            path: p.clone(),
-            source,
-        })?),
-        None => None,
-    };
-    let transport = build_transport(&TransportSettings {
-        extra_roots_pem: ca,
-        connect_timeout: Some(Duration::from_secs(5)),
-        no_idle_connections: matches!(
-            crate::locked::mode(),
-            Some(crate::locked::MemoryMode::Secrets { .. })
-        ),
-    })
-    .map_err(|detail| Error::Transport {
-        ca_file: args.ca_file.clone(),
-        detail,
-    })?;
+    let transport = crate::service::connect::transport(args.ca_file.as_deref())?;
     bind::ensure_fusectl();
     let rt = Arc::new(
         tokio::runtime::Builder::new_multi_thread()
