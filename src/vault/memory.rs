@@ -38,6 +38,10 @@ pub struct MemoryVault {
     denied: Mutex<BTreeSet<SecretName>>,
     panic_on_get: std::sync::atomic::AtomicBool,
     delay: Mutex<Option<Duration>>,
+    /// Calls that reach [`MemoryVault::before_call`] (GETs, list pages, object reads).
+    calls: AtomicU64,
+    /// The call (1-based, counted in `calls`) from which every call fails; 0: none.
+    fail_at: AtomicU64,
     next_version: AtomicU64,
     objects: Mutex<objects::Store>,
     /// GET calls made.
@@ -146,8 +150,16 @@ impl MemoryVault {
         *lock(&self.fault) = Some(err);
     }
 
+    /// The `k`-th call from now and every call after it fail as unavailable,
+    /// until [`MemoryVault::clear_fault`].
+    pub fn fail_from_call(&self, k: u64) {
+        self.fail_at
+            .store(self.calls.load(Ordering::SeqCst) + k, Ordering::SeqCst);
+    }
+
     pub fn clear_fault(&self) {
         *lock(&self.fault) = None;
+        self.fail_at.store(0, Ordering::SeqCst);
     }
 
     /// Every following call waits this long first.
@@ -159,6 +171,11 @@ impl MemoryVault {
         let delay = *lock(&self.delay);
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
+        }
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let at = self.fail_at.load(Ordering::SeqCst);
+        if at != 0 && n >= at {
+            return Err(VaultError::Unavailable("injected failure".into()));
         }
         match lock(&self.fault).clone() {
             Some(e) => Err(e),
