@@ -371,4 +371,6 @@ impl FsCore {
 }
 
 #[cfg(test)]
+pub(crate) mod fixture;
+#[cfg(test)]
 mod tests;

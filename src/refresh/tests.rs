@@ -4,12 +4,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
-use crate::cache::SecretCache;
-use crate::config::{CacheConfig, OwnerConfig};
-use crate::fs::{FsCore, FsTimings, ROOT_INO};
+use crate::config::CacheConfig;
+use crate::fs::fixture::{memory_fs, read};
+use crate::fs::{FsCore, ROOT_INO};
 use crate::secret::SecretName;
 use crate::vault::memory::MemoryVault;
-use crate::vault::Vault;
 
 #[derive(Default)]
 pub(super) struct Recorder {
@@ -44,16 +43,7 @@ pub(super) fn setup(cfg: RefreshConfig) -> Setup {
 }
 
 fn setup_with(cfg: RefreshConfig, cache_cfg: CacheConfig) -> Setup {
-    let vault = Arc::new(MemoryVault::new());
-    let cache = SecretCache::new(vault.clone() as Arc<dyn Vault>, cache_cfg);
-    let owner = OwnerConfig {
-        uid: 0,
-        gid: 0,
-        file_mode: 0o400,
-        dir_mode: 0o500,
-        allow_other: false,
-    };
-    let core = FsCore::new(cache, owner, FsTimings::default());
+    let (vault, core) = memory_fs(cache_cfg);
     let kernel = Arc::new(Recorder::default());
     let refresher = Refresher::new(core.clone(), kernel.clone() as Arc<dyn KernelCache>, cfg);
     Setup {
@@ -66,19 +56,6 @@ fn setup_with(cfg: RefreshConfig, cache_cfg: CacheConfig) -> Setup {
 
 fn long_ago(v: &MemoryVault, name: &str) {
     v.set_updated(name, 1_600_000_000);
-}
-
-async fn read(core: &FsCore, name: &str) -> Result<Vec<u8>, i32> {
-    let e = core
-        .lookup(ROOT_INO, OsStr::new(name))
-        .await
-        .map_err(|e| e.errno())?;
-    Ok(core
-        .read(e.attr.ino, 0, 1 << 20)
-        .await
-        .map_err(|e| e.errno())?
-        .bytes()
-        .to_vec())
 }
 
 #[tokio::test(start_paused = true)]
