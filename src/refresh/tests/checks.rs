@@ -1,0 +1,218 @@
+//! Readability checks: a secret the listing still shows but the identity may no longer read
+//! is revoked, within the budget, whether evicted or held open, without storming a failing
+//! vault; a panicking check does not stop change detection.
+
+use std::ffi::OsStr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{always_recheck, long_ago, past_max_unverified, setup, setup_with};
+use crate::config::CacheConfig;
+use crate::fs::fixture::read;
+use crate::fs::ROOT_INO;
+use crate::refresh::*;
+use crate::secret::SecretName;
+use crate::vault::VaultError;
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_get_permission_with_list_kept_is_caught_by_the_readability_check() {
+    // Baseline: within --max-unverified the listing alone is trusted.
+    let s = setup(RefreshConfig::default());
+    s.vault.put("db", b"pw");
+    long_ago(&s.vault, "db");
+    read(&s.core, "db").await.unwrap();
+    s.vault.deny("db", true);
+    let r = s.refresher.cycle().await;
+    assert_eq!((r.gets, r.rechecks), (0, 0));
+    assert_eq!(read(&s.core, "db").await.unwrap(), b"pw");
+
+    // Past it, one GET per secret proves readability; the 403 revokes it.
+    let s = setup(always_recheck());
+    s.vault.put("db", b"pw");
+    long_ago(&s.vault, "db");
+    s.vault.put("ok", b"fine");
+    long_ago(&s.vault, "ok");
+    let held = s.core.lookup(ROOT_INO, OsStr::new("db")).await.unwrap();
+    read(&s.core, "ok").await.unwrap();
+    s.vault.deny("db", true);
+    past_max_unverified().await;
+    let r = s.refresher.cycle().await;
+    assert_eq!(r.rechecks, 2, "{r:?}");
+    assert_eq!(r.revoked, vec!["db".to_string()]);
+    assert!(s.kernel.inodes.lock().unwrap().contains(&held.attr.ino));
+    assert_eq!(read(&s.core, "db").await.unwrap_err(), libc::EACCES);
+    assert_eq!(
+        s.core
+            .read(held.attr.ino, 0, 10)
+            .await
+            .err()
+            .map(|e| e.errno()),
+        Some(libc::EACCES),
+        "an inode held open reads nothing either"
+    );
+    assert_eq!(read(&s.core, "ok").await.unwrap(), b"fine");
+}
+
+#[tokio::test(start_paused = true)]
+async fn readability_checks_stay_within_the_budget() {
+    let s = setup(RefreshConfig {
+        max_requests_per_10s: 5,
+        ..always_recheck()
+    });
+    for i in 0..20 {
+        let n = format!("s{i}");
+        s.vault.put(&n, b"v");
+        long_ago(&s.vault, &n);
+        read(&s.core, &n).await.unwrap();
+    }
+    past_max_unverified().await;
+    let gets = s.vault.gets.load(Ordering::SeqCst);
+    let r = s.refresher.cycle().await;
+    assert_eq!((r.list_pages, r.rechecks, r.deferred), (1, 4, 16), "{r:?}");
+    assert_eq!(s.vault.gets.load(Ordering::SeqCst) - gets, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_secret_evicted_by_the_memory_budget_is_still_revoked() {
+    let cache_cfg = CacheConfig {
+        max_bytes: 3000,
+        fetch_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    for revocation in ["delete", "disable", "deny"] {
+        let cfg = if revocation == "deny" {
+            always_recheck()
+        } else {
+            RefreshConfig::default()
+        };
+        let s = setup_with(cfg, cache_cfg.clone());
+        for n in ["a", "b", "c"] {
+            s.vault.put(n, &[b'x'; 800]);
+            long_ago(&s.vault, n);
+        }
+        // `a` is looked up (the kernel holds its inode and pages), then
+        // pushed out of the value cache by later reads.
+        let held = s.core.lookup(ROOT_INO, OsStr::new("a")).await.unwrap();
+        read(&s.core, "b").await.unwrap();
+        read(&s.core, "c").await.unwrap();
+        assert!(
+            s.core
+                .cache()
+                .cached_latest(&SecretName::parse("a").unwrap())
+                .is_none(),
+            "evicted"
+        );
+        match revocation {
+            "delete" => s.vault.delete("a"),
+            "disable" => s.vault.set_enabled("a", false),
+            _ => s.vault.deny("a", true),
+        }
+        past_max_unverified().await;
+        let r = s.refresher.cycle().await;
+        assert_eq!(r.revoked, vec!["a".to_string()], "{revocation}: {r:?}");
+        assert!(
+            s.kernel.inodes.lock().unwrap().contains(&held.attr.ino),
+            "{revocation}: the kernel is told to drop the evicted inode's pages"
+        );
+        assert!(
+            s.core.read(held.attr.ino, 0, 10).await.is_err(),
+            "{revocation}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn disabling_the_latest_version_revokes_an_older_one_held_open() {
+    let s = setup(RefreshConfig::default());
+    s.vault.put("db", b"old");
+    long_ago(&s.vault, "db");
+    let old = s.core.lookup(ROOT_INO, OsStr::new("db")).await.unwrap();
+    let v2 = s.vault.put("db", b"new");
+    s.vault.set_updated("db", 1_600_000_100);
+    let r = s.refresher.cycle().await;
+    assert_eq!(r.changed, vec!["db".to_string()]);
+    // The open file keeps its version after a rotation...
+    assert_eq!(
+        s.core.read(old.attr.ino, 0, 10).await.unwrap().bytes(),
+        b"old"
+    );
+    // ...but not after the secret is revoked, although the vault would
+    // still serve that older version by id.
+    s.vault.set_version_enabled("db", &v2, false);
+    let r = s.refresher.cycle().await;
+    assert_eq!(r.revoked, vec!["db".to_string()]);
+    assert!(s.kernel.inodes.lock().unwrap().contains(&old.attr.ino));
+    assert_eq!(
+        s.core
+            .read(old.attr.ino, 0, 10)
+            .await
+            .err()
+            .map(|e| e.errno()),
+        Some(libc::EACCES)
+    );
+    // Enabled again: a new lookup serves it again.
+    s.vault.set_version_enabled("db", &v2, true);
+    tokio::time::sleep(s.core.cache().config().negative_ttl).await;
+    assert_eq!(read(&s.core, "db").await.unwrap(), b"new");
+}
+
+#[tokio::test(start_paused = true)]
+async fn readability_checks_do_not_storm_a_failing_vault() {
+    let s = setup(always_recheck());
+    for i in 0..20 {
+        let n = format!("s{i}");
+        s.vault.put(&n, b"v");
+        long_ago(&s.vault, &n);
+        read(&s.core, &n).await.unwrap();
+    }
+    past_max_unverified().await;
+    s.vault
+        .fail_gets_with(Some(VaultError::Unavailable("503".into())));
+    let gets = s.vault.gets.load(Ordering::SeqCst);
+    let r = s.refresher.cycle().await;
+    assert_eq!(r.rechecks, 1, "one probe, then wait for the next cycle");
+    assert!(r.revoked.is_empty());
+    // One fetch, with its own few retries inside the fetch timeout.
+    let made = s.vault.gets.load(Ordering::SeqCst) - gets;
+    assert!(made <= 5, "{made} GETs, not one per secret");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_cycle_does_not_stop_change_detection() {
+    let s = setup_with(
+        RefreshConfig {
+            interval: Duration::from_millis(20),
+            ..always_recheck()
+        },
+        CacheConfig {
+            max_bytes: 3000,
+            fetch_timeout: Duration::from_millis(500),
+            ..Default::default()
+        },
+    );
+    for n in ["a", "b", "c"] {
+        s.vault.put(n, &[b'x'; 800]);
+        long_ago(&s.vault, n);
+    }
+    // `a` is evicted but its inode held, so its checks GET the vault
+    // directly: that is where the injected panic fires.
+    let held = s.core.lookup(ROOT_INO, OsStr::new("a")).await.unwrap();
+    read(&s.core, "b").await.unwrap();
+    read(&s.core, "c").await.unwrap();
+    s.vault.panic_on_get(true);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(s.refresher.clone().run(stop_rx));
+    let gets = s.vault.gets.load(Ordering::SeqCst);
+    while s.vault.gets.load(Ordering::SeqCst) < gets + 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.vault.panic_on_get(false);
+    s.vault.delete("a");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !s.kernel.inodes.lock().unwrap().contains(&held.attr.ino) {
+        assert!(std::time::Instant::now() < deadline, "revocation seen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop.send(true);
+    task.await.expect("the refresher task ends normally");
+}
