@@ -1,12 +1,13 @@
 //! `akvfs watch` flags and their validation.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::WatchError;
-use crate::config::{parse_duration, parse_vault, AuthConfig, MountOptions, VaultConfig};
+use crate::config::{
+    parse_duration, parse_vault, AuthConfig, ConnectionOptions, MountOptions, VaultConfig,
+};
 
 /// Longest heartbeat period: nodes take a notice older than three of these as
 /// a dead watcher and fall back to their own polling.
@@ -19,26 +20,10 @@ pub struct WatchArgs {
     #[arg(long = "vault", value_name = "VAULT", required = true, value_parser = parse_vault)]
     pub vaults: Vec<String>,
 
-    /// Which identity lists the vaults (it needs `list` on secrets only): auto,
-    /// workload-identity, managed-identity, azure-cli, client-secret. [default: auto]
-    #[arg(long, value_name = "AUTH", help_heading = "Authentication")]
-    pub auth: Option<String>,
-
-    /// Client (application) id of the identity. [default: AZURE_CLIENT_ID]
-    #[arg(long, value_name = "ID", help_heading = "Authentication")]
-    pub client_id: Option<String>,
-
-    /// Entra tenant id. [default: AZURE_TENANT_ID]
-    #[arg(long, value_name = "ID", help_heading = "Authentication")]
-    pub tenant_id: Option<String>,
-
-    /// Extra trusted root certificates, PEM. [default: the system trust store only]
-    #[arg(long, value_name = "PEM", help_heading = "Connection")]
-    pub ca_file: Option<PathBuf>,
-
-    /// Do not require the token challenge's resource to match the vault's domain.
-    #[arg(long, help_heading = "Connection")]
-    pub disable_challenge_resource_verification: bool,
+    /// Which identity lists the vaults (it needs `list` on secrets only), and
+    /// how to reach them.
+    #[command(flatten)]
+    pub connection: ConnectionOptions,
 
     /// How often the leader lists each vault.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, help_heading = "Watch")]
@@ -136,14 +121,7 @@ impl WatchArgs {
         for v in &self.vaults {
             let (vault, auth) = MountOptions {
                 vault: Some(v.clone()),
-                auth: self.auth.clone(),
-                client_id: self.client_id.clone(),
-                tenant_id: self.tenant_id.clone(),
-                ca_file: self.ca_file.clone(),
-                disable_challenge_resource_verification: Some(
-                    self.disable_challenge_resource_verification,
-                ),
-                ..MountOptions::default()
+                ..self.connection.clone().into()
             }
             .validate_connection()
             .map_err(WatchError::Connection)?;

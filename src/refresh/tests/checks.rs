@@ -6,13 +6,27 @@ use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{always_recheck, long_ago, past_max_unverified, setup, setup_with};
+use super::{always_recheck, long_ago, past_max_unverified, setup, setup_with, Setup};
 use crate::config::CacheConfig;
 use crate::fs::fixture::read;
 use crate::fs::ROOT_INO;
 use crate::refresh::*;
 use crate::secret::SecretName;
 use crate::vault::VaultError;
+
+/// Puts `a`, `b` and `c` (800 bytes each, for a cache of 3000 bytes), looks
+/// `a` up (the kernel then holds its inode and pages), then reads `b` and `c`,
+/// which push `a`'s value out of the cache. Returns `a`'s inode.
+async fn hold_a_then_evict_it(s: &Setup) -> u64 {
+    for n in ["a", "b", "c"] {
+        s.vault.put(n, &[b'x'; 800]);
+        long_ago(&s.vault, n);
+    }
+    let held = s.core.lookup(ROOT_INO, OsStr::new("a")).await.unwrap();
+    read(&s.core, "b").await.unwrap();
+    read(&s.core, "c").await.unwrap();
+    held.attr.ino
+}
 
 #[tokio::test(start_paused = true)]
 async fn a_lost_get_permission_with_list_kept_is_caught_by_the_readability_check() {
@@ -86,15 +100,7 @@ async fn a_secret_evicted_by_the_memory_budget_is_still_revoked() {
             RefreshConfig::default()
         };
         let s = setup_with(cfg, cache_cfg.clone());
-        for n in ["a", "b", "c"] {
-            s.vault.put(n, &[b'x'; 800]);
-            long_ago(&s.vault, n);
-        }
-        // `a` is looked up (the kernel holds its inode and pages), then
-        // pushed out of the value cache by later reads.
-        let held = s.core.lookup(ROOT_INO, OsStr::new("a")).await.unwrap();
-        read(&s.core, "b").await.unwrap();
-        read(&s.core, "c").await.unwrap();
+        let held = hold_a_then_evict_it(&s).await;
         assert!(
             s.core
                 .cache()
@@ -111,13 +117,10 @@ async fn a_secret_evicted_by_the_memory_budget_is_still_revoked() {
         let r = s.refresher.cycle().await;
         assert_eq!(r.revoked, vec!["a".to_string()], "{revocation}: {r:?}");
         assert!(
-            s.kernel.inodes.lock().unwrap().contains(&held.attr.ino),
+            s.kernel.inodes.lock().unwrap().contains(&held),
             "{revocation}: the kernel is told to drop the evicted inode's pages"
         );
-        assert!(
-            s.core.read(held.attr.ino, 0, 10).await.is_err(),
-            "{revocation}"
-        );
+        assert!(s.core.read(held, 0, 10).await.is_err(), "{revocation}");
     }
 }
 
@@ -190,15 +193,9 @@ async fn a_panicking_cycle_does_not_stop_change_detection() {
             ..Default::default()
         },
     );
-    for n in ["a", "b", "c"] {
-        s.vault.put(n, &[b'x'; 800]);
-        long_ago(&s.vault, n);
-    }
     // `a` is evicted but its inode held, so its checks GET the vault
     // directly: that is where the injected panic fires.
-    let held = s.core.lookup(ROOT_INO, OsStr::new("a")).await.unwrap();
-    read(&s.core, "b").await.unwrap();
-    read(&s.core, "c").await.unwrap();
+    let held = hold_a_then_evict_it(&s).await;
     s.vault.panic_on_get(true);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(s.refresher.clone().run(stop_rx));
@@ -209,7 +206,7 @@ async fn a_panicking_cycle_does_not_stop_change_detection() {
     s.vault.panic_on_get(false);
     s.vault.delete("a");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !s.kernel.inodes.lock().unwrap().contains(&held.attr.ino) {
+    while !s.kernel.inodes.lock().unwrap().contains(&held) {
         assert!(std::time::Instant::now() < deadline, "revocation seen");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
