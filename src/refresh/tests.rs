@@ -61,15 +61,21 @@ pub(super) fn long_ago(v: &MemoryVault, name: &str) {
     v.set_updated(name, 1_600_000_000);
 }
 
+/// Puts `s0`..`s{n-1}` (each last changed long ago) and reads each once, so
+/// the cache holds them all.
+pub(super) async fn cache_many(s: &Setup, n: usize) {
+    for i in 0..n {
+        let name = format!("s{i}");
+        s.vault.put(&name, b"v");
+        long_ago(&s.vault, &name);
+        read(&s.core, &name).await.unwrap();
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn unchanged_secrets_cost_list_pages_and_no_gets() {
     let s = setup(RefreshConfig::default());
-    for i in 0..100 {
-        let n = format!("s{i}");
-        s.vault.put(&n, b"v");
-        long_ago(&s.vault, &n);
-        read(&s.core, &n).await.unwrap();
-    }
+    cache_many(&s, 100).await;
     let gets = s.vault.gets.load(Ordering::SeqCst);
     let r = s.refresher.cycle().await;
     assert_eq!(r.list_pages, 4);
@@ -190,12 +196,7 @@ async fn the_budget_is_never_exceeded() {
         max_requests_per_10s: 3,
         ..Default::default()
     });
-    for i in 0..10 {
-        let n = format!("s{i}");
-        s.vault.put(&n, b"v");
-        long_ago(&s.vault, &n);
-        read(&s.core, &n).await.unwrap();
-    }
+    cache_many(&s, 10).await;
     for i in 0..10 {
         let n = format!("s{i}");
         s.vault.put(&n, b"w");

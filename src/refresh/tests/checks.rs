@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{always_recheck, long_ago, past_max_unverified, setup, setup_with, Setup};
+use super::{always_recheck, cache_many, long_ago, past_max_unverified, setup, setup_with, Setup};
 use crate::config::CacheConfig;
 use crate::fs::fixture::read;
 use crate::fs::ROOT_INO;
@@ -73,12 +73,7 @@ async fn readability_checks_stay_within_the_budget() {
         max_requests_per_10s: 5,
         ..always_recheck()
     });
-    for i in 0..20 {
-        let n = format!("s{i}");
-        s.vault.put(&n, b"v");
-        long_ago(&s.vault, &n);
-        read(&s.core, &n).await.unwrap();
-    }
+    cache_many(&s, 20).await;
     past_max_unverified().await;
     let gets = s.vault.gets.load(Ordering::SeqCst);
     let r = s.refresher.cycle().await;
@@ -162,12 +157,7 @@ async fn disabling_the_latest_version_revokes_an_older_one_held_open() {
 #[tokio::test(start_paused = true)]
 async fn readability_checks_do_not_storm_a_failing_vault() {
     let s = setup(always_recheck());
-    for i in 0..20 {
-        let n = format!("s{i}");
-        s.vault.put(&n, b"v");
-        long_ago(&s.vault, &n);
-        read(&s.core, &n).await.unwrap();
-    }
+    cache_many(&s, 20).await;
     past_max_unverified().await;
     s.vault
         .fail_gets_with(Some(VaultError::Unavailable("503".into())));
