@@ -94,6 +94,7 @@ pub mod sim {
     pub use crate::refresh::{KernelCache, Refresher};
     pub use crate::secret::SecretName;
     pub use crate::service::connect::connect;
+    pub use crate::sync::lock;
     pub use crate::vault::{PageCount, Vault};
 }
 

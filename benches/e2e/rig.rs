@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use akvfs::sim::lock;
 use akvfs_emulator::{Emulator, EmulatorConfig};
 
 use crate::child;
@@ -33,7 +34,7 @@ static UNDO: Mutex<Vec<(u64, Undo)>> = Mutex::new(Vec::new());
 static NEXT_UNDO: AtomicU64 = AtomicU64::new(1);
 
 fn undo_list() -> std::sync::MutexGuard<'static, Vec<(u64, Undo)>> {
-    UNDO.lock().unwrap_or_else(|e| e.into_inner())
+    lock(&UNDO)
 }
 
 fn remember(u: Undo) -> u64 {
@@ -212,7 +213,7 @@ impl Vault {
 
     /// Sets a new version of `name`.
     pub fn put(&self, name: &str, value: &str) -> Result<()> {
-        *self.last_write.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        *lock(&self.last_write) = Instant::now();
         self.emu
             .set_secret(name, value)
             .map(|_| ())
@@ -223,7 +224,7 @@ impl Vault {
     /// akvfs verifies a secret it fetched within a second of its last write with one extra GET
     /// on its next refresh; reading only after this keeps that GET out of the figures.
     pub fn settle(&self) {
-        let last = *self.last_write.lock().unwrap_or_else(|e| e.into_inner());
+        let last = *lock(&self.last_write);
         let until = last + Duration::from_millis(2100);
         let now = Instant::now();
         if until > now {

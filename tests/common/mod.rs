@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub use akvfs_emulator::{EmulatorConfig, Fault};
 
+pub mod ambient;
 pub mod csi;
 
 /// Connection facts of a running emulator, as strings.
@@ -240,15 +241,7 @@ pub fn conn_args(emu: &Emulator) -> Vec<String> {
 /// An akvfs command with a clean environment (no ambient Azure variables).
 pub fn akvfs(env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(akvfs_bin());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AZURE_")
-            || k.starts_with("IDENTITY_")
-            || k == "AKVFS_LOG"
-            || k == "RUST_LOG"
-        {
-            cmd.env_remove(k);
-        }
-    }
+    ambient::without_ambient_settings(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }
