@@ -73,5 +73,5 @@ pub fn spawn(cmd: &mut Command, bin: &Path) -> Result<(Child, Log)> {
 
 /// The log as text.
 pub fn text(log: &Log) -> String {
-    String::from_utf8_lossy(&lock(&log)).into_owned()
+    String::from_utf8_lossy(&lock(log)).into_owned()
 }

@@ -283,6 +283,16 @@ pub struct Mount {
     log: Arc<Mutex<Vec<u8>>>,
 }
 
+/// The id (first mountinfo field) of the topmost mount at `path`.
+pub fn mount_id(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let target = path.to_string_lossy();
+    text.lines()
+        .filter(|l| l.split(' ').nth(4) == Some(&*target))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .next_back()
+}
+
 pub fn is_mounted(path: &Path) -> bool {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let target = path.to_string_lossy();
