@@ -1,3 +1,5 @@
+//! The filesystem core over the in-memory vault, without FUSE: lookups, reads, errnos, rotations, listings, xattrs, the lookup budget.
+
 use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

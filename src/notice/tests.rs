@@ -1,3 +1,5 @@
+//! Notices without a node: the window and delays, parsing hostile content, the source setting, counting changes.
+
 use std::collections::BTreeMap;
 
 use super::*;
