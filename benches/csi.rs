@@ -82,19 +82,7 @@ pub struct Ctx {
 
 fn main() {
     let opts = Opts::parse();
-    if let Err(e) = rig::catch_signals() {
-        eprintln!("csi: {e}");
-        std::process::exit(2);
-    }
-    for n in opts.only.iter().chain(opts.skip.iter()) {
-        if !SCENARIOS.contains(&n.as_str()) {
-            eprintln!(
-                "csi: unknown scenario {n:?}; known: {}",
-                SCENARIOS.join(", ")
-            );
-            std::process::exit(2);
-        }
-    }
+    rig::begin("csi", opts.only.iter().chain(opts.skip.iter()), &SCENARIOS);
     let code = match bench(&opts) {
         Ok(()) => 0,
         Err(e) => {

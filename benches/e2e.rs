@@ -247,19 +247,7 @@ fn run_one(name: &str, ctx: &Ctx) -> rig::Result<Vec<Section>> {
 
 fn main() {
     let opts = Opts::parse();
-    if let Err(e) = rig::catch_signals() {
-        eprintln!("e2e: {e}");
-        std::process::exit(2);
-    }
-    for n in opts.only.iter().chain(opts.skip.iter()) {
-        if !SCENARIOS.contains(&n.as_str()) {
-            eprintln!(
-                "e2e: unknown scenario {n:?}; known: {}",
-                SCENARIOS.join(", ")
-            );
-            std::process::exit(2);
-        }
-    }
+    rig::begin("e2e", opts.only.iter().chain(opts.skip.iter()), &SCENARIOS);
     let code = match bench(&opts) {
         // Missed goals are results, reported in the table and the JSON, not failures.
         Ok(_all_met) => 0,

@@ -79,6 +79,24 @@ pub fn undo_all() {
     }
 }
 
+/// The start of a bench's `main`: [`catch_signals`], then every scenario `named` (by `--only`
+/// or `--skip`) checked against the `known` ones. Exits with status 2 when either fails.
+pub fn begin<'a>(bench: &str, named: impl IntoIterator<Item = &'a String>, known: &[&str]) {
+    if let Err(e) = catch_signals() {
+        eprintln!("{bench}: {e}");
+        std::process::exit(2);
+    }
+    for n in named {
+        if !known.contains(&n.as_str()) {
+            eprintln!(
+                "{bench}: unknown scenario {n:?}; known: {}",
+                known.join(", ")
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and so in every thread started after it)
 /// and starts a thread that waits for them, undoes everything and exits. Call it first in
 /// `main`. Child processes would inherit the mask; [`Akvfs::mount`] clears it for akvfs.
