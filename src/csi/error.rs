@@ -168,3 +168,61 @@ fn exchange_text(client_id: &str, tenant: &str, failure: &TokenFailure) -> Strin
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(source: VaultError) -> Refusal {
+        Refusal::Mount {
+            vault: "https://kv.vault.azure.net".into(),
+            source: Box::new(ServiceError::List {
+                vault: "https://kv.vault.azure.net".into(),
+                source,
+            }),
+        }
+    }
+
+    #[test]
+    fn each_cause_answers_its_code() {
+        let exchange = |failure| Refusal::Exchange {
+            client_id: "c".into(),
+            tenant: "t".into(),
+            failure,
+        };
+        assert_eq!(
+            exchange(TokenFailure::Transient("503".into())).code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            exchange(TokenFailure::Refused("AADSTS70021".into())).code(),
+            Code::PermissionDenied
+        );
+        let forbidden = VaultError::Forbidden {
+            operation: "list",
+            detail: String::new(),
+        };
+        assert_eq!(mount(forbidden).code(), Code::PermissionDenied);
+        assert_eq!(
+            mount(VaultError::Timeout(std::time::Duration::from_secs(1))).code(),
+            Code::Unavailable
+        );
+        let missing = mount(VaultError::NotFound);
+        assert_eq!(missing.code(), Code::NotFound);
+        assert!(missing
+            .to_string()
+            .starts_with("vault https://kv.vault.azure.net: "));
+        let node = Refusal::from(CsiError::MountDir {
+            dir: PathBuf::from("/state/mounts/k"),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        });
+        assert_eq!(node.code(), Code::Internal);
+        assert_eq!(
+            Refusal::UnknownAttribute {
+                key: "objects".into()
+            }
+            .code(),
+            Code::InvalidArgument
+        );
+    }
+}
