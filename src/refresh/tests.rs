@@ -1,5 +1,6 @@
-//! The refresh cycle over the in-memory vault: its fixtures, and change detection (rotations,
-//! deletions, new and idle secrets) within the request budget.
+//! The refresh cycle's change detection over the in-memory vault, and the fixtures its tests share.
+//!
+//! Rotations, deletions, new and idle secrets, all within the request budget.
 
 use std::ffi::OsStr;
 use std::sync::atomic::Ordering;

@@ -1,6 +1,7 @@
-//! Readability checks: a secret the listing still shows but the identity may no longer read
-//! is revoked, within the budget, whether evicted or held open, without storming a failing
-//! vault; a panicking check does not stop change detection.
+//! Readability checks revoke a secret the identity may no longer read, even one still listed.
+//!
+//! Within the budget, whether evicted or held open, without storming a failing vault; a
+//! panicking check does not stop change detection.
 
 use std::ffi::OsStr;
 use std::sync::atomic::Ordering;

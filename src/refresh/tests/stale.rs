@@ -1,5 +1,7 @@
-//! Old values while the vault fails: served up to `max_stale` (per secret), throttling
-//! bounded; expired secrets served, warned about once and exported as metrics.
+//! Old values served while the vault fails, and expired secrets served and reported.
+//!
+//! Up to `max_stale` per secret, throttling bounded; an expired secret is warned about once
+//! and exported as metrics.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
