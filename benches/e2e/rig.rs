@@ -79,14 +79,33 @@ pub fn undo_all() {
     }
 }
 
-/// The start of a bench's `main`: [`catch_signals`], then every scenario `named` (by `--only`
-/// or `--skip`) checked against the `known` ones. Exits with status 2 when either fails.
-pub fn begin<'a>(bench: &str, named: impl IntoIterator<Item = &'a String>, known: &[&str]) {
+/// Which scenarios a bench runs: `--only` and `--skip`.
+#[derive(clap::Args, Debug)]
+pub struct Selection {
+    /// Run only these scenarios (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    only: Vec<String>,
+    /// Skip these scenarios (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    skip: Vec<String>,
+}
+
+impl Selection {
+    /// Whether scenario `name` runs.
+    pub fn runs(&self, name: &str) -> bool {
+        (self.only.is_empty() || self.only.iter().any(|o| o == name))
+            && !self.skip.iter().any(|s| s == name)
+    }
+}
+
+/// The start of a bench's `main`: [`catch_signals`], then every scenario the selection names
+/// checked against the `known` ones. Exits with status 2 when either fails.
+pub fn begin(bench: &str, selection: &Selection, known: &[&str]) {
     if let Err(e) = catch_signals() {
         eprintln!("{bench}: {e}");
         std::process::exit(2);
     }
-    for n in named {
+    for n in selection.only.iter().chain(&selection.skip) {
         if !known.contains(&n.as_str()) {
             eprintln!(
                 "{bench}: unknown scenario {n:?}; known: {}",
