@@ -170,3 +170,47 @@ impl WatchArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: WatchArgs,
+    }
+
+    fn check(flags: &[&str]) -> Result<WatchConfig, WatchError> {
+        let argv = ["watch"].iter().chain(flags);
+        Cmd::try_parse_from(argv).unwrap().args.to_config()
+    }
+
+    #[test]
+    fn each_bad_flag_has_its_variant() {
+        let fleet = ["--vault", "kv-one", "--fleet-size", "10"];
+        assert!(check(&fleet).is_ok());
+        let with = |extra: &[&'static str]| {
+            let mut v = fleet.to_vec();
+            v.extend_from_slice(extra);
+            check(&v).unwrap_err()
+        };
+        assert!(matches!(
+            with(&["--heartbeat", "6m"]),
+            WatchError::Heartbeat
+        ));
+        assert!(matches!(with(&["--interval", "0s"]), WatchError::Interval));
+        assert!(matches!(
+            with(&["--lease-renew-deadline", "20s"]),
+            WatchError::LeaseOrder
+        ));
+        let same = with(&["--vault", "https://kv-one.vault.azure.net"]);
+        assert!(
+            matches!(&same, WatchError::SameConfigMap { configmap, .. } if configmap == "akvfs-notice-kv-one"),
+            "{same:?}"
+        );
+        let daemonset = check(&["--vault", "kv-one", "--fleet-daemonset", "ns/"]);
+        assert!(matches!(daemonset, Err(WatchError::FleetDaemonSet { .. })));
+    }
+}
