@@ -55,12 +55,8 @@ struct Opts {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
-    /// Run only these scenarios (comma-separated).
-    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
-    only: Vec<String>,
-    /// Skip these scenarios (comma-separated).
-    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
-    skip: Vec<String>,
+    #[command(flatten)]
+    selection: rig::Selection,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -82,19 +78,7 @@ pub struct Ctx {
 
 fn main() {
     let opts = Opts::parse();
-    if let Err(e) = rig::catch_signals() {
-        eprintln!("csi: {e}");
-        std::process::exit(2);
-    }
-    for n in opts.only.iter().chain(opts.skip.iter()) {
-        if !SCENARIOS.contains(&n.as_str()) {
-            eprintln!(
-                "csi: unknown scenario {n:?}; known: {}",
-                SCENARIOS.join(", ")
-            );
-            std::process::exit(2);
-        }
-    }
+    rig::begin("csi", &opts.selection, &SCENARIOS);
     let code = match bench(&opts) {
         Ok(()) => 0,
         Err(e) => {
@@ -129,9 +113,7 @@ fn bench(opts: &Opts) -> rig::Result<()> {
     let mut sections = Vec::new();
     let mut failures = Vec::new();
     for name in SCENARIOS {
-        if (!opts.only.is_empty() && !opts.only.iter().any(|o| o == name))
-            || opts.skip.iter().any(|s| s == name)
-        {
+        if !opts.selection.runs(name) {
             continue;
         }
         eprintln!("csi: {name} ...");

@@ -97,12 +97,8 @@ struct Opts {
     /// Length of one warm run, milliseconds. [default: 1000, or 300 with --quick]
     #[arg(long, value_name = "MS")]
     run_ms: Option<u64>,
-    /// Run only these scenarios (comma-separated).
-    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
-    only: Vec<String>,
-    /// Skip these scenarios (comma-separated).
-    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
-    skip: Vec<String>,
+    #[command(flatten)]
+    selection: rig::Selection,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -247,19 +243,7 @@ fn run_one(name: &str, ctx: &Ctx) -> rig::Result<Vec<Section>> {
 
 fn main() {
     let opts = Opts::parse();
-    if let Err(e) = rig::catch_signals() {
-        eprintln!("e2e: {e}");
-        std::process::exit(2);
-    }
-    for n in opts.only.iter().chain(opts.skip.iter()) {
-        if !SCENARIOS.contains(&n.as_str()) {
-            eprintln!(
-                "e2e: unknown scenario {n:?}; known: {}",
-                SCENARIOS.join(", ")
-            );
-            std::process::exit(2);
-        }
-    }
+    rig::begin("e2e", &opts.selection, &SCENARIOS);
     let code = match bench(&opts) {
         // Missed goals are results, reported in the table and the JSON, not failures.
         Ok(_all_met) => 0,
@@ -285,9 +269,7 @@ fn bench(opts: &Opts) -> rig::Result<bool> {
     let mut failures: Vec<(String, String)> = Vec::new();
     let mut timings = serde_json::Map::new();
     for name in SCENARIOS {
-        if (!opts.only.is_empty() && !opts.only.iter().any(|o| o == name))
-            || opts.skip.iter().any(|s| s == name)
-        {
+        if !opts.selection.runs(name) {
             continue;
         }
         eprintln!("e2e: {name} ...");

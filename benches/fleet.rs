@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akvfs::sim::Vault;
+use akvfs::sim::{lock, Vault};
 use akvfs::sim::{MountConfig, MountOptions};
 use akvfs_emulator::{Emulator, EmulatorConfig};
 use clap::Parser;
@@ -107,7 +107,7 @@ impl Fleet {
     }
 
     fn live_hot(&self) -> Vec<String> {
-        let removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+        let removed = lock(&self.removed);
         self.hot
             .iter()
             .filter(|h| !removed.contains(h))

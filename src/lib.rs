@@ -35,6 +35,7 @@
 //! - [`csi`]: `akvfs csi`, the Kubernetes CSI node plugin: one mount per pod identity.
 //! - [`watch`]: `akvfs watch`, the per-cluster watcher that publishes vault metadata.
 //!
+//! - [`sync`]: poison-tolerant locking, for every layer.
 //! - [`text`]: an error and its causes on one line, for every layer.
 //! - [`objects`]: certificate and key conversions (PKCS#12 to PEM, chain order,
 //!   JWK to SPKI), pure and without I/O.
@@ -42,7 +43,7 @@
 //! # Dependencies
 //! They point one way: each module uses only modules before it here, which
 //! `tests/module_deps.rs` checks on every `cargo test`.
-//! Order: `locked < text < objects < secret < config < daemon < auth < vault < error < cache < metrics < fs < refresh < notice < fuse < service < watch < csi < cli`
+//! Order: `sync < locked < text < objects < secret < config < daemon < auth < vault < error < cache < metrics < fs < refresh < notice < fuse < service < watch < csi < cli`
 //!
 //! The data path reads down it (`fuse -> fs -> cache -> vault`, with
 //! `vault::azure` using `auth` for credentials); the control path
@@ -64,6 +65,7 @@ mod objects;
 mod refresh;
 mod secret;
 mod service;
+mod sync;
 mod text;
 mod vault;
 mod watch;
@@ -86,12 +88,13 @@ pub mod sim {
     pub use crate::fs::{FsCore, FsTimings, ROOT_INO};
     pub use crate::metrics::MountMetrics;
     pub use crate::notice::{
-        kube::ConfigMapSource, start::begin as begin_start, Notice, NoticeNode, NoticeSource,
-        NoticeStats, SecretMeta, SourceEvent,
+        kube::ConfigMapSource, start::begin as begin_start, Notice, NoticeError, NoticeNode,
+        NoticeSource, NoticeStats, SecretMeta, SourceEvent,
     };
     pub use crate::refresh::{KernelCache, Refresher};
     pub use crate::secret::SecretName;
     pub use crate::service::connect::connect;
+    pub use crate::sync::lock;
     pub use crate::vault::{PageCount, Vault};
 }
 

@@ -61,15 +61,6 @@ fn mount_block(emu: &Emulator, path: &Path, extra: &str) -> String {
     )
 }
 
-fn mount_id(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let target = path.to_string_lossy();
-    text.lines()
-        .filter(|l| l.split(' ').nth(4) == Some(&*target))
-        .map(|l| l.split(' ').next().unwrap().to_string())
-        .last()
-}
-
 /// A systemd-style NOTIFY_SOCKET collecting the daemon's messages.
 struct Notify {
     path: std::path::PathBuf,

@@ -8,7 +8,7 @@ mod kubefake;
 
 use std::time::Duration;
 
-use akvfs::sim::{ConfigMapSource, NoticeSource, SourceEvent};
+use akvfs::sim::{ConfigMapSource, NoticeError, NoticeSource, SourceEvent};
 use serde_json::json;
 
 const NS: &str = "akvfs";
@@ -108,7 +108,16 @@ async fn the_configmap_source_follows_one_object_with_get_and_watch_only() {
     );
     assert_eq!(code, 200);
     match next(&mut s).await {
-        SourceEvent::Invalid(why) => assert!(why.contains("fleetSize"), "{why}"),
+        SourceEvent::Invalid(why) => assert!(
+            matches!(
+                why,
+                NoticeError::NotDecimal {
+                    key: "fleetSize",
+                    ..
+                }
+            ),
+            "{why:?}"
+        ),
         other => panic!("expected Invalid, got {other:?}"),
     }
     write(&k, 400);

@@ -18,6 +18,11 @@ use akvfs::unescape_mountinfo as unescape;
 use akvfs::{classify_token_answer, is_key_vault_scope, TokenFailure, KEY_VAULT_SCOPES};
 use akvfs::{load_config_file, parse_duration, parse_mode, parse_mount_options, parse_size};
 
+/// The name the bodies below answer for.
+fn name() -> akvfs::sim::SecretName {
+    akvfs::sim::SecretName::parse("name").unwrap()
+}
+
 fn config() -> ProptestConfig {
     ProptestConfig {
         cases: 256,
@@ -139,12 +144,12 @@ proptest! {
 
     #[test]
     fn secret_bundles_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
-        let _ = parse_secret_bundle(&body);
+        let _ = parse_secret_bundle(&body, &name());
     }
 
     #[test]
     fn secret_bundles_never_panic_on_json_like_input(body in "[{}\\[\\]\":,a-z0-9\\\\ ]{0,128}") {
-        let _ = parse_secret_bundle(body.as_bytes());
+        let _ = parse_secret_bundle(body.as_bytes(), &name());
     }
 
     #[test]
@@ -164,13 +169,14 @@ proptest! {
             "attributes": {"enabled": enabled, "updated": updated},
             "tags": tags,
         });
-        let parsed = parse_secret_bundle(&serde_json::to_vec(&body).unwrap()).unwrap();
+        let parsed = parse_secret_bundle(&serde_json::to_vec(&body).unwrap(), &name()).unwrap();
         prop_assert_eq!(&parsed.value[..], value.as_bytes());
-        prop_assert_eq!(parsed.id, id);
-        prop_assert_eq!(parsed.content_type, content_type);
-        prop_assert_eq!(parsed.enabled, enabled);
-        prop_assert_eq!(parsed.updated, Some(updated));
-        prop_assert_eq!(parsed.tags, tags);
+        prop_assert_eq!(parsed.props.version.as_str(), version.as_str());
+        prop_assert_eq!(parsed.props.id, id);
+        prop_assert_eq!(parsed.props.content_type, content_type);
+        prop_assert_eq!(parsed.props.enabled, enabled);
+        prop_assert_eq!(parsed.props.updated, Some(updated));
+        prop_assert_eq!(parsed.props.tags, tags);
     }
 
     #[test]

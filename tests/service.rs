@@ -87,15 +87,6 @@ impl Drop for Service {
     }
 }
 
-fn mount_id(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let target = path.to_string_lossy();
-    text.lines()
-        .filter(|l| l.split(' ').nth(4) == Some(&*target))
-        .map(|l| l.split(' ').next().unwrap().to_string())
-        .last()
-}
-
 #[test]
 fn a_config_file_serves_several_mounts_and_sighup_reloads_only_what_changed() {
     let emu = emulator_with(&[("a", "1"), ("b", "2")]);

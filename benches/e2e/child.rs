@@ -7,9 +7,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use akvfs::sim::lock;
 use akvfs_emulator::ReadyInfo;
 
 use crate::rig::Result;
+
+#[path = "../../tests/common/ambient.rs"]
+mod ambient;
 
 /// Keeps at most this much of a daemon's stderr (the newest part).
 const LOG_LIMIT: usize = 4 << 20;
@@ -21,16 +25,8 @@ pub type Log = Arc<Mutex<Vec<u8>>>;
 /// emulator's Entra ID and tenant; stdin and stdout closed, stderr piped for [`spawn`].
 pub fn akvfs(bin: &Path, info: &ReadyInfo) -> Command {
     let mut cmd = Command::new(bin);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AZURE_")
-            || k.starts_with("IDENTITY_")
-            || k == "AKVFS_LOG"
-            || k == "RUST_LOG"
-        {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("AZURE_AUTHORITY_HOST", &info.authority_host)
+    ambient::without_ambient_settings(&mut cmd)
+        .env("AZURE_AUTHORITY_HOST", &info.authority_host)
         .env("AZURE_TENANT_ID", &info.tenant_id)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -63,7 +59,7 @@ pub fn spawn(cmd: &mut Command, bin: &Path) -> Result<(Child, Log)> {
                 if n == 0 {
                     break;
                 }
-                let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
+                let mut l = lock(&sink);
                 l.extend_from_slice(&buf[..n]);
                 if l.len() > LOG_LIMIT {
                     let cut = l.len() - LOG_LIMIT / 2;
@@ -77,5 +73,5 @@ pub fn spawn(cmd: &mut Command, bin: &Path) -> Result<(Child, Log)> {
 
 /// The log as text.
 pub fn text(log: &Log) -> String {
-    String::from_utf8_lossy(&log.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    String::from_utf8_lossy(&lock(log)).into_owned()
 }

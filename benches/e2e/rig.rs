@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use akvfs::sim::lock;
 use akvfs_emulator::{Emulator, EmulatorConfig};
 
 use crate::child;
@@ -33,7 +34,7 @@ static UNDO: Mutex<Vec<(u64, Undo)>> = Mutex::new(Vec::new());
 static NEXT_UNDO: AtomicU64 = AtomicU64::new(1);
 
 fn undo_list() -> std::sync::MutexGuard<'static, Vec<(u64, Undo)>> {
-    UNDO.lock().unwrap_or_else(|e| e.into_inner())
+    lock(&UNDO)
 }
 
 fn remember(u: Undo) -> u64 {
@@ -74,6 +75,43 @@ pub fn undo_all() {
     for u in items.iter().rev() {
         if let Undo::RemoveDir(path) = u {
             remove_dir_if_unmounted(path);
+        }
+    }
+}
+
+/// Which scenarios a bench runs: `--only` and `--skip`.
+#[derive(clap::Args, Debug)]
+pub struct Selection {
+    /// Run only these scenarios (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    only: Vec<String>,
+    /// Skip these scenarios (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    skip: Vec<String>,
+}
+
+impl Selection {
+    /// Whether scenario `name` runs.
+    pub fn runs(&self, name: &str) -> bool {
+        (self.only.is_empty() || self.only.iter().any(|o| o == name))
+            && !self.skip.iter().any(|s| s == name)
+    }
+}
+
+/// The start of a bench's `main`: [`catch_signals`], then every scenario the selection names
+/// checked against the `known` ones. Exits with status 2 when either fails.
+pub fn begin(bench: &str, selection: &Selection, known: &[&str]) {
+    if let Err(e) = catch_signals() {
+        eprintln!("{bench}: {e}");
+        std::process::exit(2);
+    }
+    for n in selection.only.iter().chain(&selection.skip) {
+        if !known.contains(&n.as_str()) {
+            eprintln!(
+                "{bench}: unknown scenario {n:?}; known: {}",
+                known.join(", ")
+            );
+            std::process::exit(2);
         }
     }
 }
@@ -212,7 +250,7 @@ impl Vault {
 
     /// Sets a new version of `name`.
     pub fn put(&self, name: &str, value: &str) -> Result<()> {
-        *self.last_write.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        *lock(&self.last_write) = Instant::now();
         self.emu
             .set_secret(name, value)
             .map(|_| ())
@@ -223,7 +261,7 @@ impl Vault {
     /// akvfs verifies a secret it fetched within a second of its last write with one extra GET
     /// on its next refresh; reading only after this keeps that GET out of the figures.
     pub fn settle(&self) {
-        let last = *self.last_write.lock().unwrap_or_else(|e| e.into_inner());
+        let last = *lock(&self.last_write);
         let until = last + Duration::from_millis(2100);
         let now = Instant::now();
         if until > now {

@@ -199,7 +199,7 @@ pub fn hot(ctx: &Ctx) -> Result<Section> {
     let mut passes = 0u64;
     let mut tick = 0u64;
     while start.elapsed() < window {
-        if tick % 10 == 0 {
+        if tick.is_multiple_of(10) {
             read_all()?;
             passes += 1;
         }

@@ -6,12 +6,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use akvfs::sim::{Notice, NoticeSource, SourceEvent};
+use akvfs::sim::{lock, Notice, NoticeSource, SourceEvent};
 use tokio::sync::broadcast;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[derive(Clone)]
 enum BusEvent {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use akvfs::sim::lock;
 use akvfs_emulator::Emulator;
 
 #[derive(Clone, Copy, Debug)]
@@ -29,10 +30,6 @@ pub struct Usage {
     pub throttled: u64,
     /// The most calls in any 10 s inside the stretch.
     pub max_10s: u64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn sample(emu: &Emulator) -> Sample {

@@ -8,17 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use akvfs::sim::{ConfigMapSource, NoticeSource, SourceEvent};
+use akvfs::sim::{lock, ConfigMapSource, NoticeSource, SourceEvent};
 
 use super::bus::Bus;
 use super::kubefake::KubeFake;
 
 /// The namespace the watcher publishes in, and the nodes read from.
 pub const NS: &str = "akvfs";
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// What the real processes need to reach the emulator and the fake.
 pub struct Procs {
@@ -117,30 +113,45 @@ impl Procs {
         format!("/api/v1/namespaces/{NS}/configmaps/{}", self.notice_name())
     }
 
-    /// Starts one more `akvfs watch` replica.
-    pub fn start_watcher(&self) -> Result<(), String> {
-        let id = format!(
-            "watch-{}",
-            self.next_watcher.fetch_add(1, Ordering::Relaxed)
-        );
-        let log =
-            std::fs::File::create(self.dir.join(format!("{id}.log"))).map_err(|e| e.to_string())?;
-        let child = Command::new(env!("CARGO_BIN_EXE_akvfs"))
-            .args(["watch", "--vault", &self.vault_url])
+    /// Starts akvfs as the simulation runs it: `command` (its subcommand and
+    /// flags), then the emulator's identity and trust and the fake's
+    /// kubeconfig; info logs go to `<name>.log` in the work directory.
+    fn akvfs(
+        &self,
+        name: &str,
+        command: impl FnOnce(&mut Command) -> &mut Command,
+    ) -> Result<Child, String> {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))
+            .map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_akvfs"));
+        command(&mut cmd)
             .args(["--auth", "workload-identity", "--ca-file", &self.ca_file])
             .arg("--disable-challenge-resource-verification")
-            .args(["--fleet-size", &self.fleet_size.to_string()])
-            .args(["--limit-per-10s", &self.limit.to_string()])
-            .args(["--interval", &format!("{}s", self.interval.as_secs())])
-            .args(["--namespace", NS, "--identity", &id])
-            .args(["--lease-duration", "15s", "--lease-renew-deadline", "10s"])
-            .args(["--lease-retry-period", "2s"])
             .env("KUBECONFIG", &self.kubeconfig)
             .env("AKVFS_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Starts one more `akvfs watch` replica.
+    pub fn start_watcher(&self) -> Result<(), String> {
+        let id = format!(
+            "watch-{}",
+            self.next_watcher.fetch_add(1, Ordering::Relaxed)
+        );
+        let child = self
+            .akvfs(&id, |cmd| {
+                cmd.args(["watch", "--vault", &self.vault_url])
+                    .args(["--fleet-size", &self.fleet_size.to_string()])
+                    .args(["--limit-per-10s", &self.limit.to_string()])
+                    .args(["--interval", &format!("{}s", self.interval.as_secs())])
+                    .args(["--namespace", NS, "--identity", &id])
+                    .args(["--lease-duration", "15s", "--lease-renew-deadline", "10s"])
+                    .args(["--lease-retry-period", "2s"])
+            })
             .map_err(|e| format!("akvfs watch did not start: {e}"))?;
         lock(&self.watchers).push((id, child));
         Ok(())
@@ -172,28 +183,20 @@ impl Procs {
             let name = format!("real-{i}");
             let dir = self.dir.join(&name);
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-            let log = std::fs::File::create(self.dir.join(format!("{name}.log")))
-                .map_err(|e| e.to_string())?;
-            let child = Command::new(env!("CARGO_BIN_EXE_akvfs"))
-                .arg("mount")
-                .arg(&self.vault_url)
-                .arg(&dir)
-                .arg("--foreground")
-                .args(["--auth", "workload-identity", "--ca-file", &self.ca_file])
-                .arg("--disable-challenge-resource-verification")
-                .args(["--refresh-interval", "30s", "--max-unverified", "24h"])
-                .args(["--idle-timeout", "24h", "--notice-poll-interval", "6h"])
-                .args([
-                    "--notice",
-                    &format!("configmap:{NS}/{}", self.notice_name()),
-                ])
-                .args(["--node-name", &name])
-                .env("KUBECONFIG", &self.kubeconfig)
-                .env("AKVFS_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
+            let child = self
+                .akvfs(&name, |cmd| {
+                    cmd.arg("mount")
+                        .arg(&self.vault_url)
+                        .arg(&dir)
+                        .arg("--foreground")
+                        .args(["--refresh-interval", "30s", "--max-unverified", "24h"])
+                        .args(["--idle-timeout", "24h", "--notice-poll-interval", "6h"])
+                        .args([
+                            "--notice",
+                            &format!("configmap:{NS}/{}", self.notice_name()),
+                        ])
+                        .args(["--node-name", &name])
+                })
                 .map_err(|e| format!("akvfs mount did not start: {e}"))?;
             self.mounts.push(RealMount {
                 name,

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use akvfs::sim::Notice;
+use akvfs::sim::{lock, Notice};
 use serde_json::{json, Value};
 
 use super::agents::Agent;
@@ -300,10 +300,7 @@ async fn delete_disable(f: &Fleet) -> Value {
     let t0 = Instant::now();
     let _ = f.emu.disable_secret(&dis);
     let _ = f.emu.delete_secret(&del);
-    f.removed
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .extend([dis.clone(), del.clone()]);
+    lock(&f.removed).extend([dis.clone(), del.clone()]);
     let _ = published(f, Duration::from_secs(60), |n| {
         !n.secrets.keys().any(|k| k.as_str() == del)
     })

@@ -1,6 +1,7 @@
 //! The Key Vault scope guard: which scopes a token may be requested for, and how a token failure is classified.
 
 use super::*;
+use crate::sync::lock;
 
 /// The scope a Key Vault access token is requested for.
 pub const VAULT_SCOPE: &str = "https://vault.azure.net/.default";
@@ -208,11 +209,11 @@ impl TokenCredential for GuardedCredential {
             .is_some_and(|o| o.method_options.context.value::<FreshToken>().is_some());
         if fresh {
             match build_credential(self.mode, &self.cfg, &self.transport) {
-                Ok(c) => *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = c,
+                Ok(c) => *lock(&self.inner) = c,
                 Err(e) => tracing::debug!("cannot rebuild the credential for a fresh token: {e}"),
             }
         }
-        let inner = Arc::clone(&self.inner.lock().unwrap_or_else(|e| e.into_inner()));
+        let inner = Arc::clone(&lock(&self.inner));
         inner.get_token(scopes, options).await
     }
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::sync::lock;
+
 const WINDOW: Duration = Duration::from_secs(10);
 
 /// At most `limit` calls in any 10 seconds.
@@ -26,7 +28,7 @@ impl Budget {
 
     /// Takes one call from the budget if there is room.
     pub fn try_take(&self) -> bool {
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let mut calls = lock(&self.calls);
         let now = Instant::now();
         while calls
             .front()
@@ -44,7 +46,7 @@ impl Budget {
 
     /// Time until a call will be available.
     pub fn wait_hint(&self) -> Duration {
-        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let calls = lock(&self.calls);
         calls
             .front()
             .map(|t| WINDOW.saturating_sub(t.elapsed()))

@@ -14,7 +14,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, Shared};
@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::config::CacheConfig;
 use crate::secret::{Secret, SecretName, VersionId};
+use crate::sync::lock;
 use crate::vault::{Vault, VaultError};
 
 pub use budget::Budget;
@@ -76,12 +77,6 @@ pub struct SecretCache {
     /// Cold fetches that lookups of names missing from the listing may make.
     cold_lookups: Budget,
     pub stats: CacheStats,
-}
-
-/// Locks a mutex, recovering the data if a panicking thread poisoned it: every
-/// critical section here leaves the state consistent at each step.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SecretCache {

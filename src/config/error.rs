@@ -36,6 +36,20 @@ pub enum ConfigError {
     VaultUrl { input: String },
     #[error("{input:?} is neither a vault name (3-24 letters, digits and single hyphens, starting with a letter) nor an https:// URL")]
     VaultName { input: String },
+    #[error("{value:?} is not a notice source; expected configmap:<namespace>/<name>")]
+    NoticeSource { value: String },
+    #[error("{value:?}: expected configmap:<namespace>/<name> (a slash between them)")]
+    NoticeSourceSlash { value: String },
+    #[error("{value:?}: the {what} {name:?} is not a valid Kubernetes name (lower-case letters, digits, '-' and '.', at most {max})")]
+    NoticeSourceName {
+        value: String,
+        /// `namespace` or `name`.
+        what: &'static str,
+        name: String,
+        max: usize,
+    },
+    #[error("{value:?}: a namespace cannot contain '.'")]
+    NoticeSourceNamespaceDot { value: String },
     #[error("-o {key}={value}: expected true or false")]
     OptionBool { key: String, value: String },
     #[error("-o {key} needs a value ({key}={form})")]

@@ -20,8 +20,9 @@ pub use dash_o::parse_mount_options;
 pub use error::ConfigError;
 pub use file::{load_config_file, ConfigFile};
 pub use notice::NoticeConfig;
-pub use options::MountOptions;
+pub use options::{ConnectionOptions, MountOptions};
 pub use units::{parse_duration, parse_mode, parse_size};
+pub use validate::FieldError;
 pub use views::{Encoding, ViewObject, ViewRoot, ViewSpec};
 
 /// Environment variables akvfs reads for authentication.

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use super::ConfigError;
+
 /// The default listing interval while notices are live.
 pub const DEFAULT_LIVE_POLL: Duration = Duration::from_secs(6 * 3600);
 
@@ -16,22 +18,27 @@ pub enum SourceSpec {
 
 impl SourceSpec {
     /// Parses `configmap:<namespace>/<name>`.
-    pub fn parse(s: &str) -> Result<SourceSpec, String> {
-        let rest = s.trim().strip_prefix("configmap:").ok_or_else(|| {
-            format!("{s:?} is not a notice source; expected configmap:<namespace>/<name>")
-        })?;
-        let (namespace, name) = rest.split_once('/').ok_or_else(|| {
-            format!("{s:?}: expected configmap:<namespace>/<name> (a slash between them)")
-        })?;
+    pub fn parse(s: &str) -> Result<SourceSpec, ConfigError> {
+        let value = || s.to_string();
+        let rest = s
+            .trim()
+            .strip_prefix("configmap:")
+            .ok_or_else(|| ConfigError::NoticeSource { value: value() })?;
+        let (namespace, name) = rest
+            .split_once('/')
+            .ok_or_else(|| ConfigError::NoticeSourceSlash { value: value() })?;
         for (what, v, max) in [("namespace", namespace, 63), ("name", name, 253)] {
             if !is_dns_name(v, max) {
-                return Err(format!(
-                    "{s:?}: the {what} {v:?} is not a valid Kubernetes name (lower-case letters, digits, '-' and '.', at most {max})"
-                ));
+                return Err(ConfigError::NoticeSourceName {
+                    value: value(),
+                    what,
+                    name: v.to_string(),
+                    max,
+                });
             }
         }
         if namespace.contains('.') {
-            return Err(format!("{s:?}: a namespace cannot contain '.'"));
+            return Err(ConfigError::NoticeSourceNamespaceDot { value: value() });
         }
         Ok(SourceSpec::ConfigMap {
             namespace: namespace.to_string(),

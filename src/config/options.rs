@@ -9,29 +9,55 @@ use super::dash_o::OptionValue;
 use super::AuthMode;
 
 /// Declares [`MountOptions`] and derives from its one field list what would
-/// otherwise be written out per option: the overlay and the `-o` value types.
+/// otherwise be written out per option: the overlay, the `-o` value types,
+/// and [`ConnectionOptions`], the vault-connection and identity fields alone
+/// (the flags of commands that connect to a vault but mount nothing).
 macro_rules! mount_options {
     (
         $(#[$smeta:meta])*
         pub struct $name:ident {
+            $( $(#[$lmeta:meta])* pub $l:ident : Option<$lt:ty>, )*
+            connection $(#[$cdoc:meta])* $conn:ident {
+                $( $(#[$cmeta:meta])* pub $c:ident : Option<$ct:ty>, )*
+            }
             $( $(#[$fmeta:meta])* pub $f:ident : Option<$t:ty>, )*
         }
     ) => {
         $(#[$smeta])*
         pub struct $name {
+            $( $(#[$lmeta])* pub $l: Option<$lt>, )*
+            $( $(#[$cmeta])* pub $c: Option<$ct>, )*
             $( $(#[$fmeta])* pub $f: Option<$t>, )*
+        }
+
+        $(#[$cdoc])*
+        #[derive(clap::Args, Clone, Debug, Default)]
+        pub struct $conn {
+            $( $(#[$cmeta])* pub $c: Option<$ct>, )*
+        }
+
+        impl From<$conn> for $name {
+            fn from(c: $conn) -> $name {
+                $name { $( $c: c.$c, )* ..$name::default() }
+            }
         }
 
         impl $name {
             /// `over`'s fields win over `self`'s.
             pub fn overlay(self, over: $name) -> $name {
-                $name { $( $f: over.$f.or(self.$f), )* }
+                $name {
+                    $( $l: over.$l.or(self.$l), )*
+                    $( $c: over.$c.or(self.$c), )*
+                    $( $f: over.$f.or(self.$f), )*
+                }
             }
 
             /// `-o key[=value]` as the TOML value of field `key`; `None` for
             /// a key that is no field (deserializing then names it).
             pub(super) fn option_value(key: &str, value: Option<&str>) -> Option<Result<toml::Value, super::ConfigError>> {
                 match key {
+                    $( stringify!($l) => Some(<$lt as OptionValue>::from_option(key, value)), )*
+                    $( stringify!($c) => Some(<$ct as OptionValue>::from_option(key, value)), )*
                     $( stringify!($f) => Some(<$t as OptionValue>::from_option(key, value)), )*
                     _ => None,
                 }
@@ -54,35 +80,39 @@ mount_options! {
         #[arg(skip)]
         pub path: Option<PathBuf>,
 
-        /// Which identity to use. auto tries, in order: a client secret (AZURE_CLIENT_SECRET),
-        /// workload identity (AZURE_FEDERATED_TOKEN_FILE), managed identity, the Azure CLI.
-        /// [default: auto]
-        #[arg(
-            long,
-            value_name = "AUTH",
-            value_parser = auth_parser(),
-            help_heading = "Authentication"
-        )]
-        pub auth: Option<String>,
+        connection
+        /// The vault-connection and identity settings, alone.
+        ConnectionOptions {
+            /// Which identity to use. auto tries, in order: a client secret (AZURE_CLIENT_SECRET),
+            /// workload identity (AZURE_FEDERATED_TOKEN_FILE), managed identity, the Azure CLI.
+            /// [default: auto]
+            #[arg(
+                long,
+                value_name = "AUTH",
+                value_parser = auth_parser(),
+                help_heading = "Authentication"
+            )]
+            pub auth: Option<String>,
 
-        /// Client (application) id of the identity; for managed identity, a user-assigned identity.
-        /// [default: AZURE_CLIENT_ID]
-        #[arg(long, value_name = "ID", help_heading = "Authentication")]
-        pub client_id: Option<String>,
+            /// Client (application) id of the identity; for managed identity, a user-assigned identity.
+            /// [default: AZURE_CLIENT_ID]
+            #[arg(long, value_name = "ID", help_heading = "Authentication")]
+            pub client_id: Option<String>,
 
-        /// Entra tenant id. [default: AZURE_TENANT_ID]
-        #[arg(long, value_name = "ID", help_heading = "Authentication")]
-        pub tenant_id: Option<String>,
+            /// Entra tenant id. [default: AZURE_TENANT_ID]
+            #[arg(long, value_name = "ID", help_heading = "Authentication")]
+            pub tenant_id: Option<String>,
 
-        /// Extra trusted root certificates, PEM (private CAs, TLS-inspecting proxies).
-        /// [default: the system trust store only]
-        #[arg(long, value_name = "PEM", help_heading = "Connection")]
-        pub ca_file: Option<PathBuf>,
+            /// Extra trusted root certificates, PEM (private CAs, TLS-inspecting proxies).
+            /// [default: the system trust store only]
+            #[arg(long, value_name = "PEM", help_heading = "Connection")]
+            pub ca_file: Option<PathBuf>,
 
-        /// Do not require the token challenge's resource to match the vault's domain.
-        /// Needed for private endpoints with custom DNS names and for the emulator.
-        #[arg(long, num_args = 0, default_missing_value = "true", help_heading = "Connection")]
-        pub disable_challenge_resource_verification: Option<bool>,
+            /// Do not require the token challenge's resource to match the vault's domain.
+            /// Needed for private endpoints with custom DNS names and for the emulator.
+            #[arg(long, num_args = 0, default_missing_value = "true", help_heading = "Connection")]
+            pub disable_challenge_resource_verification: Option<bool>,
+        }
 
         /// Owner of every file and the directory. [default: the mounting user]
         #[arg(long, value_name = "N", help_heading = "Mount")]

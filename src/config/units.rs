@@ -68,7 +68,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
             })
         }
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 365.0 * 86400.0 {
+    if !secs.is_finite() || !(0.0..=365.0 * 86400.0).contains(&secs) {
         return Err(ConfigError::DurationRange {
             value: s.to_string(),
         });

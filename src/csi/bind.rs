@@ -7,13 +7,14 @@ use std::path::Path;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+use super::CsiError;
 use crate::daemon::mounts::{is_dead, mounted_at};
 
 const FS_TYPE: &str = "fuse.akvfs";
 const FUSECTL: &str = "/sys/fs/fuse/connections";
 
 /// Creates `target` (its parent exists: kubelet made it) if it is missing.
-pub fn make_target(target: &Path) -> Result<(), String> {
+pub fn make_target(target: &Path) -> Result<(), CsiError> {
     if is_dead(target) || target.is_dir() {
         return Ok(());
     }
@@ -21,11 +22,9 @@ pub fn make_target(target: &Path) -> Result<(), String> {
         .mode(0o750)
         .create(target)
         .or_else(|e| if target.is_dir() { Ok(()) } else { Err(e) })
-        .map_err(|e| {
-            format!(
-                "cannot create the target directory {}: {e}",
-                target.display()
-            )
+        .map_err(|source| CsiError::CreateTarget {
+            target: target.to_path_buf(),
+            source,
         })
 }
 
@@ -33,14 +32,12 @@ pub fn make_target(target: &Path) -> Result<(), String> {
 /// that already holds a mount (a dead one after a restart), the bind is
 /// stacked on top, so a consumer whose mount is a slave of it
 /// (HostToContainer) receives the new one.
-pub fn bind_read_only(source: &Path, target: &Path) -> Result<(), String> {
+pub fn bind_read_only(source: &Path, target: &Path) -> Result<(), CsiError> {
     let none: Option<&str> = None;
-    mount(Some(source), target, none, MsFlags::MS_BIND, none).map_err(|e| {
-        format!(
-            "cannot bind {} on {}: {e}",
-            source.display(),
-            target.display()
-        )
+    mount(Some(source), target, none, MsFlags::MS_BIND, none).map_err(|e| CsiError::Bind {
+        mount: source.to_path_buf(),
+        target: target.to_path_buf(),
+        source: e,
     })?;
     let flags = MsFlags::MS_REMOUNT
         | MsFlags::MS_BIND
@@ -50,7 +47,10 @@ pub fn bind_read_only(source: &Path, target: &Path) -> Result<(), String> {
         | MsFlags::MS_NOEXEC;
     if let Err(e) = mount(none, target, none, flags, none) {
         let _ = umount2(target, MntFlags::MNT_DETACH);
-        return Err(format!("cannot make {} read-only: {e}", target.display()));
+        return Err(CsiError::ReadOnly {
+            target: target.to_path_buf(),
+            source: e,
+        });
     }
     Ok(())
 }

@@ -13,17 +13,15 @@ use zeroize::Zeroizing;
 use super::bind;
 use super::request::Publish;
 use super::token::{Assertion, PodCredential};
-use super::Refusal;
+use super::{CsiError, Refusal};
 use crate::auth::Identity;
 use crate::config::AuthMode;
 use crate::metrics::MountMetrics;
 use crate::service::connect::Connection;
 use crate::service::credential::CountingCredential;
 use crate::service::mount::{MountHandle, PreparedMount};
-use crate::service::Error as ServiceError;
 use crate::vault::azure::AzureVault;
 use crate::vault::metered::MeteredVault;
-use crate::vault::VaultError;
 
 /// One identity's mount.
 pub struct IdentityMount {
@@ -78,8 +76,10 @@ pub fn start(
         // Left by a plugin that was killed: nothing serves it any more.
         bind::unmount_all(dir);
     }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Refusal::Internal(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|source| CsiError::MountDir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     let mut cfg = p.config.clone();
     cfg.mountpoint = dir.to_path_buf();
     let metrics = MountMetrics::new(
@@ -89,8 +89,7 @@ pub fn start(
         false,
     );
     let assertion = Assertion::new(&p.token);
-    let credential = PodCredential::new(&p.tenant_id, &p.client_id, assertion.clone(), transport)
-        .map_err(Refusal::Internal)?;
+    let credential = PodCredential::new(&p.tenant_id, &p.client_id, assertion.clone(), transport)?;
     let credential = CountingCredential::wrap(Arc::new(credential), Arc::clone(&metrics));
     let client = AzureVault::new(
         &cfg.vault.url,
@@ -98,7 +97,10 @@ pub fn start(
         transport,
         cfg.vault.verify_challenge_resource,
     )
-    .map_err(|e| Refusal::InvalidArgument(format!("vault {}: {e}", cfg.vault.url)))?;
+    .map_err(|source| Refusal::Client {
+        vault: cfg.vault.url.clone(),
+        source,
+    })?;
     let conn = Connection {
         identity: Identity {
             mode: AuthMode::WorkloadIdentity,
@@ -113,7 +115,10 @@ pub fn start(
     let vault = cfg.vault.url.clone();
     let handle = PreparedMount::with_connection(rt, cfg, Arc::clone(&metrics), conn)
         .and_then(|m| m.mount(rt, dir.to_path_buf()))
-        .map_err(|e| refusal_of(&vault, e))?;
+        .map_err(|e| Refusal::Mount {
+            vault,
+            source: Box::new(e),
+        })?;
     let dev = bind::device(dir).unwrap_or(0);
     Ok(IdentityMount {
         handle,
@@ -148,22 +153,5 @@ pub fn check_vault_name(rt: &Runtime, vault_url: &str) -> Result<(), Refusal> {
             )))
         }
         _ => Ok(()),
-    }
-}
-
-/// A mount that could not start, as the gRPC answer kubelet shows in the pod's events.
-fn refusal_of(vault: &str, e: ServiceError) -> Refusal {
-    let source = match &e {
-        ServiceError::List { source, .. } | ServiceError::Read { source, .. } => Some(source),
-        _ => None,
-    };
-    match source {
-        Some(VaultError::Forbidden { .. }) | Some(VaultError::IdentityRejected(_)) => {
-            Refusal::PermissionDenied(e.to_string())
-        }
-        Some(VaultError::NotFound) => Refusal::NotFound(format!("vault {vault}: {e}")),
-        Some(s) if s.is_transient() => Refusal::Unavailable(e.to_string()),
-        Some(_) => Refusal::Unavailable(e.to_string()),
-        None => Refusal::Internal(e.to_string()),
     }
 }

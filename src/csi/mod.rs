@@ -51,8 +51,10 @@
 //! - [`bind`]: binds, unmounts, aborting FUSE connections.
 //! - [`heap`]: keeping the memory of identity mounts that ended out of the process.
 //! - [`server`]: the Identity and Node services.
+//! - [`error`]: refusals and their gRPC codes, and the node-side failures they carry.
 
 pub mod bind;
+mod error;
 pub mod heap;
 pub mod identity;
 pub mod proto;
@@ -67,9 +69,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use error::{CsiError, Refusal};
+
 use crate::daemon::signals::Signals;
 use crate::service::Error;
-use crate::vault::azure::{build_transport, TransportSettings};
 
 /// The driver's name, as in the CSIDriver object.
 pub const DRIVER_NAME: &str = "csi.akvfs.io";
@@ -135,37 +138,15 @@ pub struct CsiArgs {
 }
 
 /// `--max-volume-cache-bytes`: a size within what the locked budget of all volumes holds.
-fn parse_volume_cache(s: &str) -> Result<u64, String> {
-    let n = crate::config::parse_size(s).map_err(|e| e.to_string())?;
+fn parse_volume_cache(s: &str) -> Result<u64, CsiError> {
+    let n = crate::config::parse_size(s).map_err(CsiError::VolumeCacheSize)?;
     if !(64 << 10..=VALUES_BUDGET).contains(&n) {
-        return Err(format!(
-            "{} is outside 64 KiB..{}, the memory locked for all volumes' values",
-            crate::locked::human(n),
-            crate::locked::human(VALUES_BUDGET)
-        ));
+        return Err(CsiError::VolumeCacheRange {
+            bytes: n,
+            budget: VALUES_BUDGET,
+        });
     }
     Ok(n)
-}
-
-/// Why a publish or unpublish was refused; each maps to one gRPC code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    Unauthenticated(String),
-    #[error("{0}")]
-    PermissionDenied(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    AlreadyExists(String),
-    #[error("{0}")]
-    Aborted(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Internal(String),
 }
 
 /// Serves the Identity and Node services until SIGTERM or SIGINT. Identity
@@ -183,25 +164,7 @@ pub fn run(args: CsiArgs) -> Result<(), Error> {
     heap::keep_large_blocks_mapped();
     crate::daemon::harden::lock_memory(!args.no_mlock, VALUES_BUDGET).map_err(Error::Harden)?;
     let state = state::StateDir::open(&args.state_dir)?;
-    let ca = match &args.ca_file {
-        Some(p) => Some(std::fs::read(p).map_err(|source| Error::CaFile {
-            path: p.clone(),
-            source,
-        })?),
-        None => None,
-    };
-    let transport = build_transport(&TransportSettings {
-        extra_roots_pem: ca,
-        connect_timeout: Some(Duration::from_secs(5)),
-        no_idle_connections: matches!(
-            crate::locked::mode(),
-            Some(crate::locked::MemoryMode::Secrets { .. })
-        ),
-    })
-    .map_err(|detail| Error::Transport {
-        ca_file: args.ca_file.clone(),
-        detail,
-    })?;
+    let transport = crate::service::connect::transport(args.ca_file.as_deref())?;
     bind::ensure_fusectl();
     let rt = Arc::new(
         tokio::runtime::Builder::new_multi_thread()

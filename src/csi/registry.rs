@@ -101,9 +101,8 @@ impl Registry {
                 // itself must be accepted by Entra ID for this identity.
                 self.exchange(&p)?;
                 if !bind::serves(&p.target, m.dev) {
-                    bind::make_target(&p.target).map_err(Refusal::Internal)?;
-                    bind::bind_read_only(&self.state.mount_dir(&key), &p.target)
-                        .map_err(Refusal::Internal)?;
+                    bind::make_target(&p.target)?;
+                    bind::bind_read_only(&self.state.mount_dir(&key), &p.target)?;
                 }
                 m.add_token(&p.target, token_digest, exp, p.token.clone());
                 self.record(&p, &key, &subject)?;
@@ -120,7 +119,7 @@ impl Registry {
                 bind::make_target(&p.target).and_then(|()| bind::bind_read_only(&dir, &p.target));
             if let Err(e) = bound {
                 self.teardown(&key, mount);
-                return Err(Refusal::Internal(e));
+                return Err(e.into());
             }
             mount.add_token(&p.target, token_digest, exp, p.token.clone());
             *slot = Some(mount);
@@ -149,7 +148,7 @@ impl Registry {
                 group: p.group,
                 options: p.options.clone(),
             })
-            .map_err(Refusal::Internal)
+            .map_err(Refusal::from)
     }
 
     fn exchange(&self, p: &Publish) -> Result<(), Refusal> {

@@ -47,7 +47,7 @@ pub const VOLUME_OPTIONS: [&str; 14] = [
 /// written in the class's parameters): the volume's files become those views.
 pub const OBJECTS: &str = "objects";
 /// The most an `objects` attribute may hold; a class's object list is a few KiB.
-const MAX_OBJECTS_BYTES: usize = 64 * 1024;
+pub const MAX_OBJECTS_BYTES: usize = 64 * 1024;
 
 /// The pod a volume is published for, from kubelet's pod information.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,25 +142,16 @@ pub fn parse(mut req: NodePublishVolumeRequest, node: &NodeDefaults) -> Result<P
                 options.insert(k.to_string(), value.clone());
             }
             OBJECTS if value.len() > MAX_OBJECTS_BYTES => {
-                return Err(bad(format!(
-                    "volume attribute objects is {} bytes, more than the {MAX_OBJECTS_BYTES} a volume may hold; split the objects over several volumes",
-                    value.len()
-                )))
+                return Err(Refusal::ObjectsTooLarge {
+                    bytes: value.len(),
+                    max: MAX_OBJECTS_BYTES,
+                })
             }
             OBJECTS => {
                 options.insert(OBJECTS.to_string(), value.clone());
             }
-            "secretProviderClass" => {
-                return Err(bad(
-                    "volume attribute secretProviderClass: akvfs does not read SecretProviderClass resources; copy the class's keyvaultName, clientID, tenantId and objects into the volume's attributes".into(),
-                ))
-            }
-            k => {
-                return Err(bad(format!(
-                    "unknown volume attribute {k:?}; akvfs takes keyvaultName, clientID, tenantId, objects and the mount options {}",
-                    VOLUME_OPTIONS.join(", ")
-                )))
-            }
+            "secretProviderClass" => return Err(Refusal::ProviderClass),
+            k => return Err(Refusal::UnknownAttribute { key: k.to_string() }),
         }
     }
     let vault = vault.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
@@ -169,8 +160,7 @@ pub fn parse(mut req: NodePublishVolumeRequest, node: &NodeDefaults) -> Result<P
                 .into(),
         )
     })?;
-    let vault_url =
-        parse_vault(&vault).map_err(|e| bad(format!("volume attribute keyvaultName: {e}")))?;
+    let vault_url = parse_vault(&vault).map_err(Refusal::VaultName)?;
     let client_id = client_id
         .map(|c| c.trim().to_string())
         .filter(|c| !c.is_empty())
@@ -317,7 +307,7 @@ fn mount_config(
     };
     if let Some(text) = options.get(OBJECTS) {
         let views = crate::config::spc::parse_spc(text, "volume attribute objects")
-            .map_err(|e| Refusal::InvalidArgument(e.to_string()))?;
+            .map_err(Refusal::Objects)?;
         raw.view = Some(views);
     }
     for (key, value) in options.iter().filter(|(k, _)| k.as_str() != OBJECTS) {
@@ -326,17 +316,10 @@ fn mount_config(
                 "volume attribute {key}: {value:?} is not a valid value"
             )));
         }
-        let (o, _) = parse_mount_options(&format!("{key}={value}")).map_err(|e| {
-            Refusal::InvalidArgument(format!(
-                "volume attribute {}",
-                e.to_string().trim_start_matches("-o ")
-            ))
-        })?;
+        let (o, _) = parse_mount_options(&format!("{key}={value}")).map_err(Refusal::Option)?;
         raw = raw.overlay(o);
     }
-    let mut cfg = raw.validate(true, true).map_err(|e| {
-        Refusal::InvalidArgument(format!("volume attribute {}: {}", e.field, e.problem))
-    })?;
+    let mut cfg = raw.validate(true, true).map_err(Refusal::Setting)?;
     cfg.cache.max_bytes = cache_cap(options, cfg.cache.max_bytes, node.max_cache_bytes)?;
     if group.is_some() {
         cfg.owner.file_mode |= 0o040;
@@ -357,12 +340,11 @@ fn cache_cap(options: &BTreeMap<String, String>, asked: u64, max: u64) -> Result
         return Ok(max);
     };
     if asked > max {
-        return Err(Refusal::InvalidArgument(format!(
-            "volume attribute cache_bytes: {given} ({}) is more than this node allows a volume ({}); \
-             set a smaller cache_bytes, or raise --max-volume-cache-bytes on the node plugin",
-            crate::locked::human(asked),
-            crate::locked::human(max)
-        )));
+        return Err(Refusal::CacheCap {
+            given: given.clone(),
+            asked,
+            max,
+        });
     }
     Ok(asked)
 }

@@ -51,17 +51,7 @@ pub struct NodeService {
 
 impl From<Refusal> for Status {
     fn from(r: Refusal) -> Status {
-        let text = r.to_string();
-        match r {
-            Refusal::InvalidArgument(_) => Status::invalid_argument(text),
-            Refusal::Unauthenticated(_) => Status::unauthenticated(text),
-            Refusal::PermissionDenied(_) => Status::permission_denied(text),
-            Refusal::NotFound(_) => Status::not_found(text),
-            Refusal::AlreadyExists(_) => Status::already_exists(text),
-            Refusal::Aborted(_) => Status::aborted(text),
-            Refusal::Unavailable(_) => Status::unavailable(text),
-            Refusal::Internal(_) => Status::internal(text),
-        }
+        Status::new(r.code(), r.to_string())
     }
 }
 

@@ -8,7 +8,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
 
 /// A value per key, each behind its own lock; a key whose value is gone leaves the map.
 pub struct KeyedSlots<T> {
@@ -21,12 +23,6 @@ impl<T> Default for KeyedSlots<T> {
             map: Mutex::new(HashMap::new()),
         }
     }
-}
-
-fn lock<U>(m: &Mutex<U>) -> MutexGuard<'_, U> {
-    // A panic while holding a slot leaves a value that is still whole: every
-    // change to it is a single assignment.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<T> KeyedSlots<T> {

@@ -11,6 +11,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::CsiError;
+
 /// One published target, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TargetRecord {
@@ -102,10 +104,13 @@ impl StateDir {
     }
 
     /// Records a target (replacing it atomically).
-    pub fn save(&self, record: &TargetRecord) -> Result<(), String> {
+    pub fn save(&self, record: &TargetRecord) -> Result<(), CsiError> {
         let path = self.record_path(&record.target);
         let tmp = path.with_extension("tmp");
-        let text = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
+        let text = serde_json::to_vec_pretty(record).map_err(|source| CsiError::StateEncode {
+            target: record.target.clone(),
+            source,
+        })?;
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
@@ -117,7 +122,7 @@ impl StateDir {
             f.sync_all()?;
             std::fs::rename(&tmp, &path)
         };
-        write().map_err(|e| format!("cannot write the state file {}: {e}", path.display()))
+        write().map_err(|source| CsiError::StateWrite { path, source })
     }
 
     /// The record of `target`, if any.

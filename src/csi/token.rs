@@ -13,12 +13,10 @@ use azure_identity::{
 use zeroize::Zeroizing;
 
 use super::request::{PodInfo, AUDIENCE};
-use super::Refusal;
+use super::{CsiError, Refusal};
 use crate::auth::client_options;
-use crate::auth::{
-    classify_token_error, is_key_vault_scope, FreshToken, TokenFailure, VAULT_SCOPE,
-};
-use crate::text::one_line;
+use crate::auth::{classify_token_error, is_key_vault_scope, FreshToken, VAULT_SCOPE};
+use crate::sync::lock;
 
 /// Clock difference tolerated between the cluster and this node.
 const SKEW_SECS: i64 = 60;
@@ -138,7 +136,7 @@ impl Assertion {
     }
 
     pub fn set(&self, token: &str) {
-        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = lock(&self.0);
         *slot = Zeroizing::new(token.to_string());
     }
 }
@@ -150,12 +148,7 @@ impl ClientAssertion for Assertion {
         _options: Option<ClientMethodOptions<'_>>,
     ) -> azure_core::Result<String> {
         // The SDK takes a plain String for the request's lifetime.
-        Ok(self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_str()
-            .to_string())
+        Ok(lock(&self.0).as_str().to_string())
     }
 }
 
@@ -184,29 +177,24 @@ pub async fn exchange(
     token: &str,
     transport: &Transport,
 ) -> Result<(), Refusal> {
-    let who = format!("client id {client_id} in tenant {tenant}");
     let credential = assertion_credential(tenant, client_id, Assertion::new(token), transport)
-        .map_err(|e| {
-            Refusal::Internal(format!(
-                "cannot set up the token exchange for {who}: {}",
-                one_line(&e)
-            ))
+        .map_err(|e| CsiError::ExchangeSetup {
+            client_id: client_id.to_string(),
+            tenant: tenant.to_string(),
+            source: Box::new(e),
         })?;
     let result =
         tokio::time::timeout(EXCHANGE_TIMEOUT, credential.get_token(&[VAULT_SCOPE], None)).await;
     match result {
         Err(_) => Err(Refusal::Unavailable(format!(
-            "Entra ID did not answer the token exchange for {who} within {} s; check the node's access to the authority host",
+            "Entra ID did not answer the token exchange for client id {client_id} in tenant {tenant} within {} s; check the node's access to the authority host",
             EXCHANGE_TIMEOUT.as_secs()
         ))),
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(match classify_token_error(&e) {
-            TokenFailure::Transient(why) => Refusal::Unavailable(format!(
-                "Entra ID is unreachable or failing for the token exchange of {who}: {why}"
-            )),
-            TokenFailure::Refused(why) | TokenFailure::Other(why) => Refusal::PermissionDenied(format!(
-                "Entra ID refused the pod's service-account token for {who}: {why}; check that the identity has a federated credential for this cluster's issuer and the subject of the pod's service account"
-            )),
+        Ok(Err(e)) => Err(Refusal::Exchange {
+            client_id: client_id.to_string(),
+            tenant: tenant.to_string(),
+            failure: classify_token_error(&e),
         }),
     }
 }
@@ -236,13 +224,13 @@ impl PodCredential {
         client_id: &str,
         assertion: Assertion,
         transport: &Transport,
-    ) -> Result<PodCredential, String> {
+    ) -> Result<PodCredential, CsiError> {
         let inner =
             assertion_credential(tenant, client_id, assertion.clone(), transport).map_err(|e| {
-                format!(
-                    "cannot set up the credential for client id {client_id}: {}",
-                    one_line(&e)
-                )
+                CsiError::Credential {
+                    client_id: client_id.to_string(),
+                    source: Box::new(e),
+                }
             })?;
         Ok(PodCredential {
             tenant: tenant.to_string(),
@@ -279,10 +267,10 @@ impl TokenCredential for PodCredential {
                 self.assertion.clone(),
                 &self.transport,
             ) {
-                *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = c;
+                *lock(&self.inner) = c;
             }
         }
-        let inner = Arc::clone(&self.inner.lock().unwrap_or_else(|e| e.into_inner()));
+        let inner = Arc::clone(&lock(&self.inner));
         inner.get_token(scopes, options).await
     }
 }

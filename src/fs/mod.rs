@@ -23,7 +23,7 @@ mod view_track;
 mod xattr;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -33,6 +33,7 @@ use crate::config::OwnerConfig;
 use crate::error::FsError;
 use crate::metrics::MountMetrics;
 use crate::secret::{SecretName, SecretProps, SecretSummary};
+use crate::sync::lock;
 use crate::vault::VaultError;
 
 /// The root directory's inode.
@@ -185,10 +186,6 @@ pub struct FsCore {
     special: special::Special,
     /// The declared views, when the mount has any.
     views: std::sync::OnceLock<view::Views>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn unix_time(secs: Option<i64>, fallback: SystemTime) -> SystemTime {
@@ -373,5 +370,7 @@ impl FsCore {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod fixture;
 #[cfg(test)]
 mod tests;

@@ -4,16 +4,13 @@ use std::ffi::OsStr;
 use std::sync::Arc;
 
 use super::{CERTS_INO, KEYS_INO, VERSIONS_INO};
-use crate::cache::SecretCache;
 use crate::config::CacheConfig;
-use crate::config::OwnerConfig;
 use crate::error::FsError;
-use crate::fs::{FsCore, FsTimings, Kind, ROOT_INO};
+use crate::fs::{FsCore, Kind, ROOT_INO};
 use crate::objects::jwk::PublicJwk;
 use crate::objects::tests::{openssl, self_signed};
 use crate::secret::SecretName;
 use crate::vault::memory::MemoryVault;
-use crate::vault::Vault;
 use crate::vault::VaultError;
 
 pub(super) fn setup() -> (Arc<MemoryVault>, Arc<FsCore>) {
@@ -21,16 +18,7 @@ pub(super) fn setup() -> (Arc<MemoryVault>, Arc<FsCore>) {
 }
 
 pub(super) fn setup_with(cfg: CacheConfig) -> (Arc<MemoryVault>, Arc<FsCore>) {
-    let vault = Arc::new(MemoryVault::new());
-    let cache = SecretCache::new(vault.clone() as Arc<dyn Vault>, cfg);
-    let owner = OwnerConfig {
-        uid: 0,
-        gid: 0,
-        file_mode: 0o400,
-        dir_mode: 0o500,
-        allow_other: false,
-    };
-    (vault, FsCore::new(cache, owner, FsTimings::default()))
+    crate::fs::fixture::memory_fs(cfg)
 }
 
 /// A self-signed EC certificate and its key as one PEM (key first), made

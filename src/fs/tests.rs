@@ -1,3 +1,5 @@
+//! The filesystem core over the in-memory vault, without FUSE: lookups, reads, errnos, rotations, listings, xattrs, the lookup budget.
+
 use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -5,20 +7,12 @@ use std::sync::Arc;
 use super::*;
 use crate::cache::SecretCache;
 use crate::config::CacheConfig;
+use crate::fs::fixture;
 use crate::vault::memory::MemoryVault;
 use crate::vault::Vault;
 
 fn setup() -> (Arc<MemoryVault>, Arc<FsCore>) {
-    let vault = Arc::new(MemoryVault::new());
-    let cache = SecretCache::new(vault.clone() as Arc<dyn Vault>, CacheConfig::default());
-    let owner = OwnerConfig {
-        uid: 1000,
-        gid: 1000,
-        file_mode: 0o400,
-        dir_mode: 0o500,
-        allow_other: false,
-    };
-    (vault, FsCore::new(cache, owner, FsTimings::default()))
+    fixture::memory_fs_owned(CacheConfig::default(), fixture::owner(1000, 1000))
 }
 
 #[tokio::test(start_paused = true)]
@@ -203,23 +197,11 @@ async fn directory_entries_are_built_once_per_listing() {
 
 #[tokio::test(start_paused = true)]
 async fn lookups_of_unlisted_names_are_budgeted_per_mount() {
-    let vault = Arc::new(MemoryVault::new());
+    let (vault, fs) = fixture::memory_fs(CacheConfig {
+        max_cold_lookups_per_10s: 5,
+        ..Default::default()
+    });
     vault.put("real", b"v");
-    let cache = SecretCache::new(
-        vault.clone() as Arc<dyn Vault>,
-        CacheConfig {
-            max_cold_lookups_per_10s: 5,
-            ..Default::default()
-        },
-    );
-    let owner = OwnerConfig {
-        uid: 0,
-        gid: 0,
-        file_mode: 0o400,
-        dir_mode: 0o500,
-        allow_other: false,
-    };
-    let fs = FsCore::new(cache, owner, FsTimings::default());
     fs.reload_listing().await.unwrap();
     // A local user flooding random names.
     for i in 0..200 {

@@ -26,10 +26,7 @@ fn first_in_a_while(key: &str) -> bool {
     use std::sync::{Mutex, OnceLock};
     use std::time::{Duration, Instant};
     static SEEN: OnceLock<Mutex<HashMap<String, Instant>>> = OnceLock::new();
-    let mut seen = SEEN
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut seen = crate::sync::lock(SEEN.get_or_init(Default::default));
     let now = Instant::now();
     if seen.len() > 10_000 {
         seen.retain(|_, t| now.duration_since(*t) < Duration::from_secs(30));

@@ -1,14 +1,12 @@
 //! The FUSE adapter mounted in the test process over the in-memory vault
-//! (with a vault that fails a chosen call), read through the kernel with
+//! (which fails from a chosen call on), read through the kernel with
 //! ordinary file calls. Mounting needs /dev/fuse and the right to mount
 //! (root, or fusermount3); where that is missing each test says why and
 //! passes without running.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use fuser::{BackgroundSession, MountOption};
 
 use super::{AkvFs, KernelNotifier};
@@ -16,64 +14,11 @@ use crate::cache::SecretCache;
 use crate::config::{CacheConfig, OwnerConfig, RefreshConfig};
 use crate::fs::{FsCore, FsTimings};
 use crate::refresh::{KernelCache, Refresher};
-use crate::secret::{Secret, SecretName, SecretSummary, VersionId};
 use crate::vault::memory::MemoryVault;
-use crate::vault::{ListPacer, Vault, VaultError};
-
-/// Passes calls to the in-memory vault, except that from the call numbered
-/// `fail_at` on (1-based, GETs and lists counted together; 0: never) every
-/// call fails as unavailable, until healed.
-struct FailingVault {
-    inner: Arc<MemoryVault>,
-    calls: AtomicU64,
-    fail_at: AtomicU64,
-}
-
-impl FailingVault {
-    fn failing(&self) -> Result<(), VaultError> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let at = self.fail_at.load(Ordering::SeqCst);
-        if at != 0 && n >= at {
-            return Err(VaultError::Unavailable("injected failure".into()));
-        }
-        Ok(())
-    }
-
-    /// Fails the `k`-th call from now and every call after it.
-    fn fail_from(&self, k: u64) {
-        self.fail_at
-            .store(self.calls.load(Ordering::SeqCst) + k, Ordering::SeqCst);
-    }
-
-    fn heal(&self) {
-        self.fail_at.store(0, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl Vault for FailingVault {
-    fn url(&self) -> &str {
-        self.inner.url()
-    }
-
-    async fn get(
-        &self,
-        name: &SecretName,
-        version: Option<&VersionId>,
-    ) -> Result<Secret, VaultError> {
-        self.failing()?;
-        self.inner.get(name, version).await
-    }
-
-    async fn list(&self, pacer: &dyn ListPacer) -> Result<Vec<SecretSummary>, VaultError> {
-        self.failing()?;
-        self.inner.list(pacer).await
-    }
-}
+use crate::vault::Vault;
 
 struct Mounted {
     vault: Arc<MemoryVault>,
-    faults: Arc<FailingVault>,
     core: Arc<FsCore>,
     rt: tokio::runtime::Runtime,
     dir: tempfile::TempDir,
@@ -113,11 +58,6 @@ fn mount(secrets: &[(&str, &[u8])]) -> Option<Mounted> {
         vault.put(name, value);
         vault.set_updated(name, 1_600_000_000);
     }
-    let faults = Arc::new(FailingVault {
-        inner: Arc::clone(&vault),
-        calls: AtomicU64::new(0),
-        fail_at: AtomicU64::new(0),
-    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -128,7 +68,7 @@ fn mount(secrets: &[(&str, &[u8])]) -> Option<Mounted> {
         fetch_timeout: std::time::Duration::from_millis(300),
         ..CacheConfig::default()
     };
-    let cache = SecretCache::new(Arc::clone(&faults) as Arc<dyn Vault>, cache_cfg);
+    let cache = SecretCache::new(Arc::clone(&vault) as Arc<dyn Vault>, cache_cfg);
     let owner = OwnerConfig {
         uid: nix::unistd::geteuid().as_raw(),
         gid: nix::unistd::getegid().as_raw(),
@@ -150,7 +90,6 @@ fn mount(secrets: &[(&str, &[u8])]) -> Option<Mounted> {
     };
     Some(Mounted {
         vault,
-        faults,
         core,
         rt,
         dir,
@@ -187,12 +126,12 @@ fn a_failing_vault_is_eio_and_reads_recover_when_it_heals() {
         return;
     };
     // The listing (the first call) succeeds; the GETs after it fail.
-    m.faults.fail_from(2);
+    m.vault.fail_from_call(2);
     assert_eq!(std::fs::read_dir(m.dir.path()).unwrap().count(), 2);
     let err = std::fs::read(m.path("db")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err:?}");
     // A transient failure is not remembered as "not found".
-    m.faults.heal();
+    m.vault.clear_fault();
     assert_eq!(std::fs::read(m.path("db")).unwrap(), b"value");
 }
 

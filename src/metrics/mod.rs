@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::cache::SecretCache;
+use crate::sync::lock;
 use crate::vault::metered::CallRecorder;
 
 /// Upper bounds (seconds) of the upstream latency histogram's buckets.
@@ -59,10 +60,6 @@ pub struct MountMetrics {
     pub lists: AtomicBool,
     /// The last listing's answer: 0 none yet, 1 ok, 2 refused (403).
     list_state: AtomicU8,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl MountMetrics {

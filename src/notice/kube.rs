@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, WatchEvent, WatchParams};
 use tokio::sync::mpsc;
 
-use super::{parse_notice, NoticeSource, SourceEvent};
+use super::{parse_notice, NoticeError, NoticeSource, SourceEvent};
 
 /// How long the server keeps one watch open before it is renewed.
 const WATCH_TIMEOUT_SECS: u32 = 290;
@@ -109,7 +109,7 @@ fn backoff(attempt: u32) -> Duration {
 
 fn event_for(cm: &ConfigMap) -> SourceEvent {
     match cm.data.as_ref() {
-        None => SourceEvent::Invalid("the ConfigMap has no data".into()),
+        None => SourceEvent::Invalid(NoticeError::NoData),
         Some(data) => match parse_notice(data) {
             Ok(n) => SourceEvent::Notice(n),
             Err(e) => SourceEvent::Invalid(e),
@@ -212,6 +212,15 @@ impl Follower {
         }
     }
 
+    /// Reports the watch down (`why`: what the API server or the connection
+    /// said); `None` when nobody listens.
+    async fn watch_failed(&self, why: String) -> Option<Ended> {
+        let why = format!("watching ConfigMap {}/{}: {why}", self.namespace, self.name);
+        self.send(SourceEvent::Down(why))
+            .await
+            .then_some(Ended::Failed)
+    }
+
     /// One watch from `rv`, moving it forward. `None` when nobody listens.
     async fn watch(&self, api: &Api<ConfigMap>, rv: &mut String) -> Option<Ended> {
         let wp = WatchParams::default()
@@ -220,36 +229,14 @@ impl Follower {
         let stream = match api.watch(&wp, rv).await {
             Ok(s) => s,
             Err(kube::Error::Api(s)) if s.code == 410 => return Some(Ended::Gone),
-            Err(e) => {
-                let why = format!(
-                    "watching ConfigMap {}/{}: {}",
-                    self.namespace,
-                    self.name,
-                    describe(&e)
-                );
-                return self
-                    .send(SourceEvent::Down(why))
-                    .await
-                    .then_some(Ended::Failed);
-            }
+            Err(e) => return self.watch_failed(describe(&e)).await,
         };
         let mut stream = std::pin::pin!(stream);
         loop {
             let ev = match stream.next().await {
                 None => return Some(Ended::Closed),
                 Some(Ok(ev)) => ev,
-                Some(Err(e)) => {
-                    let why = format!(
-                        "watching ConfigMap {}/{}: {}",
-                        self.namespace,
-                        self.name,
-                        describe(&e)
-                    );
-                    return self
-                        .send(SourceEvent::Down(why))
-                        .await
-                        .then_some(Ended::Failed);
-                }
+                Some(Err(e)) => return self.watch_failed(describe(&e)).await,
             };
             let out = match ev {
                 WatchEvent::Added(cm) | WatchEvent::Modified(cm) => {
@@ -274,16 +261,11 @@ impl Follower {
                 WatchEvent::Error(s) if s.code == 410 => return Some(Ended::Gone),
                 WatchEvent::Error(s) => {
                     let why = format!(
-                        "watching ConfigMap {}/{}: {} {}",
-                        self.namespace,
-                        self.name,
+                        "{} {}",
                         s.code,
                         s.message.chars().take(200).collect::<String>()
                     );
-                    return self
-                        .send(SourceEvent::Down(why))
-                        .await
-                        .then_some(Ended::Failed);
+                    return self.watch_failed(why).await;
                 }
             };
             if !self.send(out).await {

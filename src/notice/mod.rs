@@ -31,7 +31,7 @@ use std::time::Duration;
 
 pub use crate::config::notice::{NoticeConfig, SourceSpec};
 pub use node::{NoticeNode, NoticeStats};
-pub use parse::{parse_notice, Notice, SecretMeta};
+pub use parse::{parse_notice, Notice, NoticeError, SecretMeta};
 #[cfg(test)]
 use window::{delay_ms_for, window_secs};
 
@@ -47,7 +47,7 @@ pub enum SourceEvent {
     Notice(Notice),
     /// The object exists but its content could not be used (the reason, for
     /// the log); the node treats the source as down.
-    Invalid(String),
+    Invalid(NoticeError),
     /// The object does not exist (not yet published, or deleted).
     Missing,
     /// The connection to the source failed; it keeps retrying on its own.

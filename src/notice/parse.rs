@@ -4,6 +4,7 @@
 //! is refused with a one-line reason. Nothing in a notice is a secret value.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -44,48 +45,88 @@ pub struct Notice {
     pub heartbeat: i64,
 }
 
-fn field<'a>(data: &'a NoticeData, key: &str) -> Result<&'a str, String> {
-    data.get(key)
-        .map(|v| v.trim())
-        .ok_or_else(|| format!("the notice has no {key:?} field"))
+/// Why a notice's content cannot be used: what in it is wrong. Logged by
+/// the node, which then treats the source as down.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum NoticeError {
+    #[error("the ConfigMap has no data")]
+    NoData,
+    #[error("the notice is {size} bytes, more than the {MAX_DATA_BYTES} a ConfigMap may hold")]
+    TooLarge { size: usize },
+    #[error("the notice has no {key:?} field")]
+    Missing { key: &'static str },
+    #[error("the notice's vault is not an https:// URL")]
+    Vault,
+    #[error("{key} is not a decimal number (got {len} bytes)")]
+    NotDecimal { key: &'static str, len: usize },
+    /// At most 20 digits, so quoting it is bounded.
+    #[error("{key} {value:?} is out of range")]
+    Overflow { key: &'static str, value: String },
+    #[error("{key} {value} is outside {min}..={max}")]
+    OutOfRange {
+        key: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    #[error("{what} {value} is not a plausible unix time")]
+    Time { what: &'static str, value: i64 },
+    /// Shared so that an event carrying it can be cloned.
+    #[error("the notice's secrets are not valid: {0}")]
+    Secrets(#[source] Arc<serde_json::Error>),
+    #[error("the notice lists {count} secrets, more than {MAX_SECRETS}")]
+    TooManySecrets { count: usize },
+    /// The name's first 40 characters.
+    #[error("the notice names a secret {name:?} that is not a valid Key Vault name")]
+    SecretName { name: String },
+    #[error("the content type of {name} is longer than 255 bytes")]
+    ContentType { name: SecretName },
 }
 
-fn number(data: &NoticeData, key: &str, min: u64, max: u64) -> Result<u64, String> {
+fn field<'a>(data: &'a NoticeData, key: &'static str) -> Result<&'a str, NoticeError> {
+    data.get(key)
+        .map(|v| v.trim())
+        .ok_or(NoticeError::Missing { key })
+}
+
+fn number(data: &NoticeData, key: &'static str, min: u64, max: u64) -> Result<u64, NoticeError> {
     let v = field(data, key)?;
     let n: u64 = if v.len() <= 20 && !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
-        v.parse()
-            .map_err(|_| format!("{key} {v:?} is out of range"))?
+        v.parse().map_err(|_| NoticeError::Overflow {
+            key,
+            value: v.to_string(),
+        })?
     } else {
-        return Err(format!(
-            "{key} is not a decimal number (got {} bytes)",
-            v.len()
-        ));
+        return Err(NoticeError::NotDecimal { key, len: v.len() });
     };
     if !(min..=max).contains(&n) {
-        return Err(format!("{key} {n} is outside {min}..={max}"));
+        return Err(NoticeError::OutOfRange {
+            key,
+            value: n,
+            min,
+            max,
+        });
     }
     Ok(n)
 }
 
-fn unix(what: &str, t: i64) -> Result<i64, String> {
+fn unix(what: &'static str, t: i64) -> Result<i64, NoticeError> {
     if (0..=MAX_UNIX).contains(&t) {
         Ok(t)
     } else {
-        Err(format!("{what} {t} is not a plausible unix time"))
+        Err(NoticeError::Time { what, value: t })
     }
 }
 
 /// Parses and checks a notice object's `data`.
-pub fn parse_notice(data: &NoticeData) -> Result<Notice, String> {
+pub fn parse_notice(data: &NoticeData) -> Result<Notice, NoticeError> {
     let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
     if size > MAX_DATA_BYTES {
-        return Err(format!(
-            "the notice is {size} bytes, more than the {MAX_DATA_BYTES} a ConfigMap may hold"
-        ));
+        return Err(NoticeError::TooLarge { size });
     }
     let vault = field(data, "vault")?.trim_end_matches('/').to_string();
     if !vault.starts_with("https://") || vault.len() > 300 {
-        return Err("the notice's vault is not an https:// URL".into());
+        return Err(NoticeError::Vault);
     }
     let fleet_size = number(data, "fleetSize", 1, MAX_FLEET)? as u32;
     let limit_per_10s = number(data, "limitPer10s", 1, MAX_LIMIT)? as u32;
@@ -98,29 +139,23 @@ pub fn parse_notice(data: &NoticeData) -> Result<Notice, String> {
         number(data, "heartbeat", 0, MAX_UNIX as u64)? as i64,
     )?;
     let raw: BTreeMap<String, SecretMeta> = serde_json::from_str(field(data, "secrets")?)
-        .map_err(|e| format!("the notice's secrets are not valid: {e}"))?;
+        .map_err(|e| NoticeError::Secrets(Arc::new(e)))?;
     if raw.len() > MAX_SECRETS {
-        return Err(format!(
-            "the notice lists {} secrets, more than {MAX_SECRETS}",
-            raw.len()
-        ));
+        return Err(NoticeError::TooManySecrets { count: raw.len() });
     }
     let mut secrets = BTreeMap::new();
     for (name, meta) in raw {
         let Some(parsed) = SecretName::parse(&name) else {
-            return Err(format!(
-                "the notice names a secret {:?} that is not a valid Key Vault name",
-                name.chars().take(40).collect::<String>()
-            ));
+            return Err(NoticeError::SecretName {
+                name: name.chars().take(40).collect(),
+            });
         };
         unix("updated", meta.updated)?;
         if let Some(e) = meta.expires {
             unix("expires", e)?;
         }
         if meta.content_type.as_ref().is_some_and(|c| c.len() > 255) {
-            return Err(format!(
-                "the content type of {name} is longer than 255 bytes"
-            ));
+            return Err(NoticeError::ContentType { name: parsed });
         }
         secrets.insert(parsed, meta);
     }

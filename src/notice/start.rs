@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use super::window::{delay_ms_for, window_secs};
 use super::{Notice, NoticeSource, SourceEvent, STALE_AFTER};
 use crate::secret::{Secret, SecretName, SecretSummary, VersionId};
+use crate::sync::lock;
 use crate::vault::{CertificateBundle, KeyBundle, ListPacer, Vault, VaultError, VersionItem};
 
 /// The largest start-up window, whatever a notice says: it bounds how long a
@@ -169,7 +170,7 @@ impl StartGate {
         if now >= self.hard_end {
             return None;
         }
-        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = lock(&self.next);
         if now >= self.soft_end && *next <= now {
             return None;
         }

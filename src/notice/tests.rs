@@ -1,3 +1,5 @@
+//! Notices without a node: the window and delays, parsing hostile content, the source setting, counting changes.
+
 use std::collections::BTreeMap;
 
 use super::*;
@@ -142,6 +144,22 @@ fn a_notice_parses() {
     assert_eq!(parse_notice(&n.to_data()).unwrap(), n);
 }
 
+/// What kind of refusal, and of which field.
+fn kind(e: &NoticeError) -> (&'static str, &'static str) {
+    use NoticeError as E;
+    match e {
+        E::Overflow { key, .. } => ("overflow", key),
+        E::OutOfRange { key, .. } => ("outside", key),
+        E::NotDecimal { key, .. } => ("not decimal", key),
+        E::Missing { key } => ("missing", key),
+        E::Time { what, .. } => ("time", what),
+        E::Vault => ("https", "vault"),
+        E::Secrets(_) => ("not valid", "secrets"),
+        E::SecretName { .. } => ("name", "secrets"),
+        _ => ("other", ""),
+    }
+}
+
 #[test]
 fn hostile_notices_are_refused_with_a_reason() {
     let ok = r#"{"a":{"updated":1,"enabled":true}}"#;
@@ -150,66 +168,58 @@ fn hostile_notices_are_refused_with_a_reason() {
         d.insert(key.into(), value.into());
         parse_notice(&d).unwrap_err()
     };
-    for (key, value, says) in [
-        ("fleetSize", "99999999999999999999999999999", "fleetSize"),
+    let numbers = [
+        ("fleetSize", "99999999999999999999999999999", "not decimal"),
         ("fleetSize", "0", "outside"),
-        ("fleetSize", "-5", "not a decimal"),
-        ("fleetSize", "1e3", "not a decimal"),
-        ("limitPer10s", "18446744073709551616", "out of range"),
+        ("fleetSize", "-5", "not decimal"),
+        ("fleetSize", "1e3", "not decimal"),
+        ("limitPer10s", "18446744073709551616", "overflow"),
         ("listedAt", "253402300800", "outside"),
-        ("heartbeat", "", "not a decimal"),
-        ("vault", "http://evil", "https"),
-        ("secrets", "[]", "not valid"),
+        ("heartbeat", "", "not decimal"),
+    ];
+    let cases = numbers
+        .map(|(key, value, kind)| (key, value.to_string(), (kind, key)))
+        .into_iter()
+        .chain([("vault", "http://evil".into(), ("https", "vault"))]);
+    // Secrets that are not the watcher's JSON, and what in them is wrong.
+    let secrets = [
+        ("[]", "not valid"),
+        (r#"{"a":{"updated":"1","enabled":true}}"#, "not valid"),
+        (r#"{"a":{"updated":1.5,"enabled":true}}"#, "not valid"),
+        (r#"{"a":{"updated":1e300,"enabled":true}}"#, "not valid"),
         (
-            "secrets",
-            r#"{"a":{"updated":"1","enabled":true}}"#,
-            "not valid",
-        ),
-        (
-            "secrets",
-            r#"{"a":{"updated":1.5,"enabled":true}}"#,
-            "not valid",
-        ),
-        (
-            "secrets",
-            r#"{"a":{"updated":1e300,"enabled":true}}"#,
-            "not valid",
-        ),
-        (
-            "secrets",
             r#"{"a":{"updated":99999999999999999999,"enabled":true}}"#,
             "not valid",
         ),
+        (r#"{"a":{"updated":-1,"enabled":true}}"#, "time updated"),
+        (r#"{"a":{"updated":1,"enabled":"yes"}}"#, "not valid"),
+        (r#"{"a":{"updated":1}}"#, "not valid"),
         (
-            "secrets",
-            r#"{"a":{"updated":-1,"enabled":true}}"#,
-            "unix time",
-        ),
-        (
-            "secrets",
-            r#"{"a":{"updated":1,"enabled":"yes"}}"#,
-            "not valid",
-        ),
-        ("secrets", r#"{"a":{"updated":1}}"#, "not valid"),
-        (
-            "secrets",
             r#"{"a":{"updated":1,"enabled":true,"expires":-9}}"#,
-            "unix time",
+            "time expires",
         ),
-        (
-            "secrets",
-            r#"{"bad name!":{"updated":1,"enabled":true}}"#,
-            "not a valid Key Vault name",
-        ),
-        ("secrets", &"[".repeat(10_000), "not valid"),
-    ] {
-        let e = bad(key, value);
-        assert!(e.contains(says), "{key}={value:.40}: {e}");
-        assert!(!e.contains('\n'), "{e}");
+        (r#"{"bad name!":{"updated":1,"enabled":true}}"#, "name"),
+    ]
+    .map(|(doc, what)| {
+        let expected = match what.split_once(' ') {
+            Some(("time", field)) => ("time", field),
+            _ => (what, "secrets"),
+        };
+        ("secrets", doc.to_string(), expected)
+    })
+    .into_iter()
+    .chain([("secrets", "[".repeat(10_000), ("not valid", "secrets"))]);
+    for (key, value, expected) in cases.chain(secrets) {
+        let e = bad(key, &value);
+        assert_eq!(kind(&e), expected, "{key}={value:.40}: {e}");
+        assert!(!e.to_string().contains('\n'), "{e}");
     }
     let mut d = data(ok);
     d.remove("fleetSize");
-    assert!(parse_notice(&d).unwrap_err().contains("fleetSize"));
+    assert_eq!(
+        kind(&parse_notice(&d).unwrap_err()),
+        ("missing", "fleetSize")
+    );
 }
 
 #[test]
@@ -218,17 +228,23 @@ fn huge_notices_are_refused() {
         r#"{{"a":{{"updated":1,"enabled":true,"contentType":"{}"}}}}"#,
         "x".repeat(2 << 20)
     );
-    assert!(parse_notice(&data(&huge)).unwrap_err().contains("bytes"));
+    assert!(matches!(
+        parse_notice(&data(&huge)).unwrap_err(),
+        NoticeError::TooLarge { .. }
+    ));
     let many: Vec<String> = (0..parse::MAX_SECRETS + 1)
         .map(|i| format!(r#""s{i}":{{"updated":1,"enabled":true}}"#))
         .collect();
     let e = parse_notice(&data(&format!("{{{}}}", many.join(",")))).unwrap_err();
-    assert!(e.contains("more than"), "{e}");
+    assert!(matches!(e, NoticeError::TooManySecrets { .. }), "{e:?}");
     let long_type = format!(
         r#"{{"a":{{"updated":1,"enabled":true,"contentType":"{}"}}}}"#,
         "x".repeat(300)
     );
-    assert!(parse_notice(&data(&long_type)).unwrap_err().contains("255"));
+    assert!(matches!(
+        parse_notice(&data(&long_type)).unwrap_err(),
+        NoticeError::ContentType { .. }
+    ));
 }
 
 #[test]
@@ -240,17 +256,26 @@ fn source_settings_parse() {
             name: "akvfs-notice-myvault".into()
         }
     );
-    for bad in [
-        "",
-        "configmap:",
-        "configmap:ns",
-        "configmap:/n",
-        "configmap:NS/n",
-        "crd:a/b",
-        "configmap:a.b/n",
-        "configmap:a/-n",
+    use crate::config::ConfigError as E;
+    for (bad, what) in [
+        ("", "kind"),
+        ("configmap:", "slash"),
+        ("configmap:ns", "slash"),
+        ("configmap:/n", "namespace"),
+        ("configmap:NS/n", "namespace"),
+        ("crd:a/b", "kind"),
+        ("configmap:a.b/n", "dot"),
+        ("configmap:a/-n", "name"),
     ] {
-        assert!(SourceSpec::parse(bad).is_err(), "{bad}");
+        let e = SourceSpec::parse(bad).unwrap_err();
+        let kind = match &e {
+            E::NoticeSource { .. } => "kind",
+            E::NoticeSourceSlash { .. } => "slash",
+            E::NoticeSourceName { what, .. } => what,
+            E::NoticeSourceNamespaceDot { .. } => "dot",
+            _ => "other",
+        };
+        assert_eq!(kind, what, "{bad}: {e:?}");
     }
 }
 

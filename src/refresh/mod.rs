@@ -39,6 +39,7 @@ use crate::cache::{CachedSecret, SecretKey};
 pub use crate::config::RefreshConfig;
 use crate::fs::FsCore;
 use crate::secret::{SecretName, SecretSummary};
+use crate::sync::lock;
 use crate::vault::{ListPacer, PageCount, VaultError};
 
 /// Tells the kernel to forget cached names and inode contents. Implemented
@@ -123,10 +124,6 @@ impl Check {
             due_after: max_unverified.mul_f64(0.5 + fastrand::f64() * 0.5),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn unix_now() -> i64 {

@@ -1,15 +1,18 @@
+//! The refresh cycle's change detection over the in-memory vault, and the fixtures its tests share.
+//!
+//! Rotations, deletions, new and idle secrets, all within the request budget.
+
 use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
-use crate::cache::SecretCache;
-use crate::config::{CacheConfig, OwnerConfig};
-use crate::fs::{FsCore, FsTimings, ROOT_INO};
+use crate::config::CacheConfig;
+use crate::fs::fixture::{memory_fs, read};
+use crate::fs::{FsCore, ROOT_INO};
 use crate::secret::SecretName;
 use crate::vault::memory::MemoryVault;
-use crate::vault::Vault;
 
 #[derive(Default)]
 pub(super) struct Recorder {
@@ -43,17 +46,8 @@ pub(super) fn setup(cfg: RefreshConfig) -> Setup {
     )
 }
 
-fn setup_with(cfg: RefreshConfig, cache_cfg: CacheConfig) -> Setup {
-    let vault = Arc::new(MemoryVault::new());
-    let cache = SecretCache::new(vault.clone() as Arc<dyn Vault>, cache_cfg);
-    let owner = OwnerConfig {
-        uid: 0,
-        gid: 0,
-        file_mode: 0o400,
-        dir_mode: 0o500,
-        allow_other: false,
-    };
-    let core = FsCore::new(cache, owner, FsTimings::default());
+pub(super) fn setup_with(cfg: RefreshConfig, cache_cfg: CacheConfig) -> Setup {
+    let (vault, core) = memory_fs(cache_cfg);
     let kernel = Arc::new(Recorder::default());
     let refresher = Refresher::new(core.clone(), kernel.clone() as Arc<dyn KernelCache>, cfg);
     Setup {
@@ -64,32 +58,25 @@ fn setup_with(cfg: RefreshConfig, cache_cfg: CacheConfig) -> Setup {
     }
 }
 
-fn long_ago(v: &MemoryVault, name: &str) {
+pub(super) fn long_ago(v: &MemoryVault, name: &str) {
     v.set_updated(name, 1_600_000_000);
 }
 
-async fn read(core: &FsCore, name: &str) -> Result<Vec<u8>, i32> {
-    let e = core
-        .lookup(ROOT_INO, OsStr::new(name))
-        .await
-        .map_err(|e| e.errno())?;
-    Ok(core
-        .read(e.attr.ino, 0, 1 << 20)
-        .await
-        .map_err(|e| e.errno())?
-        .bytes()
-        .to_vec())
+/// Puts `s0`..`s{n-1}` (each last changed long ago) and reads each once, so
+/// the cache holds them all.
+pub(super) async fn cache_many(s: &Setup, n: usize) {
+    for i in 0..n {
+        let name = format!("s{i}");
+        s.vault.put(&name, b"v");
+        long_ago(&s.vault, &name);
+        read(&s.core, &name).await.unwrap();
+    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn unchanged_secrets_cost_list_pages_and_no_gets() {
     let s = setup(RefreshConfig::default());
-    for i in 0..100 {
-        let n = format!("s{i}");
-        s.vault.put(&n, b"v");
-        long_ago(&s.vault, &n);
-        read(&s.core, &n).await.unwrap();
-    }
+    cache_many(&s, 100).await;
     let gets = s.vault.gets.load(Ordering::SeqCst);
     let r = s.refresher.cycle().await;
     assert_eq!(r.list_pages, 4);
@@ -174,29 +161,6 @@ async fn deleted_and_disabled_secrets_are_revoked_and_wiped() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_outage_keeps_serving_until_max_stale() {
-    let s = setup(RefreshConfig {
-        max_stale: Duration::from_millis(300),
-        ..Default::default()
-    });
-    s.vault.put("k", b"v");
-    read(&s.core, "k").await.unwrap();
-    s.vault.fail_with(VaultError::Unavailable("503".into()));
-    let r = s.refresher.cycle().await;
-    assert!(r.error.is_some());
-    assert!(r.revoked.is_empty());
-    assert_eq!(
-        read(&s.core, "k").await.unwrap(),
-        b"v",
-        "stale value served"
-    );
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    let r = s.refresher.cycle().await;
-    assert_eq!(r.revoked, vec!["k".to_string()]);
-    assert_eq!(read(&s.core, "k").await.unwrap_err(), libc::EIO);
-}
-
-#[tokio::test(start_paused = true)]
 async fn idle_secrets_are_evicted() {
     let s = setup(RefreshConfig {
         idle_timeout: Duration::from_millis(200),
@@ -233,12 +197,7 @@ async fn the_budget_is_never_exceeded() {
         max_requests_per_10s: 3,
         ..Default::default()
     });
-    for i in 0..10 {
-        let n = format!("s{i}");
-        s.vault.put(&n, b"v");
-        long_ago(&s.vault, &n);
-        read(&s.core, &n).await.unwrap();
-    }
+    cache_many(&s, 10).await;
     for i in 0..10 {
         let n = format!("s{i}");
         s.vault.put(&n, b"w");
@@ -254,328 +213,16 @@ async fn the_budget_is_never_exceeded() {
 
 /// Settings under which every tracked secret is due for a readability check
 /// at each cycle.
-fn always_recheck() -> RefreshConfig {
+pub(super) fn always_recheck() -> RefreshConfig {
     RefreshConfig {
         max_unverified: Duration::from_millis(1),
         ..Default::default()
     }
 }
 
-async fn past_max_unverified() {
+pub(super) async fn past_max_unverified() {
     tokio::time::sleep(Duration::from_millis(5)).await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_lost_get_permission_with_list_kept_is_caught_by_the_readability_check() {
-    // Baseline: within --max-unverified the listing alone is trusted.
-    let s = setup(RefreshConfig::default());
-    s.vault.put("db", b"pw");
-    long_ago(&s.vault, "db");
-    read(&s.core, "db").await.unwrap();
-    s.vault.deny("db", true);
-    let r = s.refresher.cycle().await;
-    assert_eq!((r.gets, r.rechecks), (0, 0));
-    assert_eq!(read(&s.core, "db").await.unwrap(), b"pw");
-
-    // Past it, one GET per secret proves readability; the 403 revokes it.
-    let s = setup(always_recheck());
-    s.vault.put("db", b"pw");
-    long_ago(&s.vault, "db");
-    s.vault.put("ok", b"fine");
-    long_ago(&s.vault, "ok");
-    let held = s.core.lookup(ROOT_INO, OsStr::new("db")).await.unwrap();
-    read(&s.core, "ok").await.unwrap();
-    s.vault.deny("db", true);
-    past_max_unverified().await;
-    let r = s.refresher.cycle().await;
-    assert_eq!(r.rechecks, 2, "{r:?}");
-    assert_eq!(r.revoked, vec!["db".to_string()]);
-    assert!(s.kernel.inodes.lock().unwrap().contains(&held.attr.ino));
-    assert_eq!(read(&s.core, "db").await.unwrap_err(), libc::EACCES);
-    assert_eq!(
-        s.core
-            .read(held.attr.ino, 0, 10)
-            .await
-            .err()
-            .map(|e| e.errno()),
-        Some(libc::EACCES),
-        "an inode held open reads nothing either"
-    );
-    assert_eq!(read(&s.core, "ok").await.unwrap(), b"fine");
-}
-
-#[tokio::test(start_paused = true)]
-async fn readability_checks_stay_within_the_budget() {
-    let s = setup(RefreshConfig {
-        max_requests_per_10s: 5,
-        ..always_recheck()
-    });
-    for i in 0..20 {
-        let n = format!("s{i}");
-        s.vault.put(&n, b"v");
-        long_ago(&s.vault, &n);
-        read(&s.core, &n).await.unwrap();
-    }
-    past_max_unverified().await;
-    let gets = s.vault.gets.load(Ordering::SeqCst);
-    let r = s.refresher.cycle().await;
-    assert_eq!((r.list_pages, r.rechecks, r.deferred), (1, 4, 16), "{r:?}");
-    assert_eq!(s.vault.gets.load(Ordering::SeqCst) - gets, 4);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_secret_evicted_by_the_memory_budget_is_still_revoked() {
-    let cache_cfg = CacheConfig {
-        max_bytes: 3000,
-        fetch_timeout: Duration::from_millis(500),
-        ..Default::default()
-    };
-    for revocation in ["delete", "disable", "deny"] {
-        let cfg = if revocation == "deny" {
-            always_recheck()
-        } else {
-            RefreshConfig::default()
-        };
-        let s = setup_with(cfg, cache_cfg.clone());
-        for n in ["a", "b", "c"] {
-            s.vault.put(n, &[b'x'; 800]);
-            long_ago(&s.vault, n);
-        }
-        // `a` is looked up (the kernel holds its inode and pages), then
-        // pushed out of the value cache by later reads.
-        let held = s.core.lookup(ROOT_INO, OsStr::new("a")).await.unwrap();
-        read(&s.core, "b").await.unwrap();
-        read(&s.core, "c").await.unwrap();
-        assert!(
-            s.core
-                .cache()
-                .cached_latest(&SecretName::parse("a").unwrap())
-                .is_none(),
-            "evicted"
-        );
-        match revocation {
-            "delete" => s.vault.delete("a"),
-            "disable" => s.vault.set_enabled("a", false),
-            _ => s.vault.deny("a", true),
-        }
-        past_max_unverified().await;
-        let r = s.refresher.cycle().await;
-        assert_eq!(r.revoked, vec!["a".to_string()], "{revocation}: {r:?}");
-        assert!(
-            s.kernel.inodes.lock().unwrap().contains(&held.attr.ino),
-            "{revocation}: the kernel is told to drop the evicted inode's pages"
-        );
-        assert!(
-            s.core.read(held.attr.ino, 0, 10).await.is_err(),
-            "{revocation}"
-        );
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn disabling_the_latest_version_revokes_an_older_one_held_open() {
-    let s = setup(RefreshConfig::default());
-    s.vault.put("db", b"old");
-    long_ago(&s.vault, "db");
-    let old = s.core.lookup(ROOT_INO, OsStr::new("db")).await.unwrap();
-    let v2 = s.vault.put("db", b"new");
-    s.vault.set_updated("db", 1_600_000_100);
-    let r = s.refresher.cycle().await;
-    assert_eq!(r.changed, vec!["db".to_string()]);
-    // The open file keeps its version after a rotation...
-    assert_eq!(
-        s.core.read(old.attr.ino, 0, 10).await.unwrap().bytes(),
-        b"old"
-    );
-    // ...but not after the secret is revoked, although the vault would
-    // still serve that older version by id.
-    s.vault.set_version_enabled("db", &v2, false);
-    let r = s.refresher.cycle().await;
-    assert_eq!(r.revoked, vec!["db".to_string()]);
-    assert!(s.kernel.inodes.lock().unwrap().contains(&old.attr.ino));
-    assert_eq!(
-        s.core
-            .read(old.attr.ino, 0, 10)
-            .await
-            .err()
-            .map(|e| e.errno()),
-        Some(libc::EACCES)
-    );
-    // Enabled again: a new lookup serves it again.
-    s.vault.set_version_enabled("db", &v2, true);
-    tokio::time::sleep(s.core.cache().config().negative_ttl).await;
-    assert_eq!(read(&s.core, "db").await.unwrap(), b"new");
-}
-
-#[tokio::test(start_paused = true)]
-async fn max_stale_applies_per_secret_when_the_list_works_but_gets_fail() {
-    let rotate_and_break_gets = |s: &Setup| {
-        s.vault.put("db", b"new");
-        s.vault.set_updated("db", 1_600_000_100);
-        s.vault
-            .fail_gets_with(Some(VaultError::Unavailable("503".into())));
-    };
-    // Baseline: within --max-stale the old value keeps serving.
-    let s = setup(RefreshConfig::default());
-    s.vault.put("db", b"old");
-    long_ago(&s.vault, "db");
-    read(&s.core, "db").await.unwrap();
-    rotate_and_break_gets(&s);
-    let r = s.refresher.cycle().await;
-    assert!(r.error.is_some() && r.revoked.is_empty(), "{r:?}");
-    assert_eq!(read(&s.core, "db").await.unwrap(), b"old");
-
-    // Past it, the secret is dropped although every list succeeded.
-    let s = setup(RefreshConfig {
-        max_stale: Duration::from_millis(1),
-        ..Default::default()
-    });
-    s.vault.put("db", b"old");
-    long_ago(&s.vault, "db");
-    read(&s.core, "db").await.unwrap();
-    rotate_and_break_gets(&s);
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let r = s.refresher.cycle().await;
-    assert_eq!(r.list_pages, 1);
-    assert_eq!(r.revoked, vec!["db".to_string()], "{r:?}");
-    assert_eq!(read(&s.core, "db").await.unwrap_err(), libc::EIO);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_huge_retry_after_is_clamped() {
-    let s = setup(RefreshConfig::default());
-    s.vault.put("a", b"1");
-    read(&s.core, "a").await.unwrap();
-    s.vault.fail_with(VaultError::Throttled {
-        retry_after: Some(Duration::from_secs(u64::MAX)),
-    });
-    let r = s.refresher.cycle().await;
-    assert_eq!(r.retry_after, Some(crate::vault::MAX_SERVER_DELAY));
-}
-
-/// Log lines written while `f` runs on this thread.
-fn logs_of<F: std::future::Future>(rt: &tokio::runtime::Runtime, f: F) -> String {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let sink = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || rt.block_on(f));
-    let out = buf.0.lock().unwrap().clone();
-    String::from_utf8(out).unwrap()
-}
-
-#[test]
-fn expired_secrets_are_served_warned_about_once_and_exported() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let s = setup(RefreshConfig::default());
-    s.vault.put("old-cert", b"pem");
-    long_ago(&s.vault, "old-cert");
-    s.vault.set_validity("old-cert", Some(1_600_000_000), None);
-    s.vault.put("fresh", b"v");
-    long_ago(&s.vault, "fresh");
-    s.vault.set_validity("fresh", Some(4_000_000_000), None);
-    let log = logs_of(&rt, async {
-        assert_eq!(read(&s.core, "old-cert").await.unwrap(), b"pem");
-        read(&s.core, "fresh").await.unwrap();
-        for _ in 0..3 {
-            s.refresher.cycle().await;
-        }
-    });
-    assert_eq!(log.matches("secret has expired").count(), 1, "{log}");
-    assert!(log.contains("old-cert"));
-
-    let render = |names: bool| {
-        let m = crate::metrics::MountMetrics::new("/m", "v", Duration::from_secs(60), names);
-        m.attach_cache(s.core.cache());
-        let reg = crate::metrics::Registry::default();
-        reg.add(m);
-        reg.render()
-    };
-    let text = render(false);
-    assert!(
-        text.contains("akvfs_secret_earliest_expiry_timestamp_seconds{mountpoint=\"/m\",vault=\"v\"} 1600000000"),
-        "{text}"
-    );
-    assert!(!text.contains("akvfs_secret_expiry_timestamp_seconds{"));
-    let text = render(true);
-    assert!(text.contains(
-        "akvfs_secret_expiry_timestamp_seconds{mountpoint=\"/m\",vault=\"v\",secret=\"fresh\"} 4000000000"
-    ));
-}
-
-#[tokio::test(start_paused = true)]
-async fn readability_checks_do_not_storm_a_failing_vault() {
-    let s = setup(always_recheck());
-    for i in 0..20 {
-        let n = format!("s{i}");
-        s.vault.put(&n, b"v");
-        long_ago(&s.vault, &n);
-        read(&s.core, &n).await.unwrap();
-    }
-    past_max_unverified().await;
-    s.vault
-        .fail_gets_with(Some(VaultError::Unavailable("503".into())));
-    let gets = s.vault.gets.load(Ordering::SeqCst);
-    let r = s.refresher.cycle().await;
-    assert_eq!(r.rechecks, 1, "one probe, then wait for the next cycle");
-    assert!(r.revoked.is_empty());
-    // One fetch, with its own few retries inside the fetch timeout.
-    let made = s.vault.gets.load(Ordering::SeqCst) - gets;
-    assert!(made <= 5, "{made} GETs, not one per secret");
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_panicking_cycle_does_not_stop_change_detection() {
-    let s = setup_with(
-        RefreshConfig {
-            interval: Duration::from_millis(20),
-            ..always_recheck()
-        },
-        CacheConfig {
-            max_bytes: 3000,
-            fetch_timeout: Duration::from_millis(500),
-            ..Default::default()
-        },
-    );
-    for n in ["a", "b", "c"] {
-        s.vault.put(n, &[b'x'; 800]);
-        long_ago(&s.vault, n);
-    }
-    // `a` is evicted but its inode held, so its checks GET the vault
-    // directly: that is where the injected panic fires.
-    let held = s.core.lookup(ROOT_INO, OsStr::new("a")).await.unwrap();
-    read(&s.core, "b").await.unwrap();
-    read(&s.core, "c").await.unwrap();
-    s.vault.panic_on_get(true);
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(s.refresher.clone().run(stop_rx));
-    let gets = s.vault.gets.load(Ordering::SeqCst);
-    while s.vault.gets.load(Ordering::SeqCst) < gets + 3 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    s.vault.panic_on_get(false);
-    s.vault.delete("a");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !s.kernel.inodes.lock().unwrap().contains(&held.attr.ino) {
-        assert!(std::time::Instant::now() < deadline, "revocation seen");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let _ = stop.send(true);
-    task.await.expect("the refresher task ends normally");
-}
+mod checks;
+mod stale;

@@ -1,12 +1,13 @@
 //! Building a mount's vault client (transport, identity, Azure client) and the advice added to vault errors.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{build_identity, Identity};
 use crate::config::{AuthConfig, VaultConfig};
 use crate::metrics::MountMetrics;
-use crate::vault::azure::{build_transport, AzureVault, TransportSettings};
+use crate::vault::azure::{build_transport, AzureVault, Transport, TransportSettings};
 use crate::vault::metered::MeteredVault;
 use crate::vault::{Cause, Vault, VaultError};
 
@@ -25,27 +26,7 @@ pub fn connect(
     auth: &AuthConfig,
     metrics: &Arc<MountMetrics>,
 ) -> Result<Connection, Error> {
-    let extra_roots_pem = match &vault.ca_file {
-        Some(p) => Some(std::fs::read(p).map_err(|source| Error::CaFile {
-            path: p.clone(),
-            source,
-        })?),
-        None => None,
-    };
-    let transport = build_transport(&TransportSettings {
-        extra_roots_pem,
-        connect_timeout: Some(Duration::from_secs(5)),
-        // Unless the whole process is locked, idle connections' buffers would
-        // keep the last value read in memory that may be swapped.
-        no_idle_connections: matches!(
-            crate::locked::mode(),
-            Some(crate::locked::MemoryMode::Secrets { .. })
-        ),
-    })
-    .map_err(|detail| Error::Transport {
-        ca_file: vault.ca_file.clone(),
-        detail,
-    })?;
+    let transport = transport(vault.ca_file.as_deref())?;
     let mut identity = build_identity(auth, &transport).map_err(Error::Identity)?;
     identity.credential = CountingCredential::wrap(identity.credential, Arc::clone(metrics));
     tracing::info!(
@@ -65,6 +46,32 @@ pub fn connect(
     Ok(Connection {
         identity,
         vault: Arc::new(MeteredVault::new(Arc::new(client), metrics.clone())),
+    })
+}
+
+/// The HTTPS transport every vault client of the process uses: the system's
+/// roots plus `ca_file`'s. Unless the whole process is locked, idle
+/// connections are not kept: their buffers would keep the last value read in
+/// memory that may be swapped.
+pub fn transport(ca_file: Option<&Path>) -> Result<Transport, Error> {
+    let extra_roots_pem = match ca_file {
+        Some(p) => Some(std::fs::read(p).map_err(|source| Error::CaFile {
+            path: p.to_path_buf(),
+            source,
+        })?),
+        None => None,
+    };
+    build_transport(&TransportSettings {
+        extra_roots_pem,
+        connect_timeout: Some(Duration::from_secs(5)),
+        no_idle_connections: matches!(
+            crate::locked::mode(),
+            Some(crate::locked::MemoryMode::Secrets { .. })
+        ),
+    })
+    .map_err(|detail| Error::Transport {
+        ca_file: ca_file.map(Path::to_path_buf),
+        detail,
     })
 }
 

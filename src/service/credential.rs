@@ -5,6 +5,7 @@ use std::sync::Arc;
 use azure_core::credentials::TokenCredential;
 
 use crate::metrics::MountMetrics;
+use crate::sync::lock;
 
 /// Counts the access tokens a credential obtains (a token with a new expiry
 /// is a new token) and records that one was obtained, for metrics and
@@ -42,7 +43,7 @@ impl TokenCredential for CountingCredential {
         options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
     ) -> azure_core::Result<azure_core::credentials::AccessToken> {
         let token = self.inner.get_token(scopes, options).await?;
-        let mut last = self.last_expiry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = lock(&self.last_expiry);
         if *last != Some(token.expires_on) {
             *last = Some(token.expires_on);
             self.metrics

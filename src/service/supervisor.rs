@@ -23,8 +23,12 @@ struct Slot {
 }
 
 enum SlotState {
-    Running(MountHandle),
-    Waiting { next_try: Instant, attempt: u32 },
+    /// Boxed: a handle is large, and most slots wait or run alike.
+    Running(Box<MountHandle>),
+    Waiting {
+        next_try: Instant,
+        attempt: u32,
+    },
 }
 
 /// Keeps every configured mount serving: starts them, retries the ones that
@@ -65,7 +69,7 @@ impl Supervisor {
                 .find(|w| w.mountpoint == slot.config.mountpoint);
             match (slot.state, changed) {
                 (SlotState::Running(old), Some(cfg)) => {
-                    next.push(self.replace(rt, old, slot.metrics, cfg.clone(), secret_names));
+                    next.push(self.replace(rt, *old, slot.metrics, cfg.clone(), secret_names));
                 }
                 (state, _) => {
                     tracing::info!(mountpoint = %slot.config.mountpoint.display(), "removing mount");
@@ -119,7 +123,7 @@ impl Supervisor {
                 return Slot {
                     config: old.config.clone(),
                     metrics: old_metrics,
-                    state: SlotState::Running(old),
+                    state: SlotState::Running(Box::new(old)),
                 };
             }
         };
@@ -139,7 +143,7 @@ impl Supervisor {
             Ok(h) => Slot {
                 config: cfg,
                 metrics,
-                state: SlotState::Running(h),
+                state: SlotState::Running(Box::new(h)),
             },
             Err(e) => {
                 tracing::error!(mountpoint = %shown, "{e}; trying again in 1 s");
@@ -182,7 +186,7 @@ impl Supervisor {
                 }
                 SlotState::Waiting { next_try, attempt } if next_try <= Instant::now() => {
                     match Self::start(rt, &slot.config, &slot.metrics) {
-                        Ok(h) => SlotState::Running(h),
+                        Ok(h) => SlotState::Running(Box::new(h)),
                         Err(e) => {
                             let wait = Duration::from_secs(1u64 << attempt.min(6))
                                 .min(Duration::from_secs(60));

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::headers::HeaderName;
-use azure_core::http::{ClientMethodOptions, Context, Transport};
+use azure_core::http::{ClientMethodOptions, Context};
 use azure_security_keyvault_secrets::models::{
     SecretClientGetSecretOptions, SecretClientListSecretPropertiesOptions,
 };
@@ -25,7 +25,8 @@ use zeroize::Zeroize;
 use super::{CertificateBundle, KeyBundle, VersionItem};
 use super::{ListPacer, Vault, VaultError};
 use crate::auth::{client_options, FreshToken};
-use crate::secret::{Secret, SecretBytes, SecretName, SecretProps, SecretSummary, VersionId};
+use crate::secret::{Secret, SecretBytes, SecretName, SecretSummary, VersionId};
+use crate::sync::lock;
 
 #[path = "azure_bundle.rs"]
 mod bundle;
@@ -36,6 +37,8 @@ mod http;
 #[path = "azure_objects.rs"]
 mod objects;
 
+/// The HTTPS transport of every client, built once by [`build_transport`].
+pub use azure_core::http::Transport;
 pub use bundle::parse_secret_bundle;
 pub use http::{build_transport, SetupError, TransportSettings};
 
@@ -107,15 +110,11 @@ impl AzureVault {
     }
 
     fn client(&self) -> Arc<SecretClient> {
-        Arc::clone(&self.client.lock().unwrap_or_else(|e| e.into_inner()).0)
+        Arc::clone(&lock(&self.client).0)
     }
 
     fn client_age(&self) -> Duration {
-        self.client
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .elapsed()
+        lock(&self.client).1.elapsed()
     }
 
     /// A new SDK client: forgets the scope a refused challenge left in it,
@@ -128,10 +127,7 @@ impl AzureVault {
             &self.transport,
             self.verify_challenge_resource,
         ) {
-            Ok(c) => {
-                *self.client.lock().unwrap_or_else(|e| e.into_inner()) =
-                    (Arc::new(c), std::time::Instant::now())
-            }
+            Ok(c) => *lock(&self.client) = (Arc::new(c), std::time::Instant::now()),
             Err(e) => tracing::warn!(vault = %self.url, "{e}"),
         }
     }
@@ -170,45 +166,17 @@ impl AzureVault {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs() as i64);
         let body: azure_core::Bytes = response.into_body().into();
-        let parsed = parse_secret_bundle(&body);
+        let parsed = parse_secret_bundle(&body, name);
         // The body holds the value, JSON-escaped. Wipe it if nothing else
         // holds it; the SDK's own intermediate copy is described in
         // docs/SECURITY.md.
         if let Ok(mut owned) = body.try_into_mut() {
             owned[..].zeroize();
         }
-        let bundle = parsed?;
-        // Key Vault matches names case-insensitively; file names are exact, so
-        // `DB-PASSWORD` must not open `db-password`.
-        let served_name = bundle
-            .id
-            .split("/secrets/")
-            .nth(1)
-            .and_then(|r| r.split('/').next());
-        if served_name != Some(name.as_str()) {
-            return Err(VaultError::NotFound);
-        }
-        let version = bundle
-            .id
-            .rsplit('/')
-            .next()
-            .filter(|v| !v.is_empty())
-            .map(VersionId::new)
-            .ok_or_else(|| VaultError::BadResponse("secret id carries no version".into()))?;
+        let mut bundle = parsed?;
+        bundle.props.served_at = served_at;
         Ok(Secret {
-            props: SecretProps {
-                name: name.clone(),
-                version,
-                id: bundle.id,
-                content_type: bundle.content_type,
-                enabled: bundle.enabled,
-                created: bundle.created,
-                updated: bundle.updated,
-                expires: bundle.expires,
-                not_before: bundle.not_before,
-                tags: bundle.tags,
-                served_at,
-            },
+            props: bundle.props,
             value: SecretBytes::new(bundle.value),
         })
     }

@@ -5,20 +5,15 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::secret::unescape_json_string;
+use crate::secret::{unescape_json_string, SecretName, SecretProps, VersionId};
 use crate::vault::VaultError;
 
-/// A SecretBundle as akvfs uses it, the value in a zeroizing buffer.
+/// A SecretBundle as akvfs uses it: the version's properties, and the value
+/// in a zeroizing buffer.
 pub struct ParsedBundle {
     pub value: Zeroizing<Vec<u8>>,
-    pub id: String,
-    pub content_type: Option<String>,
-    pub enabled: bool,
-    pub created: Option<i64>,
-    pub updated: Option<i64>,
-    pub expires: Option<i64>,
-    pub not_before: Option<i64>,
-    pub tags: BTreeMap<String, String>,
+    /// `served_at` is left for the caller, which has the response's headers.
+    pub props: SecretProps,
 }
 
 impl std::fmt::Debug for ParsedBundle {
@@ -28,16 +23,20 @@ impl std::fmt::Debug for ParsedBundle {
                 "value",
                 &format_args!("[REDACTED; {} bytes]", self.value.len()),
             )
-            .field("id", &self.id)
+            .field("id", &self.props.id)
             .finish_non_exhaustive()
     }
 }
 
-/// Parses a GET secret body. The value is taken as raw JSON text borrowed
-/// from `body` and unescaped straight into a zeroizing buffer: serde_json
-/// would unescape it through its scratch buffer and free that unwiped.
-/// Errors name the kind of failure only, never input text.
-pub fn parse_secret_bundle(body: &[u8]) -> Result<ParsedBundle, VaultError> {
+/// Parses a GET secret body answering for `name`. The value is taken as raw
+/// JSON text borrowed from `body` and unescaped straight into a zeroizing
+/// buffer: serde_json would unescape it through its scratch buffer and free
+/// that unwiped. Errors name the kind of failure only, never input text.
+///
+/// Key Vault matches names case-insensitively; file names are exact, so a
+/// body for `DB-PASSWORD` does not answer `db-password`: that is
+/// [`VaultError::NotFound`].
+pub fn parse_secret_bundle(body: &[u8], name: &SecretName) -> Result<ParsedBundle, VaultError> {
     let bundle: Bundle<'_> = serde_json::from_slice(body).map_err(|e| {
         VaultError::BadResponse(format!(
             "secret body is not a SecretBundle: {}",
@@ -49,16 +48,35 @@ pub fn parse_secret_bundle(body: &[u8]) -> Result<ParsedBundle, VaultError> {
         .ok_or_else(|| VaultError::BadResponse("secret body has no value".into()))?;
     let value = unescape_json_string(raw.get())
         .ok_or_else(|| VaultError::BadResponse("secret value is not a JSON string".into()))?;
+    let id = bundle.id.unwrap_or_default();
+    let served_name = id
+        .split("/secrets/")
+        .nth(1)
+        .and_then(|r| r.split('/').next());
+    if served_name != Some(name.as_str()) {
+        return Err(VaultError::NotFound);
+    }
+    let version = id
+        .rsplit('/')
+        .next()
+        .filter(|v| !v.is_empty())
+        .map(VersionId::new)
+        .ok_or_else(|| VaultError::BadResponse("secret id carries no version".into()))?;
     Ok(ParsedBundle {
         value,
-        id: bundle.id.unwrap_or_default(),
-        content_type: bundle.content_type,
-        enabled: bundle.attributes.enabled.unwrap_or(true),
-        created: bundle.attributes.created,
-        updated: bundle.attributes.updated,
-        expires: bundle.attributes.exp,
-        not_before: bundle.attributes.nbf,
-        tags: bundle.tags.unwrap_or_default(),
+        props: SecretProps {
+            name: name.clone(),
+            version,
+            id,
+            content_type: bundle.content_type,
+            enabled: bundle.attributes.enabled.unwrap_or(true),
+            created: bundle.attributes.created,
+            updated: bundle.attributes.updated,
+            expires: bundle.attributes.exp,
+            not_before: bundle.attributes.nbf,
+            tags: bundle.tags.unwrap_or_default(),
+            served_at: None,
+        },
     })
 }
 

@@ -137,4 +137,12 @@ pub enum SetupError {
         #[source]
         source: Box<azure_core::Error>,
     },
+    /// The certificates or keys client (`kind`) of a vault.
+    #[error("cannot create a Key Vault {kind} client for {url}: {source}")]
+    ObjectClient {
+        kind: &'static str,
+        url: String,
+        #[source]
+        source: Box<azure_core::Error>,
+    },
 }

@@ -16,9 +16,10 @@ use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use azure_security_keyvault_secrets::models::SecretClientListSecretPropertiesVersionsOptions;
 use futures::TryStreamExt;
 
-use super::{client_options, AzureVault, IDENTITY_RECHECK};
+use super::{client_options, AzureVault, SetupError, IDENTITY_RECHECK};
 use crate::objects::jwk::PublicJwk;
 use crate::secret::{SecretName, VersionId};
+use crate::sync::lock;
 use crate::vault::objects::version_of;
 use crate::vault::{CertificateBundle, KeyBundle, VaultError, VersionItem};
 
@@ -38,7 +39,7 @@ impl AzureVault {
         &self,
         fresh: bool,
     ) -> Result<(Arc<CertificateClient>, Arc<KeyClient>), VaultError> {
-        let mut slot = self.objects.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = lock(&self.objects.0);
         if let Some((c, k, at)) = slot.as_ref() {
             if !fresh && at.elapsed() < IDENTITY_RECHECK {
                 return Ok((Arc::clone(c), Arc::clone(k)));
@@ -50,7 +51,8 @@ impl AzureVault {
             &self.transport,
             self.verify_challenge_resource,
         )
-        .map_err(|e| VaultError::Auth(e.into()))?;
+        // The vault layer's errors are text by design (cloned to every waiter).
+        .map_err(|e| VaultError::Auth(e.to_string().into()))?;
         let (c, k) = (Arc::new(c), Arc::new(k));
         *slot = Some((Arc::clone(&c), Arc::clone(&k), Instant::now()));
         Ok((c, k))
@@ -224,7 +226,7 @@ fn build(
     credential: &Arc<dyn TokenCredential>,
     transport: &Transport,
     verify: bool,
-) -> Result<(CertificateClient, KeyClient), String> {
+) -> Result<(CertificateClient, KeyClient), SetupError> {
     let certs = CertificateClient::new(
         url,
         Arc::clone(credential),
@@ -234,7 +236,11 @@ fn build(
             ..Default::default()
         }),
     )
-    .map_err(|e| format!("cannot create a Key Vault certificates client for {url}: {e}"))?;
+    .map_err(|e| SetupError::ObjectClient {
+        kind: "certificates",
+        url: url.to_string(),
+        source: Box::new(e),
+    })?;
     let keys = KeyClient::new(
         url,
         Arc::clone(credential),
@@ -244,6 +250,10 @@ fn build(
             ..Default::default()
         }),
     )
-    .map_err(|e| format!("cannot create a Key Vault keys client for {url}: {e}"))?;
+    .map_err(|e| SetupError::ObjectClient {
+        kind: "keys",
+        url: url.to_string(),
+        source: Box::new(e),
+    })?;
     Ok((certs, keys))
 }

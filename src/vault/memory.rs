@@ -13,6 +13,7 @@ use super::{CertificateBundle, KeyBundle, ListPacer, Vault, VaultError, VersionI
 #[path = "memory_objects.rs"]
 mod objects;
 use crate::secret::{Secret, SecretBytes, SecretName, SecretProps, SecretSummary, VersionId};
+use crate::sync::lock;
 
 #[derive(Clone)]
 struct Stored {
@@ -37,6 +38,10 @@ pub struct MemoryVault {
     denied: Mutex<BTreeSet<SecretName>>,
     panic_on_get: std::sync::atomic::AtomicBool,
     delay: Mutex<Option<Duration>>,
+    /// Calls that reach [`MemoryVault::before_call`] (GETs, list pages, object reads).
+    calls: AtomicU64,
+    /// The call (1-based, counted in `calls`) from which every call fails; 0: none.
+    fail_at: AtomicU64,
     next_version: AtomicU64,
     objects: Mutex<objects::Store>,
     /// GET calls made.
@@ -55,7 +60,7 @@ impl MemoryVault {
         let name = SecretName::parse(name).expect("test secret name must be valid");
         let n = self.next_version.fetch_add(1, Ordering::SeqCst);
         let version = VersionId::new(&format!("{n:032x}"));
-        let mut map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.secrets);
         let entry = map.entry(name).or_insert(Stored {
             versions: Vec::new(),
             enabled: true,
@@ -74,7 +79,7 @@ impl MemoryVault {
     }
 
     pub fn set_enabled(&self, name: &str, enabled: bool) {
-        let mut map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.secrets);
         if let Some(s) = map.get_mut(name_key(name).as_ref().expect("valid name")) {
             s.enabled = enabled;
         }
@@ -83,7 +88,7 @@ impl MemoryVault {
     /// Enables or disables one version. Disabling the latest version is what
     /// the list reports as the secret being disabled.
     pub fn set_version_enabled(&self, name: &str, version: &VersionId, enabled: bool) {
-        let mut map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.secrets);
         if let Some(s) = map.get_mut(name_key(name).as_ref().expect("valid name")) {
             if enabled {
                 s.disabled_versions.remove(version);
@@ -95,7 +100,7 @@ impl MemoryVault {
 
     /// Sets `exp` and `nbf` (Unix seconds) of the secret.
     pub fn set_validity(&self, name: &str, expires: Option<i64>, not_before: Option<i64>) {
-        let mut map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.secrets);
         if let Some(s) = map.get_mut(name_key(name).as_ref().expect("valid name")) {
             s.expires = expires;
             s.not_before = not_before;
@@ -106,7 +111,7 @@ impl MemoryVault {
     /// a per-secret role assignment removed while `list` is kept.
     pub fn deny(&self, name: &str, denied: bool) {
         let name = name_key(name).expect("valid name");
-        let mut set = self.denied.lock().unwrap_or_else(|e| e.into_inner());
+        let mut set = lock(&self.denied);
         if denied {
             set.insert(name);
         } else {
@@ -116,7 +121,7 @@ impl MemoryVault {
 
     /// Every following GET (not list) fails with `err`; `None` clears it.
     pub fn fail_gets_with(&self, err: Option<VaultError>) {
-        *self.get_fault.lock().unwrap_or_else(|e| e.into_inner()) = err;
+        *lock(&self.get_fault) = err;
     }
 
     /// Makes every following GET panic (a bug in the fetch path).
@@ -125,13 +130,13 @@ impl MemoryVault {
     }
 
     pub fn delete(&self, name: &str) {
-        let mut map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.secrets);
         map.remove(name_key(name).as_ref().expect("valid name"));
     }
 
     /// Sets the `updated` time of the latest version (Unix seconds).
     pub fn set_updated(&self, name: &str, updated: i64) {
-        let mut map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.secrets);
         if let Some(v) = map
             .get_mut(name_key(name).as_ref().expect("valid name"))
             .and_then(|s| s.versions.last_mut())
@@ -142,24 +147,37 @@ impl MemoryVault {
 
     /// Every following call fails with `err` until [`MemoryVault::clear_fault`].
     pub fn fail_with(&self, err: VaultError) {
-        *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = Some(err);
+        *lock(&self.fault) = Some(err);
+    }
+
+    /// The `k`-th call from now and every call after it fail as unavailable,
+    /// until [`MemoryVault::clear_fault`].
+    pub fn fail_from_call(&self, k: u64) {
+        self.fail_at
+            .store(self.calls.load(Ordering::SeqCst) + k, Ordering::SeqCst);
     }
 
     pub fn clear_fault(&self) {
-        *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *lock(&self.fault) = None;
+        self.fail_at.store(0, Ordering::SeqCst);
     }
 
     /// Every following call waits this long first.
     pub fn set_delay(&self, d: Option<Duration>) {
-        *self.delay.lock().unwrap_or_else(|e| e.into_inner()) = d;
+        *lock(&self.delay) = d;
     }
 
     async fn before_call(&self) -> Result<(), VaultError> {
-        let delay = *self.delay.lock().unwrap_or_else(|e| e.into_inner());
+        let delay = *lock(&self.delay);
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
         }
-        match self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let at = self.fail_at.load(Ordering::SeqCst);
+        if at != 0 && n >= at {
+            return Err(VaultError::Unavailable("injected failure".into()));
+        }
+        match lock(&self.fault).clone() {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -186,26 +204,17 @@ impl Vault for MemoryVault {
         if self.panic_on_get.load(Ordering::SeqCst) {
             panic!("injected panic in the fetch path");
         }
-        let get_fault = self
-            .get_fault
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let get_fault = lock(&self.get_fault).clone();
         if let Some(e) = get_fault {
             return Err(e);
         }
-        if self
-            .denied
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(name)
-        {
+        if lock(&self.denied).contains(name) {
             return Err(VaultError::Forbidden {
                 operation: "get",
                 detail: "denied by a test".into(),
             });
         }
-        let map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let map = lock(&self.secrets);
         let stored = map.get(name).ok_or(VaultError::NotFound)?;
         let found = match version {
             Some(v) => stored.versions.iter().find(|(id, _, _)| id == v),
@@ -259,7 +268,7 @@ impl Vault for MemoryVault {
 
     async fn list(&self, pacer: &dyn ListPacer) -> Result<Vec<SecretSummary>, VaultError> {
         let n_pages = {
-            let map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+            let map = lock(&self.secrets);
             map.len().div_ceil(25).max(1)
         };
         for _ in 0..n_pages {
@@ -267,7 +276,7 @@ impl Vault for MemoryVault {
             self.list_pages.fetch_add(1, Ordering::SeqCst);
             self.before_call().await?;
         }
-        let map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let map = lock(&self.secrets);
         Ok(map
             .iter()
             .map(|(name, s)| SecretSummary {

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use super::{name_key, MemoryVault};
 use crate::objects::jwk::PublicJwk;
 use crate::secret::{SecretName, VersionId};
+use crate::sync::lock;
 use crate::vault::{CertificateBundle, KeyBundle, VaultError, VersionItem};
 
 /// Certificates' public parts and keys, by name, oldest version first.
@@ -36,7 +37,7 @@ impl MemoryVault {
         let version = self.put(name, value);
         let key = name_key(name).expect("test certificate name must be valid");
         {
-            let mut map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = lock(&self.secrets);
             if let Some(s) = map.get_mut(&key) {
                 s.content_type = Some(content_type.to_string());
                 s.managed = true;
@@ -60,9 +61,7 @@ impl MemoryVault {
             expires: None,
             not_before: None,
         };
-        self.objects
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.objects)
             .certs
             .entry(key)
             .or_default()
@@ -85,9 +84,7 @@ impl MemoryVault {
             created: Some(now()),
             updated: Some(now()),
         };
-        self.objects
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.objects)
             .keys
             .entry(key)
             .or_default()
@@ -98,11 +95,7 @@ impl MemoryVault {
     /// Removes a key (all versions).
     pub fn delete_key(&self, name: &str) {
         if let Some(k) = name_key(name) {
-            self.objects
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .keys
-                .remove(&k);
+            lock(&self.objects).keys.remove(&k);
         }
     }
 
@@ -112,7 +105,7 @@ impl MemoryVault {
     ) -> Result<Vec<VersionItem>, VaultError> {
         self.list_pages.fetch_add(1, Ordering::SeqCst);
         self.before_call().await?;
-        let map = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let map = lock(&self.secrets);
         let stored = map.get(name).ok_or(VaultError::NotFound)?;
         Ok(stored
             .versions
@@ -133,7 +126,7 @@ impl MemoryVault {
     ) -> Result<CertificateBundle, VaultError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.before_call().await?;
-        let store = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        let store = lock(&self.objects);
         let all = store.certs.get(name).ok_or(VaultError::NotFound)?;
         match version {
             Some(v) => all.iter().find(|c| &c.version == v),
@@ -150,7 +143,7 @@ impl MemoryVault {
     ) -> Result<KeyBundle, VaultError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.before_call().await?;
-        let store = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        let store = lock(&self.objects);
         let all = store.keys.get(name).ok_or(VaultError::NotFound)?;
         match version {
             Some(v) => all.iter().find(|k| &k.version == v),
@@ -163,7 +156,7 @@ impl MemoryVault {
     pub(super) async fn key_names(&self) -> Result<Vec<SecretName>, VaultError> {
         self.list_pages.fetch_add(1, Ordering::SeqCst);
         self.before_call().await?;
-        let store = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        let store = lock(&self.objects);
         Ok(store.keys.keys().cloned().collect())
     }
 }

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use super::{CertificateBundle, KeyBundle, VersionItem};
 use super::{ListPacer, Vault, VaultError};
 use crate::secret::{Secret, SecretName, SecretSummary, VersionId};
+use crate::sync::lock;
 
 /// Where each upstream call is reported (a mount's metrics).
 pub trait CallRecorder: Send + Sync {
@@ -55,11 +56,7 @@ impl ListPacer for PageTimer<'_> {
     async fn before_page(&self) {
         self.inner.before_page().await;
         let now = Instant::now();
-        let previous = self
-            .started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(now);
+        let previous = lock(&self.started).replace(now);
         if let Some(t) = previous {
             self.metrics.upstream("list", "200", Some(now - t));
         }
@@ -140,11 +137,7 @@ impl Vault for MeteredVault {
         };
         let r = self.inner.list(&timer).await;
         // The last page requested ends here, with the listing's outcome.
-        let last = timer
-            .started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let last = lock(&timer.started).take();
         if let Some(t) = last {
             self.metrics.upstream(
                 "list",

@@ -1,11 +1,13 @@
 //! `akvfs watch` flags and their validation.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::{parse_duration, parse_vault, AuthConfig, MountOptions, VaultConfig};
+use super::WatchError;
+use crate::config::{
+    parse_duration, parse_vault, AuthConfig, ConnectionOptions, MountOptions, VaultConfig,
+};
 
 /// Longest heartbeat period: nodes take a notice older than three of these as
 /// a dead watcher and fall back to their own polling.
@@ -18,26 +20,10 @@ pub struct WatchArgs {
     #[arg(long = "vault", value_name = "VAULT", required = true, value_parser = parse_vault)]
     pub vaults: Vec<String>,
 
-    /// Which identity lists the vaults (it needs `list` on secrets only): auto,
-    /// workload-identity, managed-identity, azure-cli, client-secret. [default: auto]
-    #[arg(long, value_name = "AUTH", help_heading = "Authentication")]
-    pub auth: Option<String>,
-
-    /// Client (application) id of the identity. [default: AZURE_CLIENT_ID]
-    #[arg(long, value_name = "ID", help_heading = "Authentication")]
-    pub client_id: Option<String>,
-
-    /// Entra tenant id. [default: AZURE_TENANT_ID]
-    #[arg(long, value_name = "ID", help_heading = "Authentication")]
-    pub tenant_id: Option<String>,
-
-    /// Extra trusted root certificates, PEM. [default: the system trust store only]
-    #[arg(long, value_name = "PEM", help_heading = "Connection")]
-    pub ca_file: Option<PathBuf>,
-
-    /// Do not require the token challenge's resource to match the vault's domain.
-    #[arg(long, help_heading = "Connection")]
-    pub disable_challenge_resource_verification: bool,
+    /// Which identity lists the vaults (it needs `list` on secrets only), and
+    /// how to reach them.
+    #[command(flatten)]
+    pub connection: ConnectionOptions,
 
     /// How often the leader lists each vault.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, help_heading = "Watch")]
@@ -129,26 +115,22 @@ pub struct WatchConfig {
 
 impl WatchArgs {
     /// Checks the flags; the message names the flag to fix.
-    pub fn to_config(&self) -> Result<WatchConfig, String> {
+    pub fn to_config(&self) -> Result<WatchConfig, WatchError> {
         let mut vaults = Vec::new();
         let mut names = std::collections::BTreeSet::new();
         for v in &self.vaults {
             let (vault, auth) = MountOptions {
                 vault: Some(v.clone()),
-                auth: self.auth.clone(),
-                client_id: self.client_id.clone(),
-                tenant_id: self.tenant_id.clone(),
-                ca_file: self.ca_file.clone(),
-                disable_challenge_resource_verification: Some(
-                    self.disable_challenge_resource_verification,
-                ),
-                ..MountOptions::default()
+                ..self.connection.clone().into()
             }
             .validate_connection()
-            .map_err(|e| e.as_flag())?;
+            .map_err(WatchError::Connection)?;
             let name = super::notice::object_name(&vault.url);
             if !names.insert(name.clone()) {
-                return Err(format!("--vault {}: another vault has the same first host label, so both would publish to the ConfigMap {name}; watch them from separate namespaces", vault.url));
+                return Err(WatchError::SameConfigMap {
+                    url: vault.url,
+                    configmap: name,
+                });
             }
             vaults.push((vault, auth));
         }
@@ -163,28 +145,72 @@ impl WatchArgs {
                     namespace: None,
                     name: ds.clone(),
                 },
-                _ => return Err(format!("--fleet-daemonset {ds:?} must be NAME or NAMESPACE/NAME")),
+                _ => return Err(WatchError::FleetDaemonSet { value: ds.clone() }),
             },
-            (None, None) => return Err("set --fleet-daemonset (the node DaemonSet, whose desired count is the fleet size) or --fleet-size N".into()),
+            (None, None) => return Err(WatchError::NoFleet),
         };
         if self.heartbeat.is_zero() || self.heartbeat > MAX_HEARTBEAT {
-            return Err("--heartbeat must be between 1s and 5m (nodes take a notice older than 15m as a dead watcher)".into());
+            return Err(WatchError::Heartbeat);
         }
         if self.interval.is_zero() {
-            return Err("--interval must be at least 1s".into());
+            return Err(WatchError::Interval);
         }
         if self.lease_renew_deadline >= self.lease_duration
             || self.lease_retry_period >= self.lease_renew_deadline
         {
-            return Err("--lease-retry-period must be shorter than --lease-renew-deadline, and that shorter than --lease-duration".into());
+            return Err(WatchError::LeaseOrder);
         }
         if self.lease_duration < Duration::from_secs(1) {
-            return Err("--lease-duration must be at least 1s".into());
+            return Err(WatchError::LeaseDuration);
         }
         Ok(WatchConfig {
             vaults,
             fleet,
             args: self.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: WatchArgs,
+    }
+
+    fn check(flags: &[&str]) -> Result<WatchConfig, WatchError> {
+        let argv = ["watch"].iter().chain(flags);
+        Cmd::try_parse_from(argv).unwrap().args.to_config()
+    }
+
+    #[test]
+    fn each_bad_flag_has_its_variant() {
+        let fleet = ["--vault", "kv-one", "--fleet-size", "10"];
+        assert!(check(&fleet).is_ok());
+        let with = |extra: &[&'static str]| {
+            let mut v = fleet.to_vec();
+            v.extend_from_slice(extra);
+            check(&v).unwrap_err()
+        };
+        assert!(matches!(
+            with(&["--heartbeat", "6m"]),
+            WatchError::Heartbeat
+        ));
+        assert!(matches!(with(&["--interval", "0s"]), WatchError::Interval));
+        assert!(matches!(
+            with(&["--lease-renew-deadline", "20s"]),
+            WatchError::LeaseOrder
+        ));
+        let same = with(&["--vault", "https://kv-one.vault.azure.net"]);
+        assert!(
+            matches!(&same, WatchError::SameConfigMap { configmap, .. } if configmap == "akvfs-notice-kv-one"),
+            "{same:?}"
+        );
+        let daemonset = check(&["--vault", "kv-one", "--fleet-daemonset", "ns/"]);
+        assert!(matches!(daemonset, Err(WatchError::FleetDaemonSet { .. })));
     }
 }

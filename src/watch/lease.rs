@@ -27,6 +27,9 @@ pub struct LeaseTimings {
     pub retry_period: Duration,
 }
 
+/// What tells one Lease write from the next: holder, renew time, transitions.
+type LeaseContent = (Option<String>, Option<MicroTime>, Option<i32>);
+
 /// One replica's side of the election.
 pub struct Elector {
     api: Api<Lease>,
@@ -34,7 +37,7 @@ pub struct Elector {
     identity: String,
     timings: LeaseTimings,
     /// The last Lease content seen and when it was first seen.
-    observed: Option<(Option<String>, Option<MicroTime>, Option<i32>, Instant)>,
+    observed: Option<(LeaseContent, Instant)>,
 }
 
 /// The outcome of one attempt.
@@ -88,17 +91,17 @@ impl Elector {
             };
         };
         let spec = lease.spec.clone().unwrap_or_default();
-        let seen = (
+        let seen: LeaseContent = (
             spec.holder_identity.clone(),
             spec.renew_time.clone(),
             spec.lease_transitions,
         );
         let now = Instant::now();
         let changed_at = match &self.observed {
-            Some((h, r, t, at)) if (h, r, t) == (&seen.0, &seen.1, &seen.2) => *at,
+            Some((content, at)) if *content == seen => *at,
             _ => now,
         };
-        self.observed = Some((seen.0, seen.1, seen.2, changed_at));
+        self.observed = Some((seen, changed_at));
         let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
         let mine = holder.as_deref() == Some(self.identity.as_str());
         if let Some(other) = holder.as_ref().filter(|_| !mine) {

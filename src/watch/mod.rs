@@ -4,6 +4,7 @@
 //! docs/SCALING.md and docs/DEPLOYMENT.md.
 
 pub mod args;
+mod error;
 pub mod lease;
 pub mod notice;
 pub mod publish;
@@ -16,6 +17,7 @@ use kube::Api;
 use tokio::sync::watch;
 
 pub use args::{WatchArgs, WatchConfig};
+pub use error::WatchError;
 
 use crate::metrics::MountMetrics;
 use lease::{Elector, LeaseTimings};
@@ -24,21 +26,21 @@ use publish::{Fleet, Pacer, Publisher};
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 /// Runs the watcher until SIGTERM or SIGINT; then gives the Lease up.
-pub fn run(cfg: WatchConfig) -> Result<(), String> {
+pub fn run(cfg: WatchConfig) -> Result<(), WatchError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("could not start the async runtime: {e}"))?;
+        .map_err(WatchError::Runtime)?;
     rt.block_on(serve(cfg))
 }
 
-async fn serve(cfg: WatchConfig) -> Result<(), String> {
+async fn serve(cfg: WatchConfig) -> Result<(), WatchError> {
     // The Kubernetes client's TLS uses rustls's process-wide provider.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let client = kube::Client::try_default().await.map_err(|e| {
-        format!("could not configure the Kubernetes client: {e}; run inside a pod with a service account, or set KUBECONFIG")
-    })?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| WatchError::Kubernetes(Box::new(e)))?;
     let namespace = cfg
         .args
         .namespace
@@ -71,7 +73,10 @@ async fn serve(cfg: WatchConfig) -> Result<(), String> {
     let mut publishers = Vec::new();
     for (vault, auth) in &cfg.vaults {
         let conn = crate::service::connect::connect(vault, auth, &MountMetrics::detached())
-            .map_err(|e| format!("vault {}: {e}", vault.url))?;
+            .map_err(|e| WatchError::Connect {
+                vault: vault.url.clone(),
+                source: Box::new(e),
+            })?;
         let publisher = Publisher {
             vault: conn.vault,
             configmaps: Api::<ConfigMap>::namespaced(client.clone(), &namespace),
@@ -104,7 +109,7 @@ async fn serve(cfg: WatchConfig) -> Result<(), String> {
     tracing::info!(%namespace, %identity, lease = %cfg.args.lease_name, vaults = cfg.vaults.len(), "watcher started");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| format!("could not handle SIGTERM: {e}"))?;
+        .map_err(WatchError::Signal)?;
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}

@@ -15,6 +15,7 @@ use super::args::FleetSource;
 use super::lease::is_leading;
 use super::notice::{self, Content};
 use crate::notice::window::window_secs;
+use crate::sync::lock;
 use crate::vault::{ListPacer, Vault};
 
 /// Secrets whose metadata differs between two notices, plus names gone: the
@@ -85,7 +86,7 @@ impl Fleet {
         };
         let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &ns);
         let read = api.get(name).await;
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = lock(&self.last);
         match read {
             Ok(ds) => {
                 let n = ds.status.map(|s| s.desired_number_scheduled).unwrap_or(0);

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub use akvfs_emulator::{EmulatorConfig, Fault};
 
+pub mod ambient;
 pub mod csi;
 
 /// Connection facts of a running emulator, as strings.
@@ -240,15 +241,7 @@ pub fn conn_args(emu: &Emulator) -> Vec<String> {
 /// An akvfs command with a clean environment (no ambient Azure variables).
 pub fn akvfs(env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(akvfs_bin());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AZURE_")
-            || k.starts_with("IDENTITY_")
-            || k == "AKVFS_LOG"
-            || k == "RUST_LOG"
-        {
-            cmd.env_remove(k);
-        }
-    }
+    ambient::without_ambient_settings(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -288,6 +281,16 @@ pub struct Mount {
     pub path: PathBuf,
     _dir: Option<tempfile::TempDir>,
     log: Arc<Mutex<Vec<u8>>>,
+}
+
+/// The id (first mountinfo field) of the topmost mount at `path`.
+pub fn mount_id(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let target = path.to_string_lossy();
+    text.lines()
+        .filter(|l| l.split(' ').nth(4) == Some(&*target))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .next_back()
 }
 
 pub fn is_mounted(path: &Path) -> bool {

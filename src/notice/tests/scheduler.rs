@@ -1,15 +1,14 @@
 //! The node scheduler over the in-memory vault, with tokio's paused clock.
 
-use std::ffi::OsStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::cache::SecretCache;
-use crate::config::{CacheConfig, OwnerConfig};
-use crate::fs::{FsCore, FsTimings, ROOT_INO};
+use crate::config::CacheConfig;
+use crate::fs::fixture::{memory_fs, read};
+use crate::fs::FsCore;
 use crate::notice::{
     delay_ms_for, window_secs, ChannelSource, Notice, NoticeNode, NoticeStats, SecretMeta,
     SourceEvent,
@@ -17,7 +16,7 @@ use crate::notice::{
 use crate::refresh::{KernelCache, RefreshConfig, Refresher};
 use crate::secret::SecretName;
 use crate::vault::memory::MemoryVault;
-use crate::vault::{Vault, VaultError};
+use crate::vault::VaultError;
 
 struct NoKernel;
 impl KernelCache for NoKernel {
@@ -46,22 +45,10 @@ fn now_unix() -> i64 {
 
 /// A node caching `names` (each at version time T0), following a channel.
 async fn node(names: &[&str]) -> Node {
-    let vault = Arc::new(MemoryVault::new());
-    let cache = SecretCache::new(
-        vault.clone() as Arc<dyn Vault>,
-        CacheConfig {
-            fetch_timeout: Duration::from_secs(5),
-            ..Default::default()
-        },
-    );
-    let owner = OwnerConfig {
-        uid: 0,
-        gid: 0,
-        file_mode: 0o400,
-        dir_mode: 0o500,
-        allow_other: false,
-    };
-    let core = FsCore::new(cache, owner, FsTimings::default());
+    let (vault, core) = memory_fs(CacheConfig {
+        fetch_timeout: Duration::from_secs(5),
+        ..Default::default()
+    });
     let refresher = Refresher::new(core.clone(), Arc::new(NoKernel), RefreshConfig::default());
     for n in names {
         vault.put(n, b"v1");
@@ -85,19 +72,6 @@ async fn node(names: &[&str]) -> Node {
         stats,
         _stop: stop,
     }
-}
-
-async fn read(core: &FsCore, name: &str) -> Result<Vec<u8>, i32> {
-    let e = core
-        .lookup(ROOT_INO, OsStr::new(name))
-        .await
-        .map_err(|e| e.errno())?;
-    Ok(core
-        .read(e.attr.ino, 0, 1 << 20)
-        .await
-        .map_err(|e| e.errno())?
-        .bytes()
-        .to_vec())
 }
 
 /// A notice from a fleet of 1,000 at 400 per 10 s (W = 83 s for one change).
