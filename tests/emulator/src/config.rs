@@ -70,6 +70,10 @@ pub struct EmulatorConfig {
     /// Directory of the key files the Arc endpoint challenges with (the agent's is
     /// `/var/opt/azcmagent/tokens`). None: `arc-tokens` in the state directory.
     pub arc_key_dir: Option<PathBuf>,
+    /// More vaults, one HTTPS listener each (port 0 picks a free port), each with its own
+    /// secrets, objects, identities' permissions and admin API, accepting the tokens of the one
+    /// Entra ID (as one tenant's vaults do). Empty: one vault.
+    pub extra_vaults: Vec<SocketAddr>,
 }
 
 impl Default for EmulatorConfig {
@@ -93,6 +97,7 @@ impl Default for EmulatorConfig {
             imds_listen: None,
             arc_listen: None,
             arc_key_dir: None,
+            extra_vaults: Vec::new(),
         }
     }
 }
