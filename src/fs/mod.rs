@@ -184,7 +184,7 @@ pub struct FsCore {
     /// `.versions`, `.certs` and `.keys`.
     special: special::Special,
     /// The declared views, when the mount has any.
-    views: std::sync::OnceLock<view::Views>,
+    views: std::sync::OnceLock<view::ViewsHere>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -19,12 +19,9 @@ pub struct Connection {
     pub vault: Arc<dyn Vault>,
 }
 
-/// Builds transport, credential and vault client. Makes no network call.
-pub fn connect(
-    vault: &VaultConfig,
-    auth: &AuthConfig,
-    metrics: &Arc<MountMetrics>,
-) -> Result<Connection, Error> {
+/// The transport settings for `vault`: its CA file, and no idle connections
+/// unless the whole process is locked.
+fn transport_settings(vault: &VaultConfig) -> Result<TransportSettings, Error> {
     let extra_roots_pem = match &vault.ca_file {
         Some(p) => Some(std::fs::read(p).map_err(|source| Error::CaFile {
             path: p.clone(),
@@ -32,7 +29,7 @@ pub fn connect(
         })?),
         None => None,
     };
-    let transport = build_transport(&TransportSettings {
+    Ok(TransportSettings {
         extra_roots_pem,
         connect_timeout: Some(Duration::from_secs(5)),
         // Unless the whole process is locked, idle connections' buffers would
@@ -42,10 +39,19 @@ pub fn connect(
             Some(crate::locked::MemoryMode::Secrets { .. })
         ),
     })
-    .map_err(|detail| Error::Transport {
-        ca_file: vault.ca_file.clone(),
-        detail,
-    })?;
+}
+
+/// Builds transport, credential and vault client. Makes no network call.
+pub fn connect(
+    vault: &VaultConfig,
+    auth: &AuthConfig,
+    metrics: &Arc<MountMetrics>,
+) -> Result<Connection, Error> {
+    let transport =
+        build_transport(&transport_settings(vault)?).map_err(|detail| Error::Transport {
+            ca_file: vault.ca_file.clone(),
+            detail,
+        })?;
     let mut identity = build_identity(auth, &transport).map_err(Error::Identity)?;
     identity.credential = CountingCredential::wrap(identity.credential, Arc::clone(metrics));
     tracing::info!(
@@ -66,6 +72,32 @@ pub fn connect(
         identity,
         vault: Arc::new(MeteredVault::new(Arc::new(client), metrics.clone())),
     })
+}
+
+/// A client of another vault (`vault.url`) with an identity already built:
+/// one credential, and so one token, for every vault a mount reads. Calls
+/// are counted in `metrics` (that vault's). Makes no network call.
+pub fn connect_with(
+    vault: &VaultConfig,
+    identity: &Identity,
+    metrics: &Arc<MountMetrics>,
+) -> Result<Arc<dyn Vault>, Error> {
+    let transport =
+        build_transport(&transport_settings(vault)?).map_err(|detail| Error::Transport {
+            ca_file: vault.ca_file.clone(),
+            detail,
+        })?;
+    let client = AzureVault::new(
+        &vault.url,
+        Arc::clone(&identity.credential),
+        &transport,
+        vault.verify_challenge_resource,
+    )
+    .map_err(Error::Client)?;
+    Ok(Arc::new(MeteredVault::new(
+        Arc::new(client),
+        metrics.clone(),
+    )))
 }
 
 /// What to check after a vault error whose text does not already say it.
