@@ -1,0 +1,273 @@
+//! Views of several vaults in one mount, through real mounts against one
+//! emulator serving two vaults (one Entra ID): the files are each vault's
+//! bytes, a rotation in the other vault reaches its view, revoking the
+//! identity on that vault fails its views closed while the mount's own keep
+//! working, and bad or unknown vaults fail the start naming view and vault.
+//! Time only bounds the waiting, generously.
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// An emulator with one extra vault, and a handle on that vault.
+fn two_vaults() -> Emulator {
+    emulator_cfg(&[], |c| {
+        c.extra_vaults = vec!["127.0.0.1:0".parse().unwrap()];
+    })
+}
+
+fn vault_b(emu: &Emulator) -> &akvfs_emulator::Emulator {
+    emu.inner().extra_vault(0).expect("the extra vault")
+}
+
+fn errno(m: &Mount, path: &str) -> Option<i32> {
+    m.read(path).err().and_then(|e| e.raw_os_error())
+}
+
+fn text(m: &Mount, path: &str) -> String {
+    String::from_utf8_lossy(&m.read(path).unwrap_or_default()).into_owned()
+}
+
+/// A config file with one mount of vault A whose views read from A and B.
+fn config(emu: &Emulator, dir: &Path, mnt: &Path, settings: &str, views: &str) -> PathBuf {
+    let file = dir.join("config.toml");
+    let text = format!(
+        "[[mount]]\nvault = \"{}\"\npath = \"{}\"\nca_file = \"{}\"\ndisable_challenge_resource_verification = true\n{settings}\n{views}",
+        emu.info().vault_url,
+        mnt.display(),
+        emu.info().ca_file,
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn run_config(emu: &Emulator, file: &Path, mnt: &Path) -> Mount {
+    std::fs::create_dir_all(mnt).unwrap();
+    let mut cmd = akvfs(&wi_env(emu));
+    cmd.arg("run").arg("--config").arg(file);
+    Mount::from_command(cmd, mnt, None)
+}
+
+#[test]
+fn one_mount_reads_two_vaults_side_by_side_and_follows_each() {
+    let emu = two_vaults();
+    let b = vault_b(&emu);
+    let b_url = b.info().vault_url.clone();
+    emu.set_secret("db", "a-db");
+    emu.set_secret("only-a", "a-only");
+    let old = format!("b-db-{}", "o".repeat(3000));
+    b.set_secret("db", &old).unwrap();
+    b.set_secret("token", r#"{"user":"svc","pass":"b-pass"}"#)
+        .unwrap();
+    b.set_secret("other", "b-other").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    let views = format!(
+        "[[mount.view]]\npath = \"a/db\"\nname = \"db\"\n\
+         [[mount.view]]\npath = \"b/db\"\nname = \"db\"\nvault = \"{b_url}\"\n\
+         [[mount.view]]\npath = \"b/user\"\nname = \"token\"\njson_pointer = \"/user\"\nvault = \"{b_url}\"\n\
+         [[mount.view]]\npath = \"b/other\"\nname = \"other\"\nvault = \"{b_url}\"\n\
+         [[mount.view]]\npath = \"b/maybe\"\nname = \"only-a\"\noptional = true\nvault = \"{b_url}\"\n"
+    );
+    let file = config(
+        &emu,
+        tmp.path(),
+        &mnt,
+        "refresh_interval = \"1s\"\nmax_unverified = \"2s\"",
+        &views,
+    );
+    let m = run_config(&emu, &file, &mnt);
+
+    // Each file holds what its own vault holds, byte for byte.
+    assert_eq!(m.read("a/db").unwrap(), b"a-db");
+    assert_eq!(m.read("b/db").unwrap(), old.as_bytes());
+    assert_eq!(m.read("b/user").unwrap(), b"svc");
+    assert_eq!(m.read("b/other").unwrap(), b"b-other");
+    // A name only A holds is not served from A's cache for a view of B:
+    // the optional view is absent.
+    assert_eq!(errno(&m, "b/maybe"), Some(libc::ENOENT));
+    let mut top: Vec<String> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["a", "b"]);
+    let b_gets = b.counts().get("get_secret");
+    assert!(b_gets >= 3, "views of B read B: {b_gets}");
+
+    // A rotation in B reaches its view without a remount; an open file
+    // keeps its version.
+    let mut held = std::fs::File::open(m.file("b/db")).unwrap();
+    let mut first = vec![0u8; 10];
+    held.read_exact(&mut first).unwrap();
+    b.set_secret("db", "b-db-new").unwrap();
+    assert!(
+        wait_until(WAIT, || text(&m, "b/db") == "b-db-new"),
+        "the rotation in B reached the view: {}",
+        m.log()
+    );
+    let mut rest = Vec::new();
+    held.read_to_end(&mut rest).unwrap();
+    first.extend_from_slice(&rest);
+    assert_eq!(first, old.as_bytes());
+    assert_eq!(m.read("a/db").unwrap(), b"a-db");
+
+    // Revoking the identity's get on B fails B's views closed (EACCES),
+    // open descriptors included, within the bound; A's view keeps working.
+    let open_b = std::fs::File::open(m.file("b/other")).unwrap();
+    let client_id = emu.info().client_id.clone();
+    b.revoke(&client_id, &["get"]).unwrap();
+    assert!(
+        wait_until(WAIT, || errno(&m, "b/other") == Some(libc::EACCES)),
+        "B's view fails closed: {:?} {}",
+        m.read("b/other"),
+        m.log()
+    );
+    let mut buf = [0u8; 4];
+    assert!(
+        wait_until(WAIT, || open_b.read_at(&mut buf, 0).is_err()),
+        "a descriptor opened before fails too"
+    );
+    assert_eq!(errno(&m, "b/db"), Some(libc::EACCES));
+    assert_eq!(m.read("a/db").unwrap(), b"a-db");
+    assert!(
+        m.log().contains(&b_url),
+        "the log names vault B: {}",
+        m.log()
+    );
+    assert!(!m.log().contains("b-db-new") && !m.log().contains("b-pass"));
+
+    // Access back: the views read again.
+    b.grant(&client_id, &["get"]).unwrap();
+    assert!(
+        wait_until(WAIT, || text(&m, "b/other") == "b-other"),
+        "B's views read again once access is back"
+    );
+}
+
+#[test]
+fn the_root_of_a_vault_mount_shows_only_its_own_vault() {
+    let emu = two_vaults();
+    let b = vault_b(&emu);
+    emu.set_secret("mine", "a");
+    b.set_secret("theirs", "b").unwrap();
+    b.set_secret("mine", "b-mine").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    let views = format!(
+        "[[mount.view]]\npath = \"from-b\"\nname = \"mine\"\nvault = \"{}\"\n",
+        b.info().vault_url
+    );
+    let file = config(&emu, tmp.path(), &mnt, "root = \"vault\"", &views);
+    let m = run_config(&emu, &file, &mnt);
+    let mut top: Vec<String> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["from-b", "mine"]);
+    assert_eq!(m.read("mine").unwrap(), b"a");
+    assert_eq!(m.read("from-b").unwrap(), b"b-mine");
+    assert_eq!(errno(&m, "theirs"), Some(libc::ENOENT));
+}
+
+#[test]
+fn unknown_vaults_and_vault_names_in_objects_fail_the_start_clearly() {
+    let emu = two_vaults();
+    emu.set_secret("db", "a");
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let start = |flag: &str, text: &str| {
+        let file = tmp.path().join("views");
+        std::fs::write(&file, text).unwrap();
+        let mut cmd = akvfs(&wi_env(&emu));
+        cmd.arg("mount")
+            .arg(&emu.info().vault_url)
+            .arg(&mnt)
+            .arg("--foreground")
+            .args(conn_args(&emu))
+            .arg(flag)
+            .arg(&file);
+        run(cmd)
+    };
+    // Nothing listens there: the start fails naming the view and the vault,
+    // optional or not (optional forgives a missing object, not a vault).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("https://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    for optional in ["false", "true"] {
+        let out = start(
+            "--views",
+            &format!(
+                "[[view]]\npath = \"x/db\"\nname = \"db\"\noptional = {optional}\nvault = \"{dead}\"\n"
+            ),
+        );
+        assert!(!out.status.success());
+        let line = out.error_line();
+        assert!(line.contains("view x/db") && line.contains(&dead), "{line}");
+        assert!(line.contains("check the view's vault setting"), "{line}");
+    }
+    // A vault name that is no vault name is refused like the mount's.
+    let out = start(
+        "--views",
+        "[[view]]\npath = \"x\"\nname = \"db\"\nvault = \"no_such_vault\"\n",
+    );
+    assert!(!out.status.success());
+    let line = out.error_line();
+    assert!(
+        line.contains("view \"x\": vault") && line.contains("no_such_vault"),
+        "{line}"
+    );
+    // A SecretProviderClass names its vault for the class; an object
+    // naming one is refused, naming the field.
+    let out = start(
+        "--spc",
+        &format!(
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec:\n  provider: azure\n  parameters:\n    keyvaultName: \"{}\"\n    objects: |\n      array:\n        - |\n          objectName: db\n          objectType: secret\n          keyvaultName: other\n",
+            emu.info().vault_url
+        ),
+    );
+    assert!(!out.status.success());
+    let line = out.error_line();
+    assert!(
+        line.contains("objects entry #1") && line.contains("keyvaultName"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_secret_provider_class_of_the_other_vault_beside_inline_views() {
+    let emu = two_vaults();
+    let b = vault_b(&emu);
+    emu.set_secret("db", "from-a");
+    b.set_secret("db", "from-b").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    let spc = tmp.path().join("spc.yaml");
+    std::fs::write(
+        &spc,
+        format!(
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec:\n  provider: azure\n  parameters:\n    keyvaultName: \"{}\"\n    objects: |\n      array:\n        - |\n          objectName: db\n          objectType: secret\n          objectAlias: b-db\n",
+            b.info().vault_url
+        ),
+    )
+    .unwrap();
+    let file = config(
+        &emu,
+        tmp.path(),
+        &mnt,
+        &format!("spc = \"{}\"", spc.display()),
+        "[[mount.view]]\npath = \"a-db\"\nname = \"db\"\n",
+    );
+    let m = run_config(&emu, &file, &mnt);
+    assert_eq!(m.read("a-db").unwrap(), b"from-a");
+    assert_eq!(m.read("b-db").unwrap(), b"from-b");
+}
