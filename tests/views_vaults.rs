@@ -135,7 +135,9 @@ fn one_mount_reads_two_vaults_side_by_side_and_follows_each() {
         wait_until(WAIT, || open_b.read_at(&mut buf, 0).is_err()),
         "a descriptor opened before fails too"
     );
-    assert_eq!(errno(&m, "b/db"), Some(libc::EACCES));
+    // Each secret's readability is proven on its own schedule, all within
+    // the bound.
+    assert!(wait_until(WAIT, || errno(&m, "b/db") == Some(libc::EACCES)));
     assert_eq!(m.read("a/db").unwrap(), b"a-db");
     assert!(
         m.log().contains(&b_url),
@@ -238,7 +240,7 @@ fn unknown_vaults_and_vault_names_in_objects_fail_the_start_clearly() {
     assert!(!out.status.success());
     let line = out.error_line();
     assert!(
-        line.contains("objects entry #1") && line.contains("keyvaultName"),
+        line.contains("objects entry #1") && line.contains("cannot name a vault"),
         "{line}"
     );
 }

@@ -80,6 +80,14 @@ const IDENTITY_PARAMETERS: [&str; 7] = [
     "podName",
 ];
 
+/// How the parser names an object's field that would pick a vault: the
+/// provider has none (the class's `keyvaultName` applies to every object).
+const VAULT_FIELDS: [&str; 3] = [
+    "unknown field `keyvaultName`",
+    "unknown field `vault`",
+    "unknown field `vaultName`",
+];
+
 fn yaml_err(file: &str, part: Option<String>, e: impl std::fmt::Display) -> ViewSourceError {
     // The parser's message can quote the input; keep its first line only
     // (the location and the reason), never the document.
@@ -143,8 +151,16 @@ pub fn parse_spc(text: &str, label: &str) -> Result<Vec<RawView>, ViewSourceErro
         .enumerate()
         .map(|(i, item)| {
             let entry = i + 1;
-            let o: SpcObject = serde_saphyr::from_str(item)
-                .map_err(|e| yaml_err(label, Some(format!("objects entry #{entry}")), e))?;
+            let o: SpcObject = serde_saphyr::from_str(item).map_err(|e| {
+                let text = e.to_string();
+                if VAULT_FIELDS.iter().any(|f| text.contains(f)) {
+                    return ViewSourceError::SpcObjectVault {
+                        file: label.into(),
+                        entry,
+                    };
+                }
+                yaml_err(label, Some(format!("objects entry #{entry}")), e)
+            })?;
             to_view(o, vault.clone(), label, entry)
         })
         .collect()

@@ -243,10 +243,10 @@ fn a_secret_provider_class_names_its_vault_for_the_class_only() {
         )
         .unwrap_err();
         assert!(
-            matches!(&e, ViewSourceError::SpcYaml { part: Some(p), .. } if p == "objects entry #1"),
-            "{e:?}"
+            matches!(&e, ViewSourceError::SpcObjectVault { entry: 1, .. }),
+            "{field}: {e:?}"
         );
-        assert!(e.to_string().contains(field), "{e}");
+        assert!(e.to_string().contains("keyvaultName of the class"), "{e}");
     }
     // A bad keyvaultName is refused like the mount's vault, naming the view.
     let e = validate_views(

@@ -103,6 +103,8 @@ pub enum ViewSourceError {
     SpcProvider { file: String, provider: String },
     #[error("{file}: spec.parameters.{parameter} is not supported (akvfs reads keyvaultName and objects; the identity comes from its own settings)")]
     SpcParameter { file: String, parameter: String },
+    #[error("{file}: objects entry #{entry}: an object cannot name a vault; keyvaultName of the class applies to every object (for objects of several vaults, declare views with vault = in a views file or [[mount.view]])")]
+    SpcObjectVault { file: String, entry: usize },
     #[error("{file}: objects entry #{entry}: objectName is required")]
     SpcObjectName { file: String, entry: usize },
     #[error(
