@@ -167,7 +167,18 @@ fn the_root_of_a_vault_mount_shows_only_its_own_vault() {
         "[[mount.view]]\npath = \"from-b\"\nname = \"mine\"\nvault = \"{}\"\n",
         b.info().vault_url
     );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let file = config(&emu, tmp.path(), &mnt, "root = \"vault\"", &views);
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        format!("metrics_listen = \"127.0.0.1:{port}\"\n{text}"),
+    )
+    .unwrap();
     let m = run_config(&emu, &file, &mnt);
     let mut top: Vec<String> = std::fs::read_dir(&mnt)
         .unwrap()
@@ -178,6 +189,43 @@ fn the_root_of_a_vault_mount_shows_only_its_own_vault() {
     assert_eq!(m.read("mine").unwrap(), b"a");
     assert_eq!(m.read("from-b").unwrap(), b"b-mine");
     assert_eq!(errno(&m, "theirs"), Some(libc::ENOENT));
+
+    // Metrics per vault: the other vault's calls and cache carry its label,
+    // beside the mount's; readiness counts the one mount.
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    let metrics = get("/metrics");
+    let b_label = format!(
+        "vault=\"{}\"",
+        b.info().vault_url.trim_start_matches("https://")
+    );
+    let a_label = format!(
+        "vault=\"{}\"",
+        emu.info().vault_url.trim_start_matches("https://")
+    );
+    for label in [&a_label, &b_label] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with("akvfs_mount_up{")
+                && l.contains(label.as_str())
+                && l.ends_with(" 1")),
+            "{label}: {metrics}"
+        );
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("akvfs_cache_misses_total{") && l.contains(label.as_str())),
+            "{label}: {metrics}"
+        );
+    }
+    let ready = get("/readyz");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(ready.contains("1 mounts serving"), "{ready}");
 }
 
 #[test]
@@ -217,6 +265,23 @@ fn unknown_vaults_and_vault_names_in_objects_fail_the_start_clearly() {
         assert!(line.contains("view x/db") && line.contains(&dead), "{line}");
         assert!(line.contains("check the view's vault setting"), "{line}");
     }
+    // A view's own failure in the other vault names that vault.
+    let b = vault_b(&emu);
+    b.set_secret("conf", r#"{"user":"svc"}"#).unwrap();
+    let out = start(
+        "--views",
+        &format!(
+            "[[view]]\npath = \"pw\"\nname = \"conf\"\njson_pointer = \"/password\"\nvault = \"{}\"\n",
+            b.info().vault_url
+        ),
+    );
+    assert!(!out.status.success());
+    let line = out.error_line();
+    assert!(
+        line.contains("pw") && line.contains(&b.info().vault_url) && line.contains("/password"),
+        "{line}"
+    );
+    assert!(!out.stderr.contains("svc"), "{}", out.stderr);
     // A vault name that is no vault name is refused like the mount's.
     let out = start(
         "--views",
