@@ -370,3 +370,7 @@ impl FsCore {
             .ok_or(FsError::Internal)
     }
 }
+
+#[cfg(test)]
+#[path = "view_vaults_tests.rs"]
+mod vault_tests;
