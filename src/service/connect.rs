@@ -61,22 +61,14 @@ pub fn connect(
         "using {} authentication",
         identity.mode.as_str()
     );
-    let client = AzureVault::new(
-        &vault.url,
-        Arc::clone(&identity.credential),
-        &transport,
-        vault.verify_challenge_resource,
-    )
-    .map_err(Error::Client)?;
-    Ok(Connection {
-        identity,
-        vault: Arc::new(MeteredVault::new(Arc::new(client), metrics.clone())),
-    })
+    let vault = connect_with(vault, &identity, metrics)?;
+    Ok(Connection { identity, vault })
 }
 
-/// A client of another vault (`vault.url`) with an identity already built:
-/// one credential, and so one token, for every vault a mount reads. Calls
-/// are counted in `metrics` (that vault's). Makes no network call.
+/// The client of `vault` with an identity already built: the mount's own
+/// vault, or another its views read (one credential, and so one token, for
+/// every vault of a mount). Calls are counted in `metrics` (that vault's).
+/// Makes no network call.
 pub fn connect_with(
     vault: &VaultConfig,
     identity: &Identity,
