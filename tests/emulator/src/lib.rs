@@ -13,7 +13,8 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: [`EmulatorConfig`], identities and their permissions, the seed file format.
+//! - [`config`]: [`EmulatorConfig`], identities and their permissions; `seed`: the seed file
+//!   format.
 //! - `emulator`: the running [`Emulator`] handle and [`ReadyInfo`] (the ready line);
 //!   `emulator_api`: its synchronous test controls; [`extra`]: extra vaults, each on its own
 //!   listener with its own state, sharing the Entra ID's signing keys.
@@ -61,6 +62,7 @@ mod objects;
 mod objroutes;
 mod objseed;
 mod props;
+mod seed;
 mod server;
 mod state;
 mod store;
