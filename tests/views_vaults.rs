@@ -6,6 +6,9 @@
 //! Time only bounds the waiting, generously.
 
 mod common;
+#[path = "certs/support.rs"]
+#[allow(dead_code)]
+mod support;
 
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -337,4 +340,61 @@ fn a_secret_provider_class_of_the_other_vault_beside_inline_views() {
     let m = run_config(&emu, &file, &mnt);
     assert_eq!(m.read("a-db").unwrap(), b"from-a");
     assert_eq!(m.read("b-db").unwrap(), b"from-b");
+}
+
+#[test]
+fn certificate_key_and_history_views_of_the_other_vault_match_that_vault() {
+    let emu = two_vaults();
+    let b = vault_b(&emu);
+    let tmp = tempfile::tempdir().unwrap();
+    let pfx = support::make_chain(tmp.path(), "rsa");
+    b.add_certificate_version(
+        "web",
+        &akvfs_emulator::SeedCertVersion {
+            pfx: Some(pfx),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    b.set_secret("h", "one").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    b.set_secret("h", "two").unwrap();
+    // Vault A holds the same names with other content.
+    emu.set_secret("h", "a-h");
+    let b_url = b.info().vault_url.clone();
+    let views = tmp.path().join("v.toml");
+    std::fs::write(
+        &views,
+        format!(
+            "[[view]]\npath = \"tls/tls.key\"\nname = \"web\"\ntype = \"cert\"\npart = \"tls.key\"\nvault = \"{b_url}\"\n\
+             [[view]]\npath = \"tls/leaf.crt\"\nname = \"web\"\ntype = \"cert\"\nvault = \"{b_url}\"\n\
+             [[view]]\npath = \"signing.pem\"\nname = \"web\"\ntype = \"key\"\nvault = \"{b_url}\"\n\
+             [[view]]\npath = \"hist\"\nname = \"h\"\nversion_history = 2\nvault = \"{b_url}\"\n\
+             [[view]]\npath = \"a-h\"\nname = \"h\"\n"
+        ),
+    )
+    .unwrap();
+    let m = Mount::new(&emu, &["--views", views.to_str().unwrap()]);
+    // What B holds, through a mount of B itself.
+    let direct_dir = tmp.path().join("b");
+    std::fs::create_dir(&direct_dir).unwrap();
+    let mut cmd = akvfs(&wi_env(&emu));
+    cmd.arg("mount")
+        .arg(&b_url)
+        .arg(&direct_dir)
+        .arg("--foreground")
+        .args(conn_args(&emu));
+    let direct = Mount::from_command(cmd, &direct_dir, None);
+    for (view, file) in [
+        ("tls/tls.key", ".certs/web/tls.key"),
+        ("tls/leaf.crt", ".certs/web/leaf.crt"),
+        ("signing.pem", ".keys/web.pem"),
+    ] {
+        let got = m.read(view).unwrap();
+        assert!(!got.is_empty(), "{view}");
+        assert_eq!(got, direct.read(file).unwrap(), "{view}");
+    }
+    assert_eq!(text(&m, "hist/0"), "two");
+    assert_eq!(text(&m, "hist/1"), "one");
+    assert_eq!(text(&m, "a-h"), "a-h");
 }
