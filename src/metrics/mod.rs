@@ -104,10 +104,15 @@ impl MountMetrics {
     }
 
     /// Metrics of another vault this mount's views read from: the same
-    /// mountpoint label, that vault's label; exposed with this mount's.
+    /// mountpoint label, that vault's label; exposed with this mount's. A
+    /// mount started again (a retry) gets the same ones back.
     pub fn add_vault(&self, vault: &str) -> Arc<MountMetrics> {
         let m = MountMetrics::new(&self.mountpoint, vault, self.stale_after, self.secret_names);
-        lock(&self.vaults).push(Arc::clone(&m));
+        let mut vaults = lock(&self.vaults);
+        if let Some(known) = vaults.iter().find(|v| v.vault == m.vault) {
+            return Arc::clone(known);
+        }
+        vaults.push(Arc::clone(&m));
         m
     }
 

@@ -91,3 +91,62 @@ pub fn connect_view_vaults(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::views::{validate_views, RawView};
+    use crate::config::MountOptions;
+
+    #[test]
+    fn other_vaults_are_taken_once_each_in_order_with_their_first_view() {
+        let mut cfg = MountOptions {
+            vault: Some("kv-a".into()),
+            path: Some("/mnt".into()),
+            ..Default::default()
+        }
+        .validate(true, true)
+        .unwrap();
+        let view = |path: &str, vault: Option<&str>| RawView {
+            path: Some(path.into()),
+            name: Some("db".into()),
+            vault: vault.map(str::to_string),
+            ..Default::default()
+        };
+        cfg.views = validate_views(
+            vec![
+                view("a", None),
+                view("c1", Some("kv-c")),
+                view("b1", Some("kv-b")),
+                view("c2", Some("https://kv-c.vault.azure.net")),
+                view("own", Some("kv-a")),
+            ],
+            &cfg.vault.url,
+        )
+        .unwrap();
+        assert_eq!(
+            other_vaults(&cfg),
+            [
+                ("https://kv-c.vault.azure.net".to_string(), "c1".to_string()),
+                ("https://kv-b.vault.azure.net".to_string(), "b1".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_mount_started_again_keeps_one_set_of_metrics_per_vault() {
+        let m = MountMetrics::new(
+            "/mnt",
+            "https://kv-a.vault.azure.net",
+            std::time::Duration::from_secs(60),
+            false,
+        );
+        let first = m.add_vault("https://kv-b.vault.azure.net");
+        let again = m.add_vault("https://kv-b.vault.azure.net");
+        assert!(Arc::ptr_eq(&first, &again));
+        let other = m.add_vault("https://kv-c.vault.azure.net");
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(other.mountpoint, "/mnt");
+        assert_eq!(other.vault, "kv-c.vault.azure.net");
+    }
+}
