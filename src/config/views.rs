@@ -1,11 +1,15 @@
-//! File views: an explicit list of files, each one object of the vault
-//! (a secret, a part of a certificate, a key's public part) at a chosen
-//! path, optionally pinned, decoded or cut down to one JSON field.
+//! File views: an explicit list of files, each one object of a vault (a
+//! secret, a part of a certificate, a key's public part) at a chosen path,
+//! optionally pinned, decoded or cut down to one JSON field. The vault is
+//! the mount's, or another one named by the view (at most [`MAX_VAULTS`]
+//! in all).
 //!
 //! Views come from `[[mount.view]]` tables, a views file (`views = FILE`,
 //! `[[view]]` tables) and a SecretProviderClass (`spc = FILE`, see
-//! [`super::spc`]); all three give [`RawView`]s (gathered in `view_sources`), which [`validate_views`]
-//! checks as one set (paths unique, no file that is also a directory).
+//! [`super::spc`]); all three give [`RawView`]s (gathered in
+//! `view_sources`), which [`validate_views`] checks as one set (paths
+//! unique, no file that is also a directory). Failures are
+//! [`super::views_error`]'s types.
 
 use std::collections::BTreeMap;
 
