@@ -8,17 +8,24 @@ use crate::config::CacheConfig;
 use crate::vault::memory::MemoryVault;
 use crate::vault::Vault;
 
-fn setup() -> (Arc<MemoryVault>, Arc<FsCore>) {
-    let vault = Arc::new(MemoryVault::new());
-    let cache = SecretCache::new(vault.clone() as Arc<dyn Vault>, CacheConfig::default());
-    let owner = OwnerConfig {
+/// The owner of the test mounts' files.
+pub(super) fn test_owner() -> OwnerConfig {
+    OwnerConfig {
         uid: 1000,
         gid: 1000,
         file_mode: 0o400,
         dir_mode: 0o500,
         allow_other: false,
-    };
-    (vault, FsCore::new(cache, owner, FsTimings::default()))
+    }
+}
+
+fn setup() -> (Arc<MemoryVault>, Arc<FsCore>) {
+    let vault = Arc::new(MemoryVault::new());
+    let cache = SecretCache::new(vault.clone() as Arc<dyn Vault>, CacheConfig::default());
+    (
+        vault,
+        FsCore::new(cache, test_owner(), FsTimings::default()),
+    )
 }
 
 #[tokio::test(start_paused = true)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::cache::{BytePool, SecretCache};
 use crate::config::views::{validate_views, RawView};
-use crate::config::{CacheConfig, OwnerConfig, ViewRoot, ViewSpec};
+use crate::config::{CacheConfig, ViewRoot, ViewSpec};
 use crate::fs::{FsCore, FsTimings, ROOT_INO};
 use crate::secret::SecretName;
 use crate::vault::memory::MemoryVault;
@@ -21,14 +21,11 @@ const B: &str = "https://b.vault.azure.net";
 fn core(vault: &Arc<MemoryVault>, pool: &Arc<BytePool>) -> Arc<FsCore> {
     let cfg = CacheConfig::default();
     let cache = SecretCache::in_pool(vault.clone() as Arc<dyn Vault>, cfg, pool);
-    let owner = OwnerConfig {
-        uid: 1000,
-        gid: 1000,
-        file_mode: 0o400,
-        dir_mode: 0o500,
-        allow_other: false,
-    };
-    FsCore::new(cache, owner, FsTimings::default())
+    FsCore::new(
+        cache,
+        super::super::tests::test_owner(),
+        FsTimings::default(),
+    )
 }
 
 fn specs() -> Vec<ViewSpec> {
