@@ -9,54 +9,17 @@ mod common;
 #[path = "certs/support.rs"]
 #[allow(dead_code)]
 mod support;
+#[path = "vaults/support.rs"]
+mod vaults;
 
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
+use vaults::*;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// An emulator with one extra vault, and a handle on that vault.
-fn two_vaults() -> Emulator {
-    emulator_cfg(&[], |c| {
-        c.extra_vaults = vec!["127.0.0.1:0".parse().unwrap()];
-    })
-}
-
-fn vault_b(emu: &Emulator) -> &akvfs_emulator::Emulator {
-    emu.inner().extra_vault(0).expect("the extra vault")
-}
-
-fn errno(m: &Mount, path: &str) -> Option<i32> {
-    m.read(path).err().and_then(|e| e.raw_os_error())
-}
-
-fn text(m: &Mount, path: &str) -> String {
-    String::from_utf8_lossy(&m.read(path).unwrap_or_default()).into_owned()
-}
-
-/// A config file with one mount of vault A whose views read from A and B.
-fn config(emu: &Emulator, dir: &Path, mnt: &Path, settings: &str, views: &str) -> PathBuf {
-    let file = dir.join("config.toml");
-    let text = format!(
-        "[[mount]]\nvault = \"{}\"\npath = \"{}\"\nca_file = \"{}\"\ndisable_challenge_resource_verification = true\n{settings}\n{views}",
-        emu.info().vault_url,
-        mnt.display(),
-        emu.info().ca_file,
-    );
-    std::fs::write(&file, text).unwrap();
-    file
-}
-
-fn run_config(emu: &Emulator, file: &Path, mnt: &Path) -> Mount {
-    std::fs::create_dir_all(mnt).unwrap();
-    let mut cmd = akvfs(&wi_env(emu));
-    cmd.arg("run").arg("--config").arg(file);
-    Mount::from_command(cmd, mnt, None)
-}
 
 #[test]
 fn one_mount_reads_two_vaults_side_by_side_and_follows_each() {
@@ -229,88 +192,6 @@ fn the_root_of_a_vault_mount_shows_only_its_own_vault() {
     let ready = get("/readyz");
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     assert!(ready.contains("1 mounts serving"), "{ready}");
-}
-
-#[test]
-fn unknown_vaults_and_vault_names_in_objects_fail_the_start_clearly() {
-    let emu = two_vaults();
-    emu.set_secret("db", "a");
-    let tmp = tempfile::tempdir().unwrap();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let start = |flag: &str, text: &str| {
-        let file = tmp.path().join("views");
-        std::fs::write(&file, text).unwrap();
-        let mut cmd = akvfs(&wi_env(&emu));
-        cmd.arg("mount")
-            .arg(&emu.info().vault_url)
-            .arg(&mnt)
-            .arg("--foreground")
-            .args(conn_args(&emu))
-            .arg(flag)
-            .arg(&file);
-        run(cmd)
-    };
-    // Nothing listens there: the start fails naming the view and the vault,
-    // optional or not (optional forgives a missing object, not a vault).
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("https://127.0.0.1:{}", closed.local_addr().unwrap().port());
-    drop(closed);
-    for optional in ["false", "true"] {
-        let out = start(
-            "--views",
-            &format!(
-                "[[view]]\npath = \"x/db\"\nname = \"db\"\noptional = {optional}\nvault = \"{dead}\"\n"
-            ),
-        );
-        assert!(!out.status.success());
-        let line = out.error_line();
-        assert!(line.contains("view x/db") && line.contains(&dead), "{line}");
-        assert!(line.contains("check the view's vault setting"), "{line}");
-    }
-    // A view's own failure in the other vault names that vault.
-    let b = vault_b(&emu);
-    b.set_secret("conf", r#"{"user":"svc"}"#).unwrap();
-    let out = start(
-        "--views",
-        &format!(
-            "[[view]]\npath = \"pw\"\nname = \"conf\"\njson_pointer = \"/password\"\nvault = \"{}\"\n",
-            b.info().vault_url
-        ),
-    );
-    assert!(!out.status.success());
-    let line = out.error_line();
-    assert!(
-        line.contains("pw") && line.contains(&b.info().vault_url) && line.contains("/password"),
-        "{line}"
-    );
-    assert!(!out.stderr.contains("svc"), "{}", out.stderr);
-    // A vault name that is no vault name is refused like the mount's.
-    let out = start(
-        "--views",
-        "[[view]]\npath = \"x\"\nname = \"db\"\nvault = \"no_such_vault\"\n",
-    );
-    assert!(!out.status.success());
-    let line = out.error_line();
-    assert!(
-        line.contains("view \"x\": vault") && line.contains("no_such_vault"),
-        "{line}"
-    );
-    // A SecretProviderClass names its vault for the class; an object
-    // naming one is refused, naming the field.
-    let out = start(
-        "--spc",
-        &format!(
-            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec:\n  provider: azure\n  parameters:\n    keyvaultName: \"{}\"\n    objects: |\n      array:\n        - |\n          objectName: db\n          objectType: secret\n          keyvaultName: other\n",
-            emu.info().vault_url
-        ),
-    );
-    assert!(!out.status.success());
-    let line = out.error_line();
-    assert!(
-        line.contains("objects entry #1") && line.contains("cannot name a vault"),
-        "{line}"
-    );
 }
 
 #[test]
