@@ -3,7 +3,8 @@
 //! `/_emulator`) that accepts the access tokens the one Entra ID issues, as the vaults of one
 //! tenant do: a token is valid everywhere, and each vault decides what its caller may do.
 
-use crate::emulator::{https_origin, url_host, EmulatorError, ReadyInfo};
+use crate::emulator::{EmulatorError, ReadyInfo};
+use crate::prepare::{https_origin, url_host};
 use crate::state::{Settings, Shared};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;

@@ -16,7 +16,8 @@
 //! - [`config`]: [`EmulatorConfig`], identities and their permissions; `seed`: the seed file
 //!   format.
 //! - `emulator`: the running [`Emulator`] handle and [`ReadyInfo`] (the ready line);
-//!   `emulator_api`: its synchronous test controls; [`extra`]: extra vaults, each on its own
+//!   `prepare`: binding, certificates and state before serving; `emulator_api`: its synchronous
+//!   test controls; [`extra`]: extra vaults, each on its own
 //!   listener with its own state, sharing the Entra ID's signing keys.
 //! - `server`: TLS accept loop, per-connection HTTP/1.1, routing, fault application and
 //!   connection resets.
@@ -61,6 +62,7 @@ mod objcontrol;
 mod objects;
 mod objroutes;
 mod objseed;
+mod prepare;
 mod props;
 mod seed;
 mod server;
