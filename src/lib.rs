@@ -9,7 +9,8 @@
 //!   read the vault, mount, refresh, stop) in [`service::mount`], the
 //!   config file's mounts and reloads in [`service::supervisor`],
 //!   `akvfs check` in [`service::check`], the vault client's set-up and
-//!   error advice in [`service::connect`], typed failures in
+//!   error advice in [`service::connect`], the other vaults a mount's views
+//!   read from in [`service::vaults`], typed failures in
 //!   [`service::error`].
 //! - [`daemon`]: the process around the mounts: hardening
 //!   ([`daemon::harden`]), running in the background

@@ -9,6 +9,7 @@
 mod budget;
 mod entry;
 mod fetch;
+mod pool;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use entry::Derived;
 use entry::ENTRY_OVERHEAD;
 pub use entry::{CachedSecret, SecretKey};
 pub use fetch::backoff;
+pub use pool::BytePool;
 
 /// Names whose refusal is remembered at most. Each costs under 300 bytes of
 /// locked memory; past this the oldest refusal is forgotten first, so a
@@ -76,12 +78,25 @@ pub struct SecretCache {
     permits: Semaphore,
     /// Cold fetches that lookups of names missing from the listing may make.
     cold_lookups: Budget,
+    /// The byte budget, shared with the mount's caches of other vaults.
+    pool: Arc<BytePool>,
     pub stats: CacheStats,
 }
 
 impl SecretCache {
+    /// A cache with a byte budget of its own (`cfg.max_bytes`).
     pub fn new(vault: Arc<dyn Vault>, cfg: CacheConfig) -> Arc<SecretCache> {
-        Arc::new(SecretCache {
+        let pool = BytePool::new(cfg.max_bytes);
+        SecretCache::in_pool(vault, cfg, &pool)
+    }
+
+    /// A cache charging its values to `pool`, shared with other caches.
+    pub fn in_pool(
+        vault: Arc<dyn Vault>,
+        cfg: CacheConfig,
+        pool: &Arc<BytePool>,
+    ) -> Arc<SecretCache> {
+        let cache = Arc::new(SecretCache {
             vault,
             permits: Semaphore::new(cfg.max_concurrent_fetches.max(1)),
             cold_lookups: Budget::new(cfg.max_cold_lookups_per_10s),
@@ -95,8 +110,11 @@ impl SecretCache {
                 ),
             }),
             inflight: Mutex::new(HashMap::new()),
+            pool: Arc::clone(pool),
             stats: CacheStats::default(),
-        })
+        });
+        pool.join(&cache);
+        cache
     }
 
     pub fn vault(&self) -> &Arc<dyn Vault> {
@@ -229,21 +247,23 @@ impl SecretCache {
         }
         let cost = entry.cost();
         if let Some(old) = st.values.put(key, Arc::clone(&entry)) {
-            st.bytes -= old.cost();
+            self.release(&mut st, old.cost());
         }
-        st.bytes += cost;
+        self.charge(&mut st, cost);
         self.evict_over_budget(&mut st);
+        drop(st);
+        self.pool.settle();
         entry
     }
 
     /// Evicts least recently read versions (with what was derived from
     /// them) until the budget holds, keeping at least one.
     fn evict_over_budget(&self, st: &mut State) {
-        while st.bytes > self.cfg.max_bytes && st.values.len() > 1 {
+        while self.pool.over() && st.values.len() > 1 {
             let Some((k, v)) = st.values.pop_lru() else {
                 break;
             };
-            st.bytes -= v.cost();
+            self.release(st, v.cost());
             if st.latest.get(&k.name) == Some(&k.version) {
                 st.latest.remove(&k.name);
             }
@@ -277,8 +297,10 @@ impl SecretCache {
         if entry.derived.set(derived).is_ok() && cached {
             // Charged only while cached: an entry already evicted lives
             // only as long as its readers, and nothing counts it.
-            st.bytes += bytes;
+            self.charge(&mut st, bytes);
             self.evict_over_budget(&mut st);
+            drop(st);
+            self.pool.settle();
         }
         value
     }
@@ -302,7 +324,7 @@ impl SecretCache {
             .collect();
         for k in keys {
             if let Some(v) = st.values.pop(&k) {
-                st.bytes -= v.cost();
+                self.release(&mut st, v.cost());
             }
         }
     }
@@ -322,7 +344,7 @@ impl SecretCache {
             .collect();
         for k in keys {
             if let Some(v) = st.values.pop(&k) {
-                st.bytes -= v.cost();
+                self.release(&mut st, v.cost());
             }
         }
     }

@@ -197,3 +197,39 @@ async fn the_negative_cache_is_bounded() {
     let last = format!("n{}", NEGATIVE_CACHE_MAX + 499);
     assert_eq!(cache.negative(&name(&last)), Some(VaultError::NotFound));
 }
+
+#[tokio::test(start_paused = true)]
+async fn caches_of_one_mount_share_one_byte_budget() {
+    let (va, vb) = (Arc::new(MemoryVault::new()), Arc::new(MemoryVault::new()));
+    for n in ["a", "b", "c"] {
+        va.put(n, &[1u8; 1000]);
+        // The same names in another vault hold other values.
+        vb.put(n, &[2u8; 1000]);
+    }
+    let entry = 1000 + ENTRY_OVERHEAD;
+    let cfg = CacheConfig {
+        max_bytes: 3 * entry,
+        ..Default::default()
+    };
+    let pool = BytePool::new(cfg.max_bytes);
+    let a = SecretCache::in_pool(va.clone() as Arc<dyn Vault>, cfg.clone(), &pool);
+    let b = SecretCache::in_pool(vb.clone() as Arc<dyn Vault>, cfg, &pool);
+    for n in ["a", "b", "c"] {
+        assert_eq!(a.latest(&name(n)).await.unwrap().value.expose()[0], 1);
+    }
+    assert_eq!(pool.used(), 3 * entry);
+    // B's first value: B keeps it (a cache keeps at least one), so A gives
+    // up its least recently read value, and the pool holds.
+    assert_eq!(b.latest(&name("a")).await.unwrap().value.expose()[0], 2);
+    assert!(pool.used() <= 3 * entry, "{}", pool.used());
+    assert!(a.cached_latest(&name("a")).is_none());
+    assert_eq!(a.len(), 2);
+    // B grows again: its own least recently read value goes first.
+    assert_eq!(b.latest(&name("b")).await.unwrap().value.expose()[0], 2);
+    assert_eq!((a.len(), b.len()), (2, 1));
+    assert!(b.cached_latest(&name("a")).is_none());
+    assert_eq!(pool.used(), a.bytes() + b.bytes());
+    // A cache dropped gives its bytes back.
+    drop(a);
+    assert_eq!(pool.used(), b.bytes());
+}

@@ -15,6 +15,7 @@ mod units;
 mod validate;
 mod view_sources;
 pub mod views;
+pub mod views_error;
 
 pub use dash_o::parse_mount_options;
 pub use error::ConfigError;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::validate::FieldError;
 use super::views::{validate_views, RawView, ViewRoot, ViewSpec};
+use super::views_error::ViewSourceError;
 
 /// A views file: `[[view]]` tables.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -16,38 +17,32 @@ pub(super) struct ViewsFile {
 }
 
 /// Reads a views file (`[[view]]` tables, the fields of [`RawView`]).
-pub fn load_views_file(path: &Path) -> Result<Vec<RawView>, String> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read views file {shown}: {e}"))?;
-    let file: ViewsFile = toml::from_str(&text).map_err(|e| {
-        let at = e
+pub fn load_views_file(path: &Path) -> Result<Vec<RawView>, ViewSourceError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ViewSourceError::ViewsFileRead {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file: ViewsFile = toml::from_str(&text).map_err(|e| ViewSourceError::ViewsFileSyntax {
+        path: path.to_path_buf(),
+        line: e
             .span()
-            .map(|s| {
-                format!(
-                    " (line {})",
-                    text[..s.start.min(text.len())].matches('\n').count() + 1
-                )
-            })
-            .unwrap_or_default();
-        format!("views file {shown}{at}: {}", e.message())
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+        message: e.message().to_string(),
     })?;
     if file.view.is_empty() {
-        return Err(format!(
-            "views file {shown}: no [[view]] tables; add at least one with path and name"
-        ));
+        return Err(ViewSourceError::ViewsFileEmpty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(file.view)
 }
 
 /// Parses `vault` or `views` for the `root` setting.
-pub fn parse_root(s: &str) -> Result<ViewRoot, String> {
+pub fn parse_root(s: &str) -> Result<ViewRoot, ViewSourceError> {
     match s {
         "vault" => Ok(ViewRoot::Vault),
         "views" => Ok(ViewRoot::Views),
-        _ => Err(format!(
-            "{s:?} is not vault (every secret plus the views) or views (only the views)"
-        )),
+        _ => Err(ViewSourceError::Root { value: s.into() }),
     }
 }
 
@@ -62,17 +57,20 @@ pub(super) fn views_config(
 ) -> Result<(Vec<ViewSpec>, ViewRoot), FieldError> {
     let mut raw = inline;
     if let Some(f) = file {
-        raw.extend(load_views_file(f).map_err(|e| FieldError::new("views", e))?);
+        raw.extend(load_views_file(f).map_err(|e| FieldError::new("views", e.to_string()))?);
     }
     if let Some(f) = spc {
-        raw.extend(super::spc::load_spc_file(f).map_err(|e| FieldError::new("spc", e))?);
+        raw.extend(
+            super::spc::load_spc_file(f).map_err(|e| FieldError::new("spc", e.to_string()))?,
+        );
     }
-    let views = validate_views(raw, vault_url).map_err(|e| FieldError::new("view", e))?;
+    let views =
+        validate_views(raw, vault_url).map_err(|e| FieldError::new("view", e.to_string()))?;
     // Declared views are an allow-list unless the root is asked for: a
     // migration from the CSI driver expects only the listed files, and
     // should not expose every other secret the identity can read.
     let root = match root {
-        Some(r) => parse_root(r).map_err(|e| FieldError::new("root", e))?,
+        Some(r) => parse_root(r).map_err(|e| FieldError::new("root", e.to_string()))?,
         None if views.is_empty() => ViewRoot::Vault,
         None => ViewRoot::Views,
     };
@@ -84,3 +82,7 @@ pub(super) fn views_config(
     }
     Ok((views, root))
 }
+
+#[cfg(test)]
+#[path = "view_sources_tests.rs"]
+mod tests;

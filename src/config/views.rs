@@ -1,14 +1,19 @@
-//! File views: an explicit list of files, each one object of the vault
-//! (a secret, a part of a certificate, a key's public part) at a chosen
-//! path, optionally pinned, decoded or cut down to one JSON field.
+//! File views: an explicit list of files, each one object of a vault (a
+//! secret, a part of a certificate, a key's public part) at a chosen path,
+//! optionally pinned, decoded or cut down to one JSON field. The vault is
+//! the mount's, or another one named by the view (at most [`MAX_VAULTS`]
+//! in all).
 //!
 //! Views come from `[[mount.view]]` tables, a views file (`views = FILE`,
 //! `[[view]]` tables) and a SecretProviderClass (`spc = FILE`, see
-//! [`super::spc`]); all three give [`RawView`]s (gathered in `view_sources`), which [`validate_views`]
-//! checks as one set (paths unique, no file that is also a directory).
+//! [`super::spc`]); all three give [`RawView`]s (gathered in
+//! `view_sources`), which [`validate_views`] checks as one set (paths
+//! unique, no file that is also a directory). Failures are
+//! [`super::views_error`]'s types.
 
 use std::collections::BTreeMap;
 
+use super::views_error::{PathError, ViewError};
 use super::{parse_mode, parse_vault};
 use crate::secret::SecretName;
 
@@ -17,7 +22,10 @@ pub const MAX_VIEWS: usize = 1024;
 /// Largest `version_history`.
 pub const MAX_HISTORY: u32 = 100;
 /// Longest view path, in bytes.
-const MAX_PATH: usize = 1024;
+pub const MAX_PATH: usize = 1024;
+/// Vaults one mount reads from at most, its own included: each other vault
+/// has its own client, cache and refresher.
+pub const MAX_VAULTS: usize = 8;
 
 /// One view as written in a config file, a views file or converted from a
 /// SecretProviderClass object. Every field optional; [`validate_views`]
@@ -94,7 +102,8 @@ pub struct ViewSpec {
     pub json_pointer: Option<String>,
     pub mode: Option<u16>,
     pub optional: bool,
-    /// The vault URL when another than the mount's was named.
+    /// The URL of the vault to read from when it is not the mount's own
+    /// (naming the mount's own vault gives `None`).
     pub vault: Option<String>,
 }
 
@@ -115,46 +124,40 @@ pub enum ViewRoot {
 }
 
 /// Checks a view's path and splits it into components.
-pub fn parse_view_path(p: &str) -> Result<Vec<String>, String> {
+pub fn parse_view_path(p: &str) -> Result<Vec<String>, PathError> {
     if p.is_empty() {
-        return Err("path is empty".into());
+        return Err(PathError::Empty);
     }
     if p.len() > MAX_PATH {
-        return Err(format!("path is longer than {MAX_PATH} bytes"));
+        return Err(PathError::TooLong);
     }
     if p.starts_with('/') {
-        return Err(format!(
-            "path {p:?} is absolute; write it relative to the mount"
-        ));
+        return Err(PathError::Absolute(p.into()));
     }
     let parts: Vec<String> = p.split('/').map(str::to_string).collect();
     for c in &parts {
         if c.is_empty() {
-            return Err(format!(
-                "path {p:?} has an empty component (// or a trailing /)"
-            ));
+            return Err(PathError::EmptyComponent(p.into()));
         }
         if c == "." || c == ".." {
-            return Err(format!("path {p:?} may not contain . or .."));
+            return Err(PathError::Dots(p.into()));
         }
         if c.len() > 255 || c.bytes().any(|b| b == 0 || b.is_ascii_control()) {
-            return Err(format!(
-                "path {p:?} has a component that is too long or holds control characters"
-            ));
+            return Err(PathError::BadComponent(p.into()));
         }
     }
     if matches!(parts[0].as_str(), ".versions" | ".certs" | ".keys") {
-        return Err(format!(
-            "path {p:?} collides with the mount's {} directory",
-            parts[0]
-        ));
+        return Err(PathError::Reserved {
+            path: p.into(),
+            dir: parts[0].clone(),
+        });
     }
     Ok(parts)
 }
 
 /// Checks one view; `label` names it in messages.
-fn validate_one(raw: RawView, label: &str) -> Result<ViewSpec, String> {
-    let err = |field: &str, problem: String| format!("{label}: {field}: {problem}");
+fn validate_one(raw: RawView, label: &str) -> Result<ViewSpec, ViewError> {
+    let err = |field: &'static str, problem: String| ViewError::field(label, field, problem);
     let name_s = raw.name.ok_or_else(|| {
         err(
             "name",
@@ -167,8 +170,12 @@ fn validate_one(raw: RawView, label: &str) -> Result<ViewSpec, String> {
             format!("{name_s:?} is not a Key Vault object name (1-127 letters, digits and -)"),
         )
     })?;
-    let path =
-        parse_view_path(raw.path.as_deref().unwrap_or(&name_s)).map_err(|e| err("path", e))?;
+    let path = parse_view_path(raw.path.as_deref().unwrap_or(&name_s)).map_err(|source| {
+        ViewError::Path {
+            view: label.to_string(),
+            source,
+        }
+    })?;
     let kind = raw.kind.as_deref().unwrap_or("secret");
     let object = match kind {
         "secret" => {
@@ -297,14 +304,13 @@ fn validate_one(raw: RawView, label: &str) -> Result<ViewSpec, String> {
 }
 
 /// Checks every view and the set: unique paths, no path both a file and a
-/// directory, views of the mount's own vault (`mount_vault`).
-pub fn validate_views(raw: Vec<RawView>, mount_vault: &str) -> Result<Vec<ViewSpec>, String> {
+/// directory, at most [`MAX_VAULTS`] vaults. A view naming the mount's own
+/// vault (`mount_vault`) gets `vault: None`, so `Some` always means another.
+pub fn validate_views(raw: Vec<RawView>, mount_vault: &str) -> Result<Vec<ViewSpec>, ViewError> {
     if raw.len() > MAX_VIEWS {
-        return Err(format!(
-            "{} views; at most {MAX_VIEWS} are allowed",
-            raw.len()
-        ));
+        return Err(ViewError::TooMany { count: raw.len() });
     }
+    let mut vaults: Vec<String> = vec![mount_vault.to_string()];
     let mut out: Vec<ViewSpec> = Vec::with_capacity(raw.len());
     // What each path already is: a view's file, a view's history
     // directory, or a directory holding views.
@@ -320,12 +326,19 @@ pub fn validate_views(raw: Vec<RawView>, mount_vault: &str) -> Result<Vec<ViewSp
             (Some(p), _) | (None, Some(p)) => format!("view {p:?}"),
             _ => format!("view #{}", i + 1),
         };
-        let v = validate_one(r, &label)?;
+        let mut v = validate_one(r, &label)?;
+        if v.vault.as_deref() == Some(mount_vault) {
+            v.vault = None;
+        }
         if let Some(url) = &v.vault {
-            if url != mount_vault {
-                return Err(format!(
-                    "{label}: vault: {url} is not the mount's vault ({mount_vault}); views of another vault are not supported yet, declare a second mount for it"
-                ));
+            if !vaults.contains(url) {
+                if vaults.len() == MAX_VAULTS {
+                    return Err(ViewError::TooManyVaults {
+                        view: label,
+                        vault: url.clone(),
+                    });
+                }
+                vaults.push(url.clone());
             }
         }
         for depth in 1..v.path.len() {
@@ -333,10 +346,10 @@ pub fn validate_views(raw: Vec<RawView>, mount_vault: &str) -> Result<Vec<ViewSp
             match seen.insert(dir.clone(), Seen::Dir) {
                 None | Some(Seen::Dir) => {}
                 Some(_) => {
-                    return Err(format!(
-                        "{label}: path: {:?} is a file or version history of another view and cannot also hold views",
-                        dir.join("/")
-                    ))
+                    return Err(ViewError::NotADirectory {
+                        view: label,
+                        dir: dir.join("/"),
+                    })
                 }
             }
         }
@@ -348,12 +361,17 @@ pub fn validate_views(raw: Vec<RawView>, mount_vault: &str) -> Result<Vec<ViewSp
         match seen.insert(v.path.clone(), this) {
             None => {}
             Some(Seen::Dir) => {
-                return Err(format!(
-                    "{label}: path: {:?} is a directory holding other views",
-                    v.shown()
-                ))
+                return Err(ViewError::HoldsViews {
+                    view: label,
+                    path: v.shown(),
+                })
             }
-            Some(_) => return Err(format!("{label}: path: {:?} is declared twice", v.shown())),
+            Some(_) => {
+                return Err(ViewError::Duplicate {
+                    view: label,
+                    path: v.shown(),
+                })
+            }
         }
         out.push(v);
     }

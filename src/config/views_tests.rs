@@ -1,9 +1,6 @@
-//! Parsing and validation of views, without mounts.
+//! Validation of views, one by one and as a set, without mounts.
 
 use super::*;
-use crate::config::spc::parse_spc;
-use crate::config::view_sources::ViewsFile;
-use crate::config::{parse_mount_options, MountOptions};
 
 const VAULT: &str = "https://myvault.vault.azure.net";
 
@@ -16,7 +13,7 @@ fn view(path: &str, name: &str) -> RawView {
 }
 
 fn check(views: Vec<RawView>) -> Result<Vec<ViewSpec>, String> {
-    validate_views(views, VAULT)
+    validate_views(views, VAULT).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -204,13 +201,6 @@ fn every_field_is_checked_and_named() {
         },
         "vault",
     );
-    bad(
-        RawView {
-            vault: Some("othervault".into()),
-            ..view("p", "x")
-        },
-        "vault",
-    );
 
     let ok = check(vec![RawView {
         kind: Some("cert".into()),
@@ -230,202 +220,77 @@ fn every_field_is_checked_and_named() {
 }
 
 #[test]
-fn unknown_fields_are_refused_in_every_source() {
-    let toml_err =
-        toml::from_str::<toml::Table>("[[view]]\npath = \"a\"\nname = \"b\"\ncolour = 1\n")
-            .map(|t| toml::Value::Table(t).try_into::<ViewsFile>())
-            .unwrap()
-            .unwrap_err();
-    assert!(toml_err.to_string().contains("colour"), "{toml_err}");
-
-    let spc = "array:\n  - |\n    objectName: a\n    objectType: secret\n    objectColour: red\n";
-    let e = parse_spc(spc, "spc").unwrap_err();
-    assert!(e.contains("objects entry #1"), "{e}");
-    assert!(e.contains("objectColour"), "{e}");
-
-    let manifest = "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec:\n  provider: azure\n  parameters:\n    keyvaultName: myvault\n    frobnicate: \"true\"\n    objects: |\n      array:\n        - |\n          objectName: a\n          objectType: secret\n";
-    let e = parse_spc(manifest, "spc").unwrap_err();
-    assert!(e.contains("frobnicate"), "{e}");
-}
-
-#[test]
-fn a_secret_provider_class_becomes_the_equivalent_views() {
-    let manifest = r#"apiVersion: secrets-store.csi.x-k8s.io/v1
-kind: SecretProviderClass
-metadata:
-  name: app
-spec:
-  provider: azure
-  parameters:
-    usePodIdentity: "false"
-    clientID: "00000000-0000-0000-0000-000000000000"
-    keyvaultName: myvault
-    tenantId: "11111111-1111-1111-1111-111111111111"
-    objects: |
-      array:
-        - |
-          objectName: db-password
-          objectType: secret
-          objectAlias: db/password
-          objectVersion: ""
-          filePermission: "0440"
-        - |
-          objectName: blob
-          objectType: secret
-          objectEncoding: base64
-          objectVersionHistory: 3
-        - |
-          objectName: web
-          objectType: cert
-        - |
-          objectName: signing
-          objectType: key
-          objectVersion: 0123456789abcdef0123456789abcdef
-        - |
-          objectName: web
-          objectType: secret
-          objectAlias: web.pfx
-          objectFormat: pfx
-          objectVersionHistory: 1
-"#;
-    let from_spc = validate_views(parse_spc(manifest, "spc").unwrap(), VAULT).unwrap();
-    let toml_text = r#"
-[[view]]
-path = "db/password"
-name = "db-password"
-mode = "0440"
-vault = "myvault"
-[[view]]
-name = "blob"
-encoding = "base64"
-version_history = 3
-vault = "myvault"
-[[view]]
-name = "web"
-type = "cert"
-vault = "myvault"
-[[view]]
-name = "signing"
-type = "key"
-version = "0123456789abcdef0123456789abcdef"
-vault = "myvault"
-[[view]]
-path = "web.pfx"
-name = "web"
-format = "pfx"
-vault = "myvault"
-"#;
-    let file: ViewsFile = toml::from_str(toml_text).unwrap();
-    let from_toml = validate_views(file.view, VAULT).unwrap();
-    assert_eq!(from_spc, from_toml);
-    assert_eq!(from_spc[2].object, ViewObject::Cert("leaf.crt"));
-    assert_eq!(from_spc[3].object, ViewObject::Key { jwk: false });
-    assert_eq!(from_spc[1].history, Some(3));
-    assert_eq!(
-        from_spc[4].history, None,
-        "history 1 is one plain file, as the provider does"
-    );
-
-    // The objects string alone gives the same views, without a vault.
-    let objects = "array:\n  - |\n    objectName: db-password\n    objectType: secret\n    objectAlias: db/password\n";
-    let v = parse_spc(objects, "spc").unwrap();
-    assert_eq!(v[0].path.as_deref(), Some("db/password"));
-    assert_eq!(v[0].vault, None);
-
-    let e = parse_spc("array:\n  - |\n    objectName: a\n", "spc").unwrap_err();
-    assert!(e.contains("objectType is required"), "{e}");
-    let e = parse_spc("kind: ConfigMap\nspec: {}\n", "spc").unwrap_err();
-    assert!(e.contains("not SecretProviderClass"), "{e}");
-}
-
-#[test]
-fn views_come_from_options_with_an_allow_listing_root_by_default() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("v.toml");
-    std::fs::write(&f, "[[view]]\npath = \"a/b\"\nname = \"db\"\n").unwrap();
-    let (o, _) = parse_mount_options(&format!("views={}", f.display())).unwrap();
-    let base = MountOptions {
-        vault: Some("myvault".into()),
-        path: Some("/mnt".into()),
-        ..Default::default()
+fn views_may_read_from_other_vaults_named_like_the_mount_s() {
+    let other = |path: &str, vault: &str| RawView {
+        vault: Some(vault.into()),
+        ..view(path, "db")
     };
-    let cfg = base
-        .clone()
-        .overlay(o.clone())
-        .validate(true, true)
-        .unwrap();
-    assert_eq!(cfg.views.len(), 1);
-    assert_eq!(cfg.view_root, ViewRoot::Views);
-    let cfg = base
-        .clone()
-        .overlay(MountOptions {
-            root: Some("vault".into()),
-            ..o
-        })
-        .validate(true, true)
-        .unwrap();
-    assert_eq!(cfg.view_root, ViewRoot::Vault);
-    let cfg = base.clone().validate(true, true).unwrap();
-    assert_eq!(cfg.view_root, ViewRoot::Vault);
-    let e = base
-        .clone()
-        .overlay(MountOptions {
-            root: Some("views".into()),
-            ..Default::default()
-        })
-        .validate(true, true)
-        .unwrap_err();
-    assert_eq!(e.field, "root");
-    let e = parse_mount_options("view=x").unwrap_err();
+    let v = check(vec![
+        view("a", "db"),
+        other("b", "othervault"),
+        other("c", "https://othervault.vault.azure.net/"),
+        other("d", "myvault"),
+        other("e", "https://127.0.0.1:8443"),
+    ])
+    .unwrap();
+    let vaults: Vec<Option<&str>> = v.iter().map(|s| s.vault.as_deref()).collect();
+    assert_eq!(
+        vaults,
+        [
+            None,
+            Some("https://othervault.vault.azure.net"),
+            Some("https://othervault.vault.azure.net"),
+            // The mount's own vault, however written, is no other vault.
+            None,
+            Some("https://127.0.0.1:8443"),
+        ]
+    );
+    // Names and URLs are checked as the mount's vault is, naming the view.
+    for bad in [
+        "my_vault",
+        "http://kv.vault.azure.net",
+        "https://kv/x",
+        "-kv",
+    ] {
+        let e = check(vec![other("p", bad)]).unwrap_err();
+        assert!(e.starts_with("view \"p\": vault: "), "{bad}: {e}");
+    }
+    let e = validate_views(vec![other("p", "ab")], VAULT).unwrap_err();
     assert!(
-        matches!(e, crate::config::ConfigError::OptionViews { .. }),
+        matches!(&e, ViewError::Field { field: "vault", .. }),
         "{e:?}"
     );
-    assert!(e.to_string().contains("views=FILE"), "{e}");
-    let missing = base
-        .overlay(MountOptions {
-            spc: Some(dir.path().join("nope.yaml")),
-            ..Default::default()
-        })
-        .validate(true, true)
-        .unwrap_err();
-    assert_eq!(missing.field, "spc");
-    assert!(missing.problem.contains("nope.yaml"), "{missing:?}");
+    // At most MAX_VAULTS vaults, the mount's own included.
+    let many: Vec<RawView> = (0..MAX_VAULTS)
+        .map(|i| other(&format!("v{i}"), &format!("vault{i}x")))
+        .collect();
+    let e = validate_views(many, VAULT).unwrap_err();
+    assert!(matches!(&e, ViewError::TooManyVaults { .. }), "{e:?}");
+    assert!(e.to_string().contains("at most 8 vaults"), "{e}");
+    let fits: Vec<RawView> = (1..MAX_VAULTS)
+        .map(|i| other(&format!("v{i}"), &format!("vault{i}x")))
+        .chain(std::iter::once(other("again", "vault1x")))
+        .collect();
+    assert_eq!(validate_views(fits, VAULT).unwrap().len(), MAX_VAULTS);
 }
 
 #[test]
-fn a_config_file_declares_views_inline_per_mount() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("config.toml");
-    std::fs::write(
-        &f,
-        "[[mount]]\nvault = \"myvault\"\npath = \"/mnt/a\"\nroot = \"vault\"\n\
-         [[mount.view]]\npath = \"db/user\"\nname = \"db\"\njson_pointer = \"/user\"\n\
-         [[mount]]\nvault = \"myvault\"\npath = \"/mnt/b\"\n",
-    )
-    .unwrap();
-    let cfg = crate::config::load_config_file(&f).unwrap();
-    assert_eq!(cfg.mounts[0].views.len(), 1);
-    assert_eq!(
-        cfg.mounts[0].views[0].json_pointer.as_deref(),
-        Some("/user")
-    );
-    assert_eq!(cfg.mounts[0].view_root, ViewRoot::Vault);
-    assert!(cfg.mounts[1].views.is_empty());
-
-    std::fs::write(
-        &f,
-        "[[mount]]\nvault = \"myvault\"\npath = \"/mnt/a\"\n[[mount.view]]\npath = \"x\"\nname = \"db\"\nalias = \"y\"\n",
-    )
-    .unwrap();
-    let e = crate::config::load_config_file(&f).unwrap_err();
+fn set_errors_have_their_variants() {
+    let e = validate_views(vec![view("a/b", "x"), view("a/b", "y")], VAULT).unwrap_err();
+    assert!(matches!(e, ViewError::Duplicate { .. }), "{e:?}");
+    let e = validate_views(vec![view("a", "x"), view("a/b", "y")], VAULT).unwrap_err();
+    assert!(matches!(e, ViewError::NotADirectory { .. }), "{e:?}");
+    let e = validate_views(vec![view("/a", "x")], VAULT).unwrap_err();
     assert!(
         matches!(
             e,
-            crate::config::ConfigError::FileSyntax { line: Some(_), .. }
+            ViewError::Path {
+                source: PathError::Absolute(_),
+                ..
+            }
         ),
         "{e:?}"
     );
-    let e = e.to_string();
-    assert!(e.contains("alias") && e.contains("line"), "{e}");
+    let e = validate_views(vec![view("a", "x"); MAX_VIEWS + 1], VAULT).unwrap_err();
+    assert!(matches!(e, ViewError::TooMany { count } if count == MAX_VIEWS + 1));
 }

@@ -82,8 +82,8 @@ pub enum Refusal {
     #[error("volume attribute objects is {bytes} bytes, more than the {max} a volume may hold; split the objects over several volumes")]
     ObjectsTooLarge { bytes: usize, max: usize },
     /// An `objects` attribute that is not a SecretProviderClass's objects.
-    #[error("{0}")]
-    Objects(String),
+    #[error(transparent)]
+    Objects(crate::config::views_error::ViewSourceError),
     /// `keyvaultName` is not a vault name or URL.
     #[error("volume attribute keyvaultName: {0}")]
     VaultName(#[source] ConfigError),

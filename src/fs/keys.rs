@@ -209,7 +209,8 @@ impl FsCore {
                     .push(e.files.version.clone());
             }
         }
-        for (name, version) in self.special_key_versions() {
+        let bound = self.special_key_versions().into_iter();
+        for (name, version) in bound.chain(self.view_key_versions()) {
             let versions = out.entry(name).or_default();
             if !versions.contains(&version) {
                 versions.push(version);
@@ -237,6 +238,9 @@ impl FsCore {
     /// descriptors stop reading it. Returns those inodes.
     pub fn revoke_key(&self, name: &SecretName, why: &VaultError) -> Vec<u64> {
         lock(&self.special.keys).remove(name);
-        self.special_revoke_key(name, why)
+        let mut inos = self.special_revoke_key(name, why);
+        // A key view's file too: it holds the key's public part.
+        inos.extend(self.view_revoke(name, why, true));
+        inos
     }
 }

@@ -185,7 +185,7 @@ pub struct FsCore {
     /// `.versions`, `.certs` and `.keys`.
     special: special::Special,
     /// The declared views, when the mount has any.
-    views: std::sync::OnceLock<view::Views>,
+    views: std::sync::OnceLock<view::ViewsHere>,
 }
 
 fn unix_time(secs: Option<i64>, fallback: SystemTime) -> SystemTime {

@@ -63,7 +63,7 @@ impl FsCore {
     /// again once the kernel drops its pages; returns those inodes.
     pub fn revoke_inodes(&self, name: &SecretName, why: &VaultError) -> Vec<u64> {
         let mut revoked = self.special_revoke(name, why);
-        revoked.extend(self.view_revoke(name, why));
+        revoked.extend(self.view_revoke(name, why, false));
         let mut inodes = lock(&self.inodes);
         revoked.extend(
             inodes

@@ -13,6 +13,14 @@
 //! the kernel notifier drops view paths through [`FsCore::view_dentries_of`].
 //! A version history directory is bound to the newest version when looked
 //! up, with its `0..N-1` fixed from that moment.
+//!
+//! Views of other vaults: the mount's core holds the tree and serves every
+//! view inode, but a view is resolved by the core of its vault (one per
+//! vault, each with its own value cache, key and certificate state and
+//! refresher, built by `service::vaults`); those cores share the tree and
+//! each refreshes, revokes and invalidates only its own vault's views. So
+//! the data path stays vault-agnostic, and no view is ever resolved from,
+//! or revoked by, another vault's cache.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
@@ -92,9 +100,11 @@ pub(super) struct VNodes {
     pub(super) next: u64,
 }
 
-/// The view tree of a mount, inside [`FsCore`].
+/// The view tree of a mount, shared by the cores of every vault it reads.
 pub(crate) struct Views {
     pub(super) specs: Vec<ViewSpec>,
+    /// Each view's vault: 0 the mount's own, `k` the core `others[k - 1]`.
+    pub(super) vault_of: Vec<usize>,
     pub(super) only: bool,
     pub(super) dirs: Vec<Dir>,
     /// Each view's directory inode.
@@ -105,8 +115,28 @@ pub(crate) struct Views {
     pub(super) absent: Mutex<BTreeSet<usize>>,
 }
 
+/// A core's place in the view tree: the tree, which vault this core
+/// resolves, and (for the mount's own core) the cores of the other vaults.
+pub(crate) struct ViewsHere {
+    tree: Arc<Views>,
+    vault: usize,
+    others: Vec<Arc<FsCore>>,
+}
+
 impl Views {
-    pub(crate) fn new(specs: Vec<ViewSpec>, root: ViewRoot) -> Views {
+    pub(crate) fn new(specs: Vec<ViewSpec>, root: ViewRoot, others: &[Arc<FsCore>]) -> Views {
+        // A vault no core serves resolves to an internal error, never to
+        // another vault's cache.
+        let vault_of = specs
+            .iter()
+            .map(|s| match &s.vault {
+                None => 0,
+                Some(url) => others
+                    .iter()
+                    .position(|c| &c.vault_url == url)
+                    .map_or(usize::MAX, |k| k + 1),
+            })
+            .collect();
         let mut dirs = vec![Dir {
             ino: ROOT_INO,
             parent: ROOT_INO,
@@ -140,6 +170,7 @@ impl Views {
         }
         Views {
             specs,
+            vault_of,
             only: root == ViewRoot::Views,
             dirs,
             parents,
@@ -208,16 +239,58 @@ impl Views {
 }
 
 impl FsCore {
-    /// Installs the mount's views; once, before the mount serves.
+    /// Installs the mount's views, all of the mount's own vault; once,
+    /// before the mount serves.
+    #[cfg(test)]
     pub fn set_views(&self, specs: Vec<ViewSpec>, root: ViewRoot) {
+        self.set_views_with(specs, root, Vec::new());
+    }
+
+    /// Installs the mount's views with the cores of the other vaults they
+    /// read from (`others`, one per vault); once, before the mount serves.
+    /// Each of those cores resolves, refreshes and revokes its own views.
+    pub fn set_views_with(&self, specs: Vec<ViewSpec>, root: ViewRoot, others: Vec<Arc<FsCore>>) {
         if specs.is_empty() && root == ViewRoot::Vault {
             return;
         }
-        let _ = self.views.set(Views::new(specs, root));
+        let tree = Arc::new(Views::new(specs, root, &others));
+        for (k, other) in others.iter().enumerate() {
+            let _ = other.views.set(ViewsHere {
+                tree: Arc::clone(&tree),
+                vault: k + 1,
+                others: Vec::new(),
+            });
+        }
+        let _ = self.views.set(ViewsHere {
+            tree,
+            vault: 0,
+            others,
+        });
     }
 
     pub(super) fn views(&self) -> Option<&Views> {
-        self.views.get()
+        self.views.get().map(|h| &*h.tree)
+    }
+
+    /// Whether view `i` reads from this core's vault.
+    pub(super) fn is_mine(&self, i: usize) -> bool {
+        self.views
+            .get()
+            .is_some_and(|h| h.tree.vault_of.get(i) == Some(&h.vault))
+    }
+
+    /// The core that resolves view `i`: this one for its own vault's views,
+    /// the other vault's core otherwise.
+    pub(super) fn owner(&self, i: usize) -> Result<&FsCore, FsError> {
+        let h = self.views.get().ok_or(FsError::Internal)?;
+        let k = *h.tree.vault_of.get(i).ok_or(FsError::Internal)?;
+        if k == h.vault {
+            return Ok(self);
+        }
+        match k.checked_sub(1).and_then(|k| h.others.get(k)) {
+            Some(core) => Ok(core),
+            None => Err(FsError::Internal),
+        }
     }
 
     pub(super) fn view_err(&self, i: usize, name: &SecretName, problem: String) -> FsError {
@@ -259,7 +332,7 @@ impl FsCore {
     }
 
     async fn lookup_view(&self, i: usize) -> Result<Entry, FsError> {
-        let resolved = self.resolve_view(i).await?;
+        let resolved = self.owner(i)?.resolve_view(i).await?;
         let ttl = match resolved.what {
             VWhat::Key(..) => self.timings.entry_ttl.min(super::REREAD_AFTER),
             _ => self.timings.entry_ttl,
@@ -276,8 +349,9 @@ impl FsCore {
             let keys = n.r.history.clone().ok_or(FsError::NotDir)?;
             (n.r.what.view(), keys, n.revoked.clone())
         };
+        let owner = self.owner(i)?;
         if let Some(err) = revoked {
-            return Err(self.vault_err(&keys[0].name, err));
+            return Err(owner.vault_err(&keys[0].name, err));
         }
         let k: usize = name
             .to_str()
@@ -285,7 +359,7 @@ impl FsCore {
             .and_then(|s| s.parse().ok())
             .ok_or(FsError::NoEntry)?;
         let key = keys.get(k).ok_or(FsError::NoEntry)?;
-        let resolved = self.resolve_version_file(i, key).await?;
+        let resolved = owner.resolve_version_file(i, key).await?;
         let attr = self.bind_view(resolved);
         Ok(self.special_entry(attr, self.timings.entry_ttl))
     }
@@ -296,3 +370,7 @@ impl FsCore {
             .ok_or(FsError::Internal)
     }
 }
+
+#[cfg(test)]
+#[path = "view_vaults_tests.rs"]
+mod vault_tests;

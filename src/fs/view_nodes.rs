@@ -104,8 +104,9 @@ impl FsCore {
         let nodes = lock(&v.nodes);
         let node = nodes.by_ino.get(&ino).ok_or(FsError::NoEntry)?;
         if let Some(err) = &node.revoked {
-            let name = v.specs[node.r.what.view()].name.clone();
-            return Err(self.vault_err(&name, err.clone()));
+            let i = node.r.what.view();
+            let name = v.specs[i].name.clone();
+            return Err(self.owner(i)?.vault_err(&name, err.clone()));
         }
         if node.r.history.is_some() {
             return Err(FsError::IsDir);

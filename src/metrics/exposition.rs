@@ -17,8 +17,14 @@ use crate::cache::SecretCache;
 pub(super) struct Mounts(pub(super) Mutex<Vec<Arc<MountMetrics>>>);
 
 impl Mounts {
+    /// The mounts, each followed by the other vaults its views read from.
     pub(super) fn list(&self) -> Vec<Arc<MountMetrics>> {
-        lock(&self.0).clone()
+        let mut out = Vec::new();
+        for m in lock(&self.0).iter() {
+            out.push(Arc::clone(m));
+            out.extend(lock(&m.vaults).iter().cloned());
+        }
+        out
     }
 }
 

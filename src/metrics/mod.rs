@@ -60,6 +60,9 @@ pub struct MountMetrics {
     pub lists: AtomicBool,
     /// The last listing's answer: 0 none yet, 1 ok, 2 refused (403).
     list_state: AtomicU8,
+    /// The mount's other vaults (read by its views), each measured on its
+    /// own: exposed with the mount, not checked as mounts of their own.
+    vaults: Mutex<Vec<Arc<MountMetrics>>>,
 }
 
 impl MountMetrics {
@@ -93,7 +96,29 @@ impl MountMetrics {
             probing: Arc::new(AtomicBool::new(false)),
             lists: AtomicBool::new(false),
             list_state: AtomicU8::new(0),
+            vaults: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Metrics of another vault this mount's views read from: the same
+    /// mountpoint label, that vault's label; exposed with this mount's. A
+    /// mount started again (a retry) gets the same ones back.
+    pub fn add_vault(&self, vault: &str) -> Arc<MountMetrics> {
+        let m = MountMetrics::new(&self.mountpoint, vault, self.stale_after, self.secret_names);
+        let mut vaults = lock(&self.vaults);
+        if let Some(known) = vaults.iter().find(|v| v.vault == m.vault) {
+            return Arc::clone(known);
+        }
+        vaults.push(Arc::clone(&m));
+        m
+    }
+
+    /// Sets `up` of the mount and of its other vaults.
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
+        for m in lock(&self.vaults).iter() {
+            m.up.store(up, Ordering::Relaxed);
+        }
     }
 
     /// Metrics for tests and tools that do not export them.
@@ -197,8 +222,9 @@ impl Registry {
         lock(&self.mounts.0).retain(|m| m.mountpoint != mountpoint);
     }
 
+    /// The mounts (without the other vaults of their views).
     pub fn mounts(&self) -> Vec<Arc<MountMetrics>> {
-        self.mounts.list()
+        lock(&self.mounts.0).clone()
     }
 
     /// The Prometheus text exposition (format 0.0.4).

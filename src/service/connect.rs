@@ -36,6 +36,20 @@ pub fn connect(
         "using {} authentication",
         identity.mode.as_str()
     );
+    let vault = connect_with(vault, &identity, metrics)?;
+    Ok(Connection { identity, vault })
+}
+
+/// The client of `vault` with an identity already built: the mount's own
+/// vault, or another its views read (one credential, and so one token, for
+/// every vault of a mount). Calls are counted in `metrics` (that vault's).
+/// Makes no network call.
+pub fn connect_with(
+    vault: &VaultConfig,
+    identity: &Identity,
+    metrics: &Arc<MountMetrics>,
+) -> Result<Arc<dyn Vault>, Error> {
+    let transport = transport(vault.ca_file.as_deref())?;
     let client = AzureVault::new(
         &vault.url,
         Arc::clone(&identity.credential),
@@ -43,10 +57,10 @@ pub fn connect(
         vault.verify_challenge_resource,
     )
     .map_err(Error::Client)?;
-    Ok(Connection {
-        identity,
-        vault: Arc::new(MeteredVault::new(Arc::new(client), metrics.clone())),
-    })
+    Ok(Arc::new(MeteredVault::new(
+        Arc::new(client),
+        metrics.clone(),
+    )))
 }
 
 /// The HTTPS transport every vault client of the process uses: the system's

@@ -84,6 +84,14 @@ pub enum Error {
         view: String,
         source: crate::error::FsError,
     },
+    /// Another vault a view reads from cannot be used: `view` is the first
+    /// view naming it.
+    #[error("view {view}: vault {vault}: {}", view_vault_failure(source))]
+    ViewVault {
+        view: String,
+        vault: String,
+        source: VaultError,
+    },
     /// The metrics endpoint cannot listen.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -100,6 +108,20 @@ fn view_failure(view: &str, source: &crate::error::FsError) -> String {
         crate::error::FsError::View { .. } => source.to_string(),
         _ => format!(
             "view {view}: {source}; check that the object exists and the identity may read it, or mark the view optional = true"
+        ),
+    }
+}
+
+/// Why another vault of the views cannot be used, and what to check.
+fn view_vault_failure(source: &VaultError) -> String {
+    match source {
+        VaultError::NotFound => {
+            "no vault answers at this URL (listing it answered 404); check the view's vault setting"
+                .into()
+        }
+        _ => format!(
+            "{source}{}; check the view's vault setting, and that the identity may read that vault",
+            super::connect::hint(source)
         ),
     }
 }

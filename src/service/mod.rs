@@ -6,6 +6,7 @@ pub(crate) mod credential;
 pub mod error;
 pub mod mount;
 pub mod supervisor;
+pub mod vaults;
 
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@ use fuser::{MountOption, SessionACL};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
-use crate::cache::{backoff, SecretCache};
+use crate::cache::{backoff, BytePool, SecretCache};
 use crate::config::MountConfig;
 use crate::daemon::background::{fork_and_wait, ReadyPipe};
 use crate::daemon::mounts::{prepare_mountpoint_with, unmount, Prepare};
@@ -23,6 +23,7 @@ use crate::secret::SecretName;
 use crate::vault::{PageCount, Vault, VaultError};
 
 use super::connect::connect;
+use super::vaults::connect_view_vaults;
 use super::{harden, metrics_for, runtime, start_metrics, Error};
 
 /// How long a mount that follows notices waits for the notice at start
@@ -30,7 +31,7 @@ use super::{harden, metrics_for, runtime, start_metrics, Error};
 const NOTICE_START_WAIT: Duration = Duration::from_secs(5);
 
 /// Lists the vault once, retrying transient errors within `budget`.
-async fn first_listing(
+pub(super) async fn first_listing(
     vault: &Arc<dyn Vault>,
     budget: Duration,
 ) -> Result<Vec<crate::secret::SecretSummary>, VaultError> {
@@ -77,6 +78,8 @@ pub struct PreparedMount {
     count: i64,
     /// The notice source read at start, to follow once mounted.
     notices: Option<Box<dyn crate::notice::NoticeSource>>,
+    /// The other vaults the views read from.
+    others: Vec<Arc<FsCore>>,
 }
 
 impl PreparedMount {
@@ -156,10 +159,13 @@ impl PreparedMount {
 
         let mut cache_cfg = cfg.cache.clone();
         cache_cfg.max_bytes = crate::locked::fit_cache_budget(cache_cfg.max_bytes);
-        let cache = SecretCache::new(vault, cache_cfg);
+        // One byte budget for the values of every vault the mount reads.
+        let pool = BytePool::new(cache_cfg.max_bytes);
+        let others = connect_view_vaults(rt, &cfg, &conn, &cache_cfg, &pool, &metrics)?;
+        let cache = SecretCache::in_pool(vault, cache_cfg, &pool);
         let core =
             FsCore::with_metrics(cache, cfg.owner, FsTimings::default(), Arc::clone(&metrics));
-        core.set_views(cfg.views.clone(), cfg.view_root);
+        core.set_views_with(cfg.views.clone(), cfg.view_root, others.clone());
         // Every view that is not optional must resolve before the mount
         // serves: a missing object fails the start, naming the view.
         rt.block_on(core.check_views())
@@ -176,6 +182,7 @@ impl PreparedMount {
             core,
             count,
             notices,
+            others,
         })
     }
 
@@ -188,6 +195,7 @@ impl PreparedMount {
             core,
             count,
             notices: source,
+            others,
         } = self;
         let vault_url = cfg.vault.url.clone();
         let fs = AkvFs::new(Arc::clone(&core), rt.handle().clone(), cfg.strict_open);
@@ -213,8 +221,18 @@ impl PreparedMount {
                 stop_rx.clone(),
             ))
         });
+        // Each other vault's views are refreshed by that vault's own
+        // refresher, with the same settings and the same kernel notifier.
+        let view_refreshers = others
+            .into_iter()
+            .map(|other| {
+                let kernel = KernelNotifier(session.notifier(), Arc::clone(&other));
+                let r = Refresher::new(other, Arc::new(kernel), cfg.refresh);
+                rt.spawn(r.run(stop_rx.clone()))
+            })
+            .collect();
         let refresher = rt.spawn(refresher.run(stop_rx));
-        metrics.up.store(true, Ordering::Relaxed);
+        metrics.set_up(true);
         tracing::info!(
             vault = %vault_url,
             mountpoint = %mountpoint.display(),
@@ -230,6 +248,7 @@ impl PreparedMount {
             session,
             stop,
             refresher,
+            view_refreshers,
             notices,
         })
     }
@@ -254,6 +273,8 @@ pub struct MountHandle {
     session: fuser::BackgroundSession,
     stop: watch::Sender<bool>,
     refresher: tokio::task::JoinHandle<()>,
+    /// The refreshers of the other vaults the views read from.
+    view_refreshers: Vec<tokio::task::JoinHandle<()>>,
     notices: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -276,9 +297,12 @@ impl MountHandle {
 
     /// Stops refreshing and unmounts; detaches lazily if files are open.
     pub fn stop(self, rt: &Runtime) {
-        self.metrics.up.store(false, Ordering::Relaxed);
+        self.metrics.set_up(false);
         let _ = self.stop.send(true);
         let _ = rt.block_on(self.refresher);
+        for r in self.view_refreshers {
+            let _ = rt.block_on(r);
+        }
         if let Some(n) = self.notices {
             let _ = rt.block_on(n);
         }

@@ -48,11 +48,21 @@ pub struct MemoryVault {
     pub gets: AtomicU64,
     /// List pages fetched.
     pub list_pages: AtomicU64,
+    /// The URL it answers as (empty: `memory://test`).
+    url: String,
 }
 
 impl MemoryVault {
     pub fn new() -> MemoryVault {
         MemoryVault::default()
+    }
+
+    /// A vault answering as `url`, to tell several apart.
+    pub fn with_url(url: &str) -> MemoryVault {
+        MemoryVault {
+            url: url.to_string(),
+            ..MemoryVault::default()
+        }
     }
 
     /// Adds a new version and returns its id.
@@ -191,7 +201,11 @@ fn name_key(name: &str) -> Option<SecretName> {
 #[async_trait]
 impl Vault for MemoryVault {
     fn url(&self) -> &str {
-        "memory://test"
+        if self.url.is_empty() {
+            "memory://test"
+        } else {
+            &self.url
+        }
     }
 
     async fn get(

@@ -1,14 +1,12 @@
 //! The running emulator: start (in the caller's runtime or on its own thread), the ready line,
-//! shutdown, and synchronous controls over the same state the admin API changes.
+//! the extra vaults' controls and shutdown; the synchronous controls are in `emulator_api`.
 
-use crate::config::{EmulatorConfig, Identity, Permissions, Seed};
-use crate::control::{SecretSpec, SecretUpdate, SecretView};
-use crate::counts::Counts;
-use crate::faults::{ActiveFault, Fault};
-use crate::state::{FederatedTokenSpec, Settings, Shared, TokenSpec};
+use crate::config::EmulatorConfig;
+use crate::prepare::{prepare, spawn_extras, spawn_metadata};
+use crate::state::Shared;
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -51,6 +49,9 @@ pub struct ReadyInfo {
     /// Value for `IMDS_ENDPOINT` on an Azure Arc machine, if the Arc listener is served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arc_imds_endpoint: Option<String>,
+    /// The extra vaults, in the order configured; left out when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_vaults: Vec<crate::extra::ExtraVaultInfo>,
 }
 
 impl ReadyInfo {
@@ -98,13 +99,15 @@ pub enum EmulatorError {
 
 /// A running emulator. Dropping it stops it (as [`Emulator::shutdown`] does).
 pub struct Emulator {
-    shared: Arc<Shared>,
-    info: ReadyInfo,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) info: ReadyInfo,
     ca_pem: String,
     stop: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     temp_dir: Option<PathBuf>,
+    /// The extra vaults' controls (served by this emulator's runtime).
+    extras: Vec<Emulator>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -115,207 +118,13 @@ impl std::fmt::Debug for Emulator {
     }
 }
 
-/// Everything prepared before serving.
-struct Prepared {
-    listener: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    shared: Arc<Shared>,
-    info: ReadyInfo,
-    ca_pem: String,
-    temp_dir: Option<PathBuf>,
-    /// Plain HTTP listeners: IMDS and Azure Arc.
-    metadata: Vec<(tokio::net::TcpListener, crate::imds::Flavor)>,
-}
-
-/// Binds a plain HTTP listener; returns it with its base URL.
-async fn bind_http(addr: SocketAddr) -> Result<(tokio::net::TcpListener, String), EmulatorError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| EmulatorError::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| EmulatorError::Bind { addr, source })?;
-    let base = format!("http://{}:{}", url_host(local.ip()), local.port());
-    Ok((listener, base))
-}
-
-/// Starts serving the plain HTTP listeners on the current runtime.
-fn spawn_metadata(
-    listeners: Vec<(tokio::net::TcpListener, crate::imds::Flavor)>,
-    shared: &Arc<Shared>,
-    stopped: &watch::Receiver<bool>,
-) {
-    for (listener, flavor) in listeners {
-        tokio::spawn(crate::imds::serve(
-            listener,
-            shared.clone(),
-            flavor,
-            stopped.clone(),
-        ));
-    }
-}
-
-fn url_host(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) if v4.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) if v6.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    }
-}
-
-/// `https://{host}`, with `:{port}` unless it is HTTPS's default port: Key Vault and Entra ID never
-/// write a default port in ids, links or challenges, and the SDKs compare such URLs as strings.
-pub(crate) fn https_origin(host: &str, port: u16) -> String {
-    if port == 443 {
-        format!("https://{host}")
-    } else {
-        format!("https://{host}:{port}")
-    }
-}
-
-async fn prepare(cfg: EmulatorConfig) -> Result<Prepared, EmulatorError> {
-    cfg.validate().map_err(EmulatorError::Config)?;
-    let (state_dir, temp_dir) = match &cfg.state_dir {
-        Some(dir) => (dir.clone(), None),
-        None => {
-            let dir = std::env::temp_dir().join(format!(
-                "akvfs-emulator-{}-{}",
-                std::process::id(),
-                crate::util::random_hex(6)
-            ));
-            (dir.clone(), Some(dir))
-        }
-    };
-    std::fs::create_dir_all(&state_dir).map_err(|source| EmulatorError::StateDir {
-        path: state_dir.clone(),
-        source,
-    })?;
-
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| EmulatorError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let address = listener
-        .local_addr()
-        .map_err(|source| EmulatorError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let ip_host = url_host(address.ip());
-    let port = address.port();
-    let base = https_origin(&ip_host, port);
-    let vault_url = https_origin(cfg.vault_host.as_deref().unwrap_or(&ip_host), port);
-    let authority_host = https_origin(cfg.authority_host.as_deref().unwrap_or(&ip_host), port);
-
-    let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-    let listen_ip = ip_host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    for name in std::iter::once(listen_ip)
-        .chain(cfg.hostnames.iter().cloned())
-        .chain(cfg.vault_host.iter().cloned())
-        .chain(cfg.authority_host.iter().cloned())
-    {
-        if !name.is_empty() && !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    let pki = crate::tls::generate(&names).map_err(EmulatorError::Tls)?;
-    let ca_file = state_dir.join("ca.pem");
-    std::fs::write(&ca_file, &pki.ca_pem).map_err(|source| EmulatorError::StateDir {
-        path: ca_file.clone(),
-        source,
-    })?;
-    let federated_token_file = state_dir.join("federated-token");
-    let identity_header = cfg
-        .identity_header
-        .clone()
-        .unwrap_or_else(|| crate::util::random_hex(16));
-    let mut metadata = Vec::new();
-    let mut imds_endpoint = None;
-    if let Some(addr) = cfg.imds_listen {
-        let (listener, base) = bind_http(addr).await?;
-        metadata.push((listener, crate::imds::Flavor::Imds));
-        imds_endpoint = Some(base);
-    }
-    let mut arc_imds_endpoint = None;
-    if let Some(addr) = cfg.arc_listen {
-        let (listener, base) = bind_http(addr).await?;
-        let dir = cfg
-            .arc_key_dir
-            .clone()
-            .unwrap_or_else(|| state_dir.join("arc-tokens"));
-        let keys = Arc::new(crate::imds::ArcKeys::new(dir));
-        metadata.push((listener, crate::imds::Flavor::Arc(keys)));
-        arc_imds_endpoint = Some(base);
-    }
-
-    let info = ReadyInfo {
-        vault_url: vault_url.clone(),
-        authority_host: authority_host.clone(),
-        tenant_id: cfg.tenant_id.clone(),
-        client_id: cfg.client_id.clone(),
-        client_secret: cfg.client_secret.clone(),
-        federated_token_file: federated_token_file.clone(),
-        identity_endpoint: format!("{base}{}", crate::msi::PATH),
-        identity_header: identity_header.clone(),
-        ca_file,
-        admin_url: format!("{base}/_emulator"),
-        address,
-        state_dir,
-        arc_identity_endpoint: arc_imds_endpoint
-            .as_ref()
-            .map(|b| format!("{b}{}", crate::imds::PATH)),
-        imds_endpoint,
-        arc_imds_endpoint,
-    };
-    let settings = Settings {
-        tenant_id: cfg.tenant_id.clone(),
-        vault_url,
-        authority_host,
-        default_client_id: cfg.client_id.clone(),
-        federated_issuer: cfg.federated_issuer.clone(),
-        federated_token_lifetime: cfg.federated_token_lifetime,
-        federated_token_file: federated_token_file.clone(),
-        identity_header,
-        info: info.clone(),
-    };
-    let shared = Arc::new(Shared::new(
-        settings,
-        vec![cfg.default_identity()],
-        cfg.token_lifetime,
-        cfg.requests_per_10s,
-    ));
-    if let Some(seed) = &cfg.seed {
-        shared.apply_seed(seed).map_err(EmulatorError::Seed)?;
-    }
-    shared
-        .rotate_federated_token()
-        .map_err(|source| EmulatorError::StateDir {
-            path: federated_token_file,
-            source,
-        })?;
-    Ok(Prepared {
-        listener,
-        acceptor: tokio_rustls::TlsAcceptor::from(pki.server_config),
-        shared,
-        info,
-        ca_pem: pki.ca_pem,
-        temp_dir,
-        metadata,
-    })
-}
-
 impl Emulator {
     /// Starts the emulator on the current tokio runtime.
     pub async fn start(cfg: EmulatorConfig) -> Result<Emulator, EmulatorError> {
         let p = prepare(cfg).await?;
         let (stop, stopped) = watch::channel(false);
         spawn_metadata(p.metadata, &p.shared, &stopped);
+        let extras = spawn_extras(p.extras, &p.acceptor, &p.ca_pem, &stopped);
         let task = tokio::spawn(crate::server::serve(
             p.listener,
             p.acceptor,
@@ -331,6 +140,7 @@ impl Emulator {
             thread: None,
             task: Some(task),
             temp_dir: p.temp_dir,
+            extras,
         })
     }
 
@@ -340,7 +150,13 @@ impl Emulator {
         // Everything, including preparation, happens on the emulator's own thread: building or
         // entering a runtime from a thread that already runs one would panic, and callers may
         // well be inside `#[tokio::test]`.
-        type Started = (Arc<Shared>, ReadyInfo, String, Option<PathBuf>);
+        type Started = (
+            Arc<Shared>,
+            ReadyInfo,
+            String,
+            Option<PathBuf>,
+            Vec<Emulator>,
+        );
         let (stop, stopped) = watch::channel(false);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Started, EmulatorError>>();
         let thread = std::thread::Builder::new()
@@ -365,13 +181,14 @@ impl Emulator {
                         return;
                     }
                 };
-                let started = (p.shared.clone(), p.info, p.ca_pem, p.temp_dir);
-                if ready_tx.send(Ok(started)).is_err() {
-                    return;
-                }
-                {
+                let extras = {
                     let _guard = runtime.enter();
                     spawn_metadata(p.metadata, &p.shared, &stopped);
+                    spawn_extras(p.extras, &p.acceptor, &p.ca_pem, &stopped)
+                };
+                let started = (p.shared.clone(), p.info, p.ca_pem, p.temp_dir, extras);
+                if ready_tx.send(Ok(started)).is_err() {
+                    return;
                 }
                 runtime.block_on(crate::server::serve(
                     p.listener, p.acceptor, p.shared, stopped,
@@ -384,7 +201,7 @@ impl Emulator {
                 "the emulator thread ended before it was ready",
             ))
         });
-        let (shared, info, ca_pem, temp_dir) = match started.and_then(|r| r) {
+        let (shared, info, ca_pem, temp_dir, extras) = match started.and_then(|r| r) {
             Ok(s) => s,
             Err(e) => {
                 let _ = thread.join();
@@ -399,7 +216,28 @@ impl Emulator {
             thread: Some(thread),
             task: None,
             temp_dir,
+            extras,
         })
+    }
+
+    /// The controls of a vault served by another emulator's runtime: stopping them stops nothing.
+    pub(crate) fn control_only(shared: Arc<Shared>, info: ReadyInfo, ca_pem: &str) -> Emulator {
+        Emulator {
+            shared,
+            info,
+            ca_pem: ca_pem.to_string(),
+            stop: watch::channel(false).0,
+            thread: None,
+            task: None,
+            temp_dir: None,
+            extras: Vec::new(),
+        }
+    }
+
+    /// Extra vault `i` (in the order of [`EmulatorConfig::extra_vaults`]): the same controls as
+    /// this emulator's, acting on that vault. Its `info()` has its vault and admin URLs.
+    pub fn extra_vault(&self, i: usize) -> Option<&Emulator> {
+        self.extras.get(i)
     }
 
     /// The ready line's fields.
@@ -429,234 +267,6 @@ impl Emulator {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-
-    /// Stores a new version of `name` with `value`; returns the version id.
-    pub fn set_secret(&self, name: &str, value: &str) -> Result<String, EmulatorError> {
-        self.set_secret_with(name, SecretSpec::value(value))
-    }
-
-    /// Stores a new version with content type, tags and attributes; returns the version id.
-    pub fn set_secret_with(&self, name: &str, spec: SecretSpec) -> Result<String, EmulatorError> {
-        self.shared
-            .put_secret(name, spec)
-            .map_err(EmulatorError::Refused)
-    }
-
-    /// Changes attributes of the latest (or a given) version; returns the version id changed.
-    pub fn update_secret(&self, name: &str, update: SecretUpdate) -> Result<String, EmulatorError> {
-        self.shared
-            .patch_secret(name, update)
-            .map_err(EmulatorError::Refused)
-    }
-
-    /// Disables the latest version of `name`.
-    pub fn disable_secret(&self, name: &str) -> Result<(), EmulatorError> {
-        self.set_enabled(name, None, false)
-    }
-
-    /// Enables or disables a version (None: the latest).
-    pub fn set_enabled(
-        &self,
-        name: &str,
-        version: Option<&str>,
-        enabled: bool,
-    ) -> Result<(), EmulatorError> {
-        self.update_secret(
-            name,
-            SecretUpdate {
-                version: version.map(str::to_string),
-                enabled: Some(enabled),
-                ..Default::default()
-            },
-        )
-        .map(|_| ())
-    }
-
-    /// Soft-deletes `name` (it disappears from get and list; its name stays reserved).
-    pub fn delete_secret(&self, name: &str) -> Result<(), EmulatorError> {
-        self.shared
-            .remove_secret(name, false)
-            .map_err(EmulatorError::Refused)
-    }
-
-    /// Deletes and purges `name`.
-    pub fn purge_secret(&self, name: &str) -> Result<(), EmulatorError> {
-        self.shared
-            .remove_secret(name, true)
-            .map_err(EmulatorError::Refused)
-    }
-
-    /// Removes every secret, live and deleted.
-    pub fn clear_secrets(&self) {
-        self.shared.lock().store.clear();
-    }
-
-    /// Every secret with its versions and values.
-    pub fn secrets(&self) -> Vec<SecretView> {
-        self.shared.secrets_view()
-    }
-
-    /// One secret (live or deleted) by name, case-insensitively.
-    pub fn secret(&self, name: &str) -> Option<SecretView> {
-        self.secrets()
-            .into_iter()
-            .find(|s| s.name.eq_ignore_ascii_case(name))
-    }
-
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    /// Adds secrets and identities (same format as `--seed`).
-    pub fn seed(&self, seed: &Seed) -> Result<(), EmulatorError> {
-        self.shared.apply_seed(seed).map_err(EmulatorError::Seed)
-    }
-
-    /// A snapshot of the request counters.
-    pub fn counts(&self) -> Counts {
-        self.shared.lock().counts.clone()
-    }
-
-    /// Sets every counter to zero.
-    pub fn reset_counts(&self) {
-        self.shared.lock().counts = Counts::zero();
-    }
-
-    /// Adds a fault; returns its id.
-    pub fn inject_fault(&self, fault: Fault) -> Result<u64, EmulatorError> {
-        self.shared
-            .lock()
-            .faults
-            .add(fault)
-            .map_err(EmulatorError::Refused)
-    }
-
-    /// The active faults with how often each fired.
-    pub fn faults(&self) -> Vec<ActiveFault> {
-        self.shared.lock().faults.list()
-    }
-
-    /// Removes every fault.
-    pub fn clear_faults(&self) {
-        self.shared.lock().faults.clear();
-    }
-
-    /// Replaces the permissions of an identity.
-    pub fn set_permissions(
-        &self,
-        client_id: &str,
-        permissions: Permissions,
-    ) -> Result<(), EmulatorError> {
-        self.shared
-            .set_permissions(client_id, permissions, None)
-            .map_err(EmulatorError::Refused)
-    }
-
-    /// Grants permissions (e.g. `&["set"]`) to an identity, keeping the others; returns the result.
-    pub fn grant(&self, client_id: &str, names: &[&str]) -> Result<Permissions, EmulatorError> {
-        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        self.shared
-            .change_permissions(client_id, &names, true)
-            .map_err(EmulatorError::Refused)
-    }
-
-    /// Revokes permissions from an identity, keeping the others; returns the result.
-    pub fn revoke(&self, client_id: &str, names: &[&str]) -> Result<Permissions, EmulatorError> {
-        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        self.shared
-            .change_permissions(client_id, &names, false)
-            .map_err(EmulatorError::Refused)
-    }
-
-    /// Denies (or allows again) one secret to an identity regardless of its permissions.
-    pub fn deny_secret(
-        &self,
-        client_id: &str,
-        secret: &str,
-        denied: bool,
-    ) -> Result<(), EmulatorError> {
-        let identity = self
-            .shared
-            .identity(client_id)
-            .ok_or_else(|| EmulatorError::Refused(format!("no identity {client_id}")))?;
-        let mut list: Vec<String> = identity
-            .denied_secrets
-            .into_iter()
-            .filter(|s| !s.eq_ignore_ascii_case(secret))
-            .collect();
-        if denied {
-            list.push(secret.to_string());
-        }
-        self.shared
-            .set_permissions(client_id, identity.permissions, Some(list))
-            .map_err(EmulatorError::Refused)
-    }
-
-    /// Adds or replaces an identity.
-    pub fn add_identity(&self, identity: Identity) -> Result<(), EmulatorError> {
-        self.shared
-            .upsert_identity(identity)
-            .map_err(EmulatorError::Refused)
-    }
-
-    /// Removes an identity (its tokens then get 403 from the vault).
-    pub fn remove_identity(&self, client_id: &str) -> Result<(), EmulatorError> {
-        self.shared
-            .remove_identity(client_id)
-            .map_err(EmulatorError::Refused)
-    }
-
-    /// An access token for `client_id` valid for `lifetime`, as the token endpoint would issue
-    /// (what a fake `az account get-access-token` can print).
-    pub fn mint_token(&self, client_id: &str, lifetime: Duration) -> String {
-        self.shared
-            .mint_token(&TokenSpec::new(client_id, lifetime))
-            .0
-    }
-
-    /// An access token with any lifetime (negative: expired), audience or tenant; returns the
-    /// token and its `exp`.
-    pub fn mint_token_with(&self, spec: &TokenSpec) -> (String, i64) {
-        self.shared.mint_token(spec)
-    }
-
-    /// A federated token (client assertion) signed by the emulator, not written anywhere.
-    pub fn mint_federated_token(&self, spec: &FederatedTokenSpec) -> String {
-        self.shared.mint_assertion(spec)
-    }
-
-    /// A pod-bound service-account token, as kubelet passes to a CSI driver that asks for one
-    /// (`tokenRequests`); Entra ID accepts it for an identity whose federated subjects name it.
-    pub fn mint_service_account_token(&self, spec: &crate::ServiceAccountToken) -> String {
-        self.shared.mint_service_account_token(spec)
-    }
-
-    /// Writes a new federated token to `federated_token_file` and revokes the previous one;
-    /// returns the new token.
-    pub fn rotate_federated_token(&self) -> Result<String, EmulatorError> {
-        self.shared
-            .rotate_federated_token()
-            .map_err(|source| EmulatorError::StateDir {
-                path: self.info.federated_token_file.clone(),
-                source,
-            })
-    }
-
-    /// Sets the lifetime of tokens issued from now on.
-    pub fn set_token_lifetime(&self, lifetime: Duration) {
-        self.shared.lock().token_lifetime =
-            lifetime.clamp(Duration::from_secs(1), crate::state::MAX_TOKEN_LIFETIME);
-    }
-
-    /// Sets the request budget per 10 s (and empties the current window).
-    pub fn set_requests_per_10s(&self, budget: u32) {
-        self.shared.lock().throttle.set_budget(budget);
-    }
-
-    /// The directory holding `ca.pem` and `federated-token`.
-    pub fn state_dir(&self) -> &Path {
-        &self.info.state_dir
-    }
 }
 
 impl Drop for Emulator {
@@ -667,7 +277,7 @@ impl Drop for Emulator {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::prepare::https_origin;
 
     #[test]
     fn origins_leave_out_the_default_port() {

@@ -8,6 +8,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 /// A signing key for one kind of token.
+#[derive(Clone)]
 pub(crate) struct SigningKey {
     key: hmac::Key,
     kid: String,

@@ -13,9 +13,12 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: [`EmulatorConfig`], identities and their permissions, the seed file format.
-//! - `emulator`: the running [`Emulator`] handle, [`ReadyInfo`] (the ready line) and the
-//!   synchronous test controls.
+//! - [`config`]: [`EmulatorConfig`], identities and their permissions; `seed`: the seed file
+//!   format.
+//! - `emulator`: the running [`Emulator`] handle and [`ReadyInfo`] (the ready line);
+//!   `prepare`: binding, certificates and state before serving; `emulator_api`: its synchronous
+//!   test controls; [`extra`]: extra vaults, each on its own
+//!   listener with its own state, sharing the Entra ID's signing keys.
 //! - `server`: TLS accept loop, per-connection HTTP/1.1, routing, fault application and
 //!   connection resets.
 //! - `vault`: the Key Vault secrets REST API (auth challenge, errors, paging).
@@ -30,7 +33,8 @@
 //! - `store`: secrets, versions and soft-deleted secrets; `props`: the properties a writer sets
 //!   on a version, shared by the seed, admin and REST bodies; `backup`: sealed backup blobs.
 //! - `state`: the one mutex around all mutable state, token minting and verification.
-//! - [`counts`]: operation names and request counters; [`faults`]: fault injection.
+//! - [`counts`]: operation names and request counters; [`faults`]: fault injection; `throttle`:
+//!   the request budget.
 //! - `tls`: the generated test CA and server certificate; `jwt`: HS256 tokens; `http`, `util`:
 //!   plumbing.
 
@@ -42,7 +46,9 @@ pub mod config;
 mod control;
 pub mod counts;
 mod emulator;
+mod emulator_api;
 mod entra;
+pub mod extra;
 pub mod faults;
 mod faults_extra;
 mod http;
@@ -56,11 +62,14 @@ mod objcontrol;
 mod objects;
 mod objroutes;
 mod objseed;
+mod prepare;
 mod props;
+mod seed;
 mod server;
 mod state;
 mod store;
 mod testchain;
+mod throttle;
 mod tls;
 mod util;
 mod vault;
@@ -73,6 +82,7 @@ pub use control::{SecretSpec, SecretUpdate, SecretView, VersionView};
 pub use counts::{Counts, Operation};
 pub use emulator::{Emulator, EmulatorError, ReadyInfo};
 pub use entra::ASSERTION_TYPE;
+pub use extra::ExtraVaultInfo;
 pub use faults::{ActiveFault, Fault, FaultKind};
 pub use faults_extra::{
     clear_extra, inject_extra, vault_audiences, ExtraFault, ExtraTarget, NextLink,

@@ -78,6 +78,15 @@ struct Cli {
     /// Directory for the Arc challenge key files (default: arc-tokens in the state directory).
     #[arg(long, value_name = "DIR", help_heading = "Metadata endpoints")]
     arc_key_dir: Option<PathBuf>,
+
+    /// Serve one more vault on this address (repeatable; port 0: any free port). Each has its own
+    /// secrets, permissions and admin API and accepts the same tokens; the ready line lists them.
+    #[arg(
+        long = "extra-vault-listen",
+        value_name = "ADDR",
+        help_heading = "Network"
+    )]
+    extra_vaults: Vec<SocketAddr>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -123,6 +132,7 @@ fn run(cli: Cli) -> Result<(), String> {
         imds_listen: cli.imds_listen,
         arc_listen: cli.arc_listen,
         arc_key_dir: cli.arc_key_dir,
+        extra_vaults: cli.extra_vaults,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

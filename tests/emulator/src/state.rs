@@ -11,16 +11,15 @@ use crate::jwt::{self, JwtError, SigningKey};
 use crate::store::{NewVersion, Store, VaultError};
 use crate::util;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub(crate) use crate::throttle::Throttle;
 
 /// Longest access token lifetime accepted (a year): keeps `exp` arithmetic far from overflow.
 pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
-
-/// Length of the throttling window.
-pub(crate) const THROTTLE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Settings fixed at start.
 pub(crate) struct Settings {
@@ -60,47 +59,6 @@ pub(crate) struct State {
     pub current_assertion: String,
     /// Certificates and keys.
     pub objects: crate::objects::Objects,
-}
-
-/// Sliding-window request budget for authenticated vault requests.
-pub(crate) struct Throttle {
-    pub budget: u32,
-    window: VecDeque<Instant>,
-}
-
-impl Throttle {
-    pub(crate) fn new(budget: u32) -> Self {
-        Throttle {
-            budget,
-            window: VecDeque::new(),
-        }
-    }
-
-    /// Admits a request at `now`, or says how long until one would be admitted.
-    pub(crate) fn admit(&mut self, now: Instant) -> Result<(), Duration> {
-        while let Some(front) = self.window.front() {
-            if now.saturating_duration_since(*front) >= THROTTLE_WINDOW {
-                self.window.pop_front();
-            } else {
-                break;
-            }
-        }
-        if self.window.len() >= self.budget as usize {
-            let wait = self
-                .window
-                .front()
-                .map(|f| THROTTLE_WINDOW.saturating_sub(now.saturating_duration_since(*f)))
-                .unwrap_or(THROTTLE_WINDOW);
-            return Err(wait);
-        }
-        self.window.push_back(now);
-        Ok(())
-    }
-
-    pub(crate) fn set_budget(&mut self, budget: u32) {
-        self.budget = budget.max(1);
-        self.window.clear();
-    }
 }
 
 /// The caller of an authenticated vault request.
@@ -167,14 +125,30 @@ impl Shared {
         token_lifetime: Duration,
         budget: u32,
     ) -> Self {
+        let keys = (
+            SigningKey::generate("akvfs-emulator-access"),
+            SigningKey::generate("akvfs-emulator-federation"),
+        );
+        Shared::with_keys(settings, identities, token_lifetime, budget, keys)
+    }
+
+    /// A vault's state with given (access, federated) signing keys: an extra vault shares the
+    /// first vault's, so a token from the one Entra ID is accepted by every vault.
+    pub(crate) fn with_keys(
+        settings: Settings,
+        identities: Vec<Identity>,
+        token_lifetime: Duration,
+        budget: u32,
+        (access_key, federated_key): (SigningKey, SigningKey),
+    ) -> Self {
         let mut map = BTreeMap::new();
         for id in identities {
             map.insert(id.client_id.to_ascii_lowercase(), id);
         }
         Shared {
             settings,
-            access_key: SigningKey::generate("akvfs-emulator-access"),
-            federated_key: SigningKey::generate("akvfs-emulator-federation"),
+            access_key,
+            federated_key,
             backup_key: crate::backup::BackupKey::generate(),
             state: Mutex::new(State {
                 store: Store::default(),
@@ -424,20 +398,4 @@ pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), 
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn throttle_window() {
-        let mut t = Throttle::new(2);
-        let start = Instant::now();
-        assert!(t.admit(start).is_ok());
-        assert!(t.admit(start).is_ok());
-        let wait = t.admit(start + Duration::from_secs(3)).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(7));
-        assert!(t.admit(start + THROTTLE_WINDOW).is_ok());
-    }
 }

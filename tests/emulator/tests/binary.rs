@@ -51,6 +51,8 @@ fn ready_line_seed_and_sigterm() {
             "100",
             "--identity-header",
             "fixed-header",
+            "--extra-vault-listen",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -132,6 +134,31 @@ fn ready_line_seed_and_sigterm() {
         assert_eq!(secrets["secrets"][0]["versions"][1]["enabled"], false);
         let ids: serde_json::Value = client
             .get(format!("{admin}/identities"))
+            .send()
+            .await
+            .expect("admin answers")
+            .json_value()
+            .await;
+        assert_eq!(ids.as_array().map(Vec::len), Some(2));
+
+        // The extra vault: listed in the ready line, with the identities and
+        // none of the secrets.
+        let extras = ready["extra_vaults"].as_array().expect("extra_vaults");
+        assert_eq!(extras.len(), 1, "{line}");
+        let extra_admin = extras[0]["admin_url"].as_str().expect("admin_url");
+        assert!(extras[0]["vault_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://127.0.0.1:") && extra_admin.starts_with(u)));
+        let secrets: serde_json::Value = client
+            .get(format!("{extra_admin}/secrets"))
+            .send()
+            .await
+            .expect("admin answers")
+            .json_value()
+            .await;
+        assert_eq!(secrets["secrets"].as_array().map(Vec::len), Some(0));
+        let ids: serde_json::Value = client
+            .get(format!("{extra_admin}/identities"))
             .send()
             .await
             .expect("admin answers")
