@@ -665,3 +665,84 @@ fn a_normal_user_granted_cap_ipc_lock_keeps_mlockall() {
     assert!(out.status.success(), "{}", out.stderr);
     assert!(exited(pid));
 }
+
+/// /etc/fuse.conf with `user_allow_other` for as long as it lives; the file as it was afterwards.
+struct FuseConf(Option<String>);
+
+impl FuseConf {
+    fn allowing_other() -> FuseConf {
+        let before = std::fs::read_to_string("/etc/fuse.conf").ok();
+        let mut text = before.clone().unwrap_or_default();
+        text.push_str("\nuser_allow_other\n");
+        std::fs::write("/etc/fuse.conf", text).unwrap();
+        FuseConf(before)
+    }
+}
+
+impl Drop for FuseConf {
+    fn drop(&mut self) {
+        let _ = match &self.0 {
+            Some(text) => std::fs::write("/etc/fuse.conf", text),
+            None => std::fs::remove_file("/etc/fuse.conf"),
+        };
+    }
+}
+
+#[test]
+fn allow_root_lets_root_read_a_users_mount_and_nobody_else() {
+    let laptop = Laptop::new();
+    let emu = emulator_with(&[("db", "v1")]);
+    let (env, args) = laptop.cli_setup(&emu);
+    let kv = laptop.user_dir("kv");
+    let _conf = FuseConf::allowing_other();
+    let mount = |extra: &[&str]| {
+        let mut cmd = laptop.akvfs(&env);
+        cmd.arg("mount")
+            .arg(&emu.info().vault_url)
+            .arg(&kv)
+            .args(&args)
+            .args(extra);
+        let out = run(cmd);
+        assert!(out.status.success(), "akvfs mount failed:\n{}", out.stderr);
+    };
+    let unmount = || {
+        let mut cmd = laptop.akvfs(&[]);
+        cmd.arg("unmount").arg(&kv);
+        let out = run(cmd);
+        assert!(out.status.success(), "{}", out.stderr);
+    };
+    let as_nobody = || {
+        let mut cat = Command::new("cat");
+        cat.arg(kv.join("db")).uid(65534).gid(65534);
+        cat.output().unwrap()
+    };
+    let errno = |r: std::io::Result<Vec<u8>>| r.map_err(|e| e.raw_os_error());
+
+    // Without it, a normal user's mount serves that user only: not even root.
+    mount(&[]);
+    assert_eq!(laptop.cat(&kv.join("db")).unwrap(), b"v1");
+    assert_eq!(errno(std::fs::read(kv.join("db"))), Err(Some(libc::EACCES)));
+    unmount();
+
+    // Modes that let others in would defeat it: refused before anything is mounted.
+    let mut cmd = laptop.akvfs(&env);
+    cmd.arg("mount")
+        .arg(&emu.info().vault_url)
+        .arg(&kv)
+        .args(&args)
+        .args(["-o", "allow_root,file_mode=0444"]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.error_line().contains("allow_root"), "{}", out.stderr);
+    assert!(!is_mounted(&kv));
+
+    // Read by the owner, and by root, and the value is in the page cache: another user is
+    // still refused (by the mode bits, which the kernel checks on every open).
+    mount(&["-o", "allow_root"]);
+    assert_eq!(laptop.cat(&kv.join("db")).unwrap(), b"v1");
+    assert_eq!(errno(std::fs::read(kv.join("db"))), Ok(b"v1".to_vec()));
+    let out = as_nobody();
+    assert!(!out.status.success(), "another user read the mount");
+    assert!(out.stdout.is_empty());
+    unmount();
+}

@@ -86,6 +86,8 @@ pub struct OwnerConfig {
     pub file_mode: u16,
     pub dir_mode: u16,
     pub allow_other: bool,
+    /// Root may read too (and no other user but the owner).
+    pub allow_root: bool,
 }
 
 /// The value cache and upstream behaviour.

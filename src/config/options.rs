@@ -134,6 +134,11 @@ mount_options! {
         #[arg(long, num_args = 0, default_missing_value = "true", help_heading = "Mount")]
         pub allow_other: Option<bool>,
 
+        /// Let root read the mount besides the mounting user (a system service or container
+        /// runtime reading a user's mount); every other user stays refused.
+        #[arg(long, num_args = 0, default_missing_value = "true", help_heading = "Mount")]
+        pub allow_root: Option<bool>,
+
         /// Mount even if the directory has files in it (they are hidden while mounted).
         /// [default: refuse a non-empty directory]
         #[arg(long, num_args = 0, default_missing_value = "true", help_heading = "Mount")]

@@ -82,3 +82,36 @@ fn option_types_follow_the_fields() {
         .to_string()
         .contains("unknown field"));
 }
+
+#[test]
+fn allow_root_is_one_definition_and_excludes_allow_other() {
+    let base = || MountOptions {
+        vault: Some("myvault".into()),
+        path: Some("/mnt".into()),
+        ..Default::default()
+    };
+    assert!(!base().validate(true, true).unwrap().owner.allow_root);
+    // The same field from fstab's -o, a config file and the command line.
+    let (o, _) = parse_mount_options("allow_root").unwrap();
+    let file: MountOptions = toml::from_str("allow_root = true").unwrap();
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        options: MountOptions,
+    }
+    let flags = <Flags as clap::Parser>::try_parse_from(["akvfs", "--allow-root"]).unwrap();
+    for over in [o, file, flags.options] {
+        let cfg = base().overlay(over).validate(true, true).unwrap();
+        assert!(cfg.owner.allow_root && !cfg.owner.allow_other);
+    }
+    let (both, _) = parse_mount_options("allow_root,allow_other").unwrap();
+    let err = base().overlay(both).validate(true, true).unwrap_err();
+    assert_eq!(err.field, "allow_root");
+    assert!(err.to_string().contains("allow_other"), "{err}");
+    // Only the mode bits keep other users out of an allow_root mount.
+    for modes in ["file_mode=0440", "dir_mode=0505"] {
+        let (o, _) = parse_mount_options(&format!("allow_root,{modes}")).unwrap();
+        let err = base().overlay(o).validate(true, true).unwrap_err();
+        assert_eq!(err.field, "allow_root", "{modes}");
+    }
+}

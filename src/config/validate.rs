@@ -171,13 +171,14 @@ impl MountOptions {
             vault,
             mountpoint: path,
             auth,
-            owner: OwnerConfig {
+            owner: owner(OwnerConfig {
                 uid: self.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
                 gid: self.gid.unwrap_or_else(|| nix::unistd::getegid().as_raw()),
                 file_mode: mode_bits("file_mode", self.file_mode, "0400")?,
                 dir_mode: mode_bits("dir_mode", self.dir_mode, "0500")?,
                 allow_other: self.allow_other.unwrap_or(false),
-            },
+                allow_root: self.allow_root.unwrap_or(false),
+            })?,
             cache: CacheConfig {
                 max_bytes: cache_bytes,
                 negative_ttl: dur("negative_cache_ttl", self.negative_cache_ttl, "5s")?,
@@ -250,3 +251,30 @@ fn notice_config(
 #[cfg(test)]
 #[path = "options_tests.rs"]
 mod tests;
+
+/// Checks `allow_root` against the rest: FUSE takes it or `allow_other`, not
+/// both; and since the kernel lets every user reach an `allow_root` mount and
+/// only the mode bits keep the others out (akvfs answers no OPEN, so a
+/// filter on requests could not see their reads), the modes must grant
+/// nothing to group or others.
+fn owner(o: OwnerConfig) -> Result<OwnerConfig, FieldError> {
+    if !o.allow_root {
+        return Ok(o);
+    }
+    if o.allow_other {
+        return Err(FieldError::new(
+            "allow_root",
+            "cannot be combined with allow_other, which already lets root and every other user in; set one of them",
+        ));
+    }
+    if (o.file_mode | o.dir_mode) & 0o077 != 0 {
+        return Err(FieldError::new(
+            "allow_root",
+            format!(
+                "lets only root in besides the owner, but file_mode {:04o} / dir_mode {:04o} would let other users read; use modes without group and other bits (the defaults 0400 and 0500), or allow_other if other users should read",
+                o.file_mode, o.dir_mode
+            ),
+        ));
+    }
+    Ok(o)
+}

@@ -43,8 +43,8 @@ pub enum MountpointError {
     Unreadable { path: PathBuf, source: io::Error },
     #[error("mountpoint {} is not empty, and mounting would hide its files; use an empty directory, or pass -o nonempty (nonempty = true in a config file) to mount over them", path.display())]
     NotEmpty { path: PathBuf },
-    #[error("--allow-other needs the line user_allow_other in /etc/fuse.conf when mounting as a normal user; add it (as root), or mount without --allow-other")]
-    AllowOtherNotPermitted,
+    #[error("{setting} needs the line user_allow_other in /etc/fuse.conf when mounting as a normal user; add it (as root), or mount without {setting}")]
+    AllowOtherNotPermitted { setting: &'static str },
     #[error("cannot read /proc/self/mountinfo: {0}")]
     Mountinfo(#[source] io::Error),
     #[error("{} is busy: a process has a file open or its working directory there; close it, or use --lazy", path.display())]

@@ -147,17 +147,22 @@ fn check_live(path: &Path, opts: Prepare) -> Result<PathBuf, MountpointError> {
     Ok(abs)
 }
 
-/// A normal user's `allow_other` mount needs `user_allow_other` in
-/// /etc/fuse.conf (fusermount3 refuses it otherwise); say so up front.
-pub fn check_allow_other(allow_other: bool) -> Result<(), MountpointError> {
-    if !allow_other || nix::unistd::geteuid().is_root() {
+/// A normal user's `allow_other` or `allow_root` mount needs `user_allow_other`
+/// in /etc/fuse.conf (fusermount3 refuses it otherwise); say so up front.
+pub fn check_allow_other(owner: &crate::config::OwnerConfig) -> Result<(), MountpointError> {
+    let setting = match (owner.allow_other, owner.allow_root) {
+        (true, _) => "allow_other",
+        (_, true) => "allow_root",
+        _ => return Ok(()),
+    };
+    if nix::unistd::geteuid().is_root() {
         return Ok(());
     }
     let conf = std::fs::read_to_string("/etc/fuse.conf").unwrap_or_default();
     if conf.lines().any(|l| l.trim() == "user_allow_other") {
         return Ok(());
     }
-    Err(MountpointError::AllowOtherNotPermitted)
+    Err(MountpointError::AllowOtherNotPermitted { setting })
 }
 
 /// One line of /proc/self/mountinfo that we care about.

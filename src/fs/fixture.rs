@@ -17,6 +17,7 @@ pub(crate) fn owner(uid: u32, gid: u32) -> OwnerConfig {
         file_mode: 0o400,
         dir_mode: 0o500,
         allow_other: false,
+        allow_root: false,
     }
 }
 

@@ -69,13 +69,10 @@ fn mount(secrets: &[(&str, &[u8])]) -> Option<Mounted> {
         ..CacheConfig::default()
     };
     let cache = SecretCache::new(Arc::clone(&vault) as Arc<dyn Vault>, cache_cfg);
-    let owner = OwnerConfig {
-        uid: nix::unistd::geteuid().as_raw(),
-        gid: nix::unistd::getegid().as_raw(),
-        file_mode: 0o400,
-        dir_mode: 0o500,
-        allow_other: false,
-    };
+    let owner = crate::fs::fixture::owner(
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
     let core = FsCore::new(cache, owner, FsTimings::default());
     let dir = tempfile::tempdir().ok()?;
     let fs = AkvFs::new(Arc::clone(&core), rt.handle().clone(), false);

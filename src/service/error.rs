@@ -129,7 +129,7 @@ fn view_vault_failure(source: &VaultError) -> String {
 /// What to check when the kernel refuses a mount.
 fn mount_advice(e: &io::Error) -> &'static str {
     if e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EPERM) {
-        "; mounting needs root, or fusermount3 (package fuse3) for other users; --allow-other also needs user_allow_other in /etc/fuse.conf"
+        "; mounting needs root, or fusermount3 (package fuse3) for other users; allow_other and allow_root also need user_allow_other in /etc/fuse.conf"
     } else if e.kind() == io::ErrorKind::NotFound {
         "; is /dev/fuse present and fuse3 installed?"
     } else {

@@ -92,8 +92,7 @@ impl PreparedMount {
         cfg: MountConfig,
         metrics: Arc<MountMetrics>,
     ) -> Result<PreparedMount, Error> {
-        crate::daemon::mounts::check_allow_other(cfg.owner.allow_other)
-            .map_err(Error::Mountpoint)?;
+        crate::daemon::mounts::check_allow_other(&cfg.owner).map_err(Error::Mountpoint)?;
         let conn = connect(&cfg.vault, &cfg.auth, &metrics)?;
         PreparedMount::with_connection(rt, cfg, metrics, conn)
     }
@@ -336,6 +335,8 @@ fn fuse_config(cfg: &MountConfig) -> fuser::Config {
     ];
     fuse_cfg.acl = if cfg.owner.allow_other {
         SessionACL::All
+    } else if cfg.owner.allow_root {
+        SessionACL::RootAndOwner
     } else {
         SessionACL::Owner
     };
@@ -346,7 +347,7 @@ fn fuse_config(cfg: &MountConfig) -> fuser::Config {
 
 /// `akvfs mount`.
 pub fn mount(cfg: MountConfig, metrics_listen: Option<std::net::SocketAddr>) -> Result<(), Error> {
-    crate::daemon::mounts::check_allow_other(cfg.owner.allow_other).map_err(Error::Mountpoint)?;
+    crate::daemon::mounts::check_allow_other(&cfg.owner).map_err(Error::Mountpoint)?;
     let mountpoint = prepare_mountpoint_with(
         &cfg.mountpoint,
         Prepare {
