@@ -11,7 +11,7 @@ use fuser::{BackgroundSession, MountOption};
 
 use super::{AkvFs, KernelNotifier};
 use crate::cache::SecretCache;
-use crate::config::{CacheConfig, OwnerConfig, RefreshConfig};
+use crate::config::{CacheConfig, RefreshConfig};
 use crate::fs::{FsCore, FsTimings};
 use crate::refresh::{KernelCache, Refresher};
 use crate::vault::memory::MemoryVault;
