@@ -56,6 +56,7 @@ fn a_volumes_objects_are_its_files_and_other_lists_get_their_own_mount() {
     let status = plugin
         .publish(&listed)
         .expect_err("a missing object was accepted");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
     assert!(
         status.message().contains("not-there"),
         "{:?}\n{}",

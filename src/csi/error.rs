@@ -141,7 +141,7 @@ impl Refusal {
                 TokenFailure::Transient(_) => Code::Unavailable,
                 TokenFailure::Refused(_) | TokenFailure::Other(_) => Code::PermissionDenied,
             },
-            Refusal::Mount { source, .. } => match vault_answer(source) {
+            Refusal::Mount { source, .. } => match vault_answer(source).or(view_answer(source)) {
                 Some(VaultError::Forbidden { .. } | VaultError::IdentityRejected(_)) => {
                     Code::PermissionDenied
                 }
@@ -158,6 +158,19 @@ impl Refusal {
 fn vault_answer(e: &ServiceError) -> Option<&VaultError> {
     match e {
         ServiceError::List { source, .. } | ServiceError::Read { source, .. } => Some(source),
+        _ => None,
+    }
+}
+
+/// The vault's answer that stopped a declared view (an `objects` entry), for the code only:
+/// the message already names the view and its vault.
+fn view_answer(e: &ServiceError) -> Option<&VaultError> {
+    match e {
+        ServiceError::View {
+            source: crate::error::FsError::Vault { source, .. },
+            ..
+        }
+        | ServiceError::ViewVault { source, .. } => Some(source),
         _ => None,
     }
 }
@@ -237,5 +250,18 @@ mod tests {
             Code::InvalidArgument
         );
         assert_eq!(Refusal::ProviderClass.code(), Code::InvalidArgument);
+        // An objects entry the vault does not hold: NotFound, like a missing vault.
+        let view = Refusal::Mount {
+            vault: "https://kv.vault.azure.net".into(),
+            source: Box::new(ServiceError::View {
+                view: "db".into(),
+                source: crate::error::FsError::Vault {
+                    vault: "https://kv.vault.azure.net".into(),
+                    name: crate::secret::SecretName::parse("db").unwrap(),
+                    source: VaultError::NotFound,
+                },
+            }),
+        };
+        assert_eq!(view.code(), Code::NotFound);
     }
 }
