@@ -210,7 +210,8 @@ pub enum ArgsError {
     Field {
         /// The setting's name as an `-o` option or config key.
         field: &'static str,
-        problem: String,
+        #[source]
+        problem: crate::config::Problem,
         via_options: bool,
     },
 }
@@ -222,16 +223,44 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named_as_the_user_set_them() {
-        let bad = |via_options| ArgsError::Field {
-            field: "cache_ttl",
-            problem: "must be at least 1s".into(),
-            via_options,
+        use crate::config::Problem;
+        let mount = |extra: &[&str]| {
+            let argv = ["akvfs", "mount", "myvault", "/mnt"].iter().chain(extra);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Mount(args) => args.to_config().unwrap_err(),
+                other => panic!("{other:?}"),
+            }
         };
-        assert_eq!(bad(false).to_string(), "--cache-ttl: must be at least 1s");
-        let either = bad(true);
+        let flag = mount(&["--fetch-timeout", "0s"]);
+        assert!(
+            matches!(
+                &flag,
+                ArgsError::Field {
+                    field: "fetch_timeout",
+                    problem: Problem::Zero,
+                    via_options: false
+                }
+            ),
+            "{flag:?}"
+        );
+        assert_eq!(
+            flag.to_string(),
+            "--fetch-timeout: must be greater than zero"
+        );
+        let either = mount(&["-o", "allow_other", "--fetch-timeout", "0s"]);
+        assert!(
+            matches!(
+                &either,
+                ArgsError::Field {
+                    via_options: true,
+                    ..
+                }
+            ),
+            "{either:?}"
+        );
         assert_eq!(
             either.to_string(),
-            "--cache-ttl: must be at least 1s (from a flag or -o cache_ttl)"
+            "--fetch-timeout: must be greater than zero (from a flag or -o fetch_timeout)"
         );
     }
 

@@ -1,3 +1,5 @@
+//! Tests of the value cache over an in-memory vault: single-flight fetches, the negative cache, the byte budget, retries and timeouts.
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::validate::FieldError;
+use super::field_error::FieldError;
 
 /// A setting's value that does not parse. Values are durations, sizes,
 /// modes, vault names and option keys, never secret bytes, so they are quoted.
@@ -98,6 +98,7 @@ pub enum ConfigError {
 mod tests {
     use super::ConfigError;
     use crate::config::{parse_duration, parse_mode, parse_mount_options, parse_size, parse_vault};
+    use crate::config::{FieldError, Problem};
 
     #[test]
     fn each_kind_of_bad_value_has_its_variant() {
@@ -197,7 +198,13 @@ mod tests {
         );
         let e = load("[[mount]]\nvault = \"kv1\"\npath = \"/a\"\nfetch_timeout = \"soon\"\n");
         assert!(
-            matches!(&e, ConfigError::FileMount { source, .. } if source.field == "fetch_timeout"),
+            matches!(&e, ConfigError::FileMount { source, .. } if matches!(
+                **source,
+                FieldError {
+                    field: "fetch_timeout",
+                    problem: Problem::Value(ConfigError::Duration { .. })
+                }
+            )),
             "{e:?}"
         );
         let e = load("[[mount]]\nvault = \"kv1\"\npath = \"/a\"\n[[mount]]\nvault = \"kv2\"\npath = \"/a\"\n");

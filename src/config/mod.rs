@@ -7,6 +7,7 @@ use std::time::Duration;
 
 mod dash_o;
 mod error;
+mod field_error;
 mod file;
 pub mod notice;
 mod options;
@@ -19,11 +20,11 @@ pub mod views_error;
 
 pub use dash_o::parse_mount_options;
 pub use error::ConfigError;
+pub use field_error::{FieldError, Problem};
 pub use file::{load_config_file, ConfigFile};
 pub use notice::NoticeConfig;
 pub use options::{ConnectionOptions, MountOptions};
 pub use units::{parse_duration, parse_mode, parse_size};
-pub use validate::FieldError;
 pub use views::{Encoding, ViewObject, ViewRoot, ViewSpec};
 
 /// Environment variables akvfs reads for authentication.
@@ -242,7 +243,16 @@ mod tests {
             ..MountOptions::default()
         };
         let e = with_cache("lots").validate_for_check().unwrap_err();
-        assert_eq!(e.field, "cache_bytes", "{e:?}");
+        assert!(
+            matches!(
+                &e,
+                FieldError {
+                    field: "cache_bytes",
+                    problem: Problem::Value(ConfigError::Size { value })
+                } if value == "lots"
+            ),
+            "{e:?}"
+        );
         let (vault, _, timeout) = with_cache("1MiB").validate_for_check().unwrap();
         assert_eq!(timeout, Duration::from_secs(10));
         assert_eq!(vault.url, "https://myvault.vault.azure.net");

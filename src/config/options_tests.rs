@@ -1,7 +1,7 @@
 //! Rules of the mount options: defaults, bounds and the shared definition.
 
 use super::*;
-use crate::config::parse_mount_options;
+use crate::config::{parse_mount_options, ConfigError, Problem};
 
 #[test]
 fn readability_and_lookup_budgets_are_validated() {
@@ -30,6 +30,14 @@ fn readability_and_lookup_budgets_are_validated() {
         ..Default::default()
     })
     .unwrap_err();
+    assert!(
+        matches!(
+            err.problem,
+            Problem::BelowRefreshInterval { value, interval }
+                if value == Duration::from_secs(10) && interval == Duration::from_secs(30)
+        ),
+        "{err:?}"
+    );
     assert_eq!(
         err.as_flag(),
         "--max-unverified: must be at least the refresh interval"
@@ -40,6 +48,22 @@ fn readability_and_lookup_budgets_are_validated() {
     })
     .unwrap_err();
     assert_eq!(err.field, "max_cold_lookups_per_10s");
+    assert!(
+        matches!(
+            err.problem,
+            Problem::OutOfRange {
+                value: 0,
+                min: 1,
+                max: 4000,
+                vault_limit: true
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "max_cold_lookups_per_10s: must be between 1 and 4000 (Key Vault's own limit per vault)"
+    );
 }
 
 #[test]
@@ -56,6 +80,18 @@ fn concurrent_fetches_are_one_definition() {
     assert_eq!(cfg.cache.max_concurrent_fetches, 4);
     let file: MountOptions = toml::from_str("max_concurrent_fetches = 300").unwrap();
     let err = base().overlay(file).validate(true, true).unwrap_err();
+    assert!(
+        matches!(
+            err.problem,
+            Problem::OutOfRange {
+                value: 300,
+                max: 256,
+                vault_limit: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(
         err.as_flag(),
         "--max-concurrent-fetches: must be between 1 and 256"
@@ -106,12 +142,144 @@ fn allow_root_is_one_definition_and_excludes_allow_other() {
     }
     let (both, _) = parse_mount_options("allow_root,allow_other").unwrap();
     let err = base().overlay(both).validate(true, true).unwrap_err();
-    assert_eq!(err.field, "allow_root");
-    assert!(err.to_string().contains("allow_other"), "{err}");
+    assert!(
+        matches!(err.problem, Problem::RootWithOther) && err.field == "allow_root",
+        "{err}"
+    );
     // Only the mode bits keep other users out of an allow_root mount.
-    for modes in ["file_mode=0440", "dir_mode=0505"] {
+    for (modes, bits) in [
+        ("file_mode=0440", (0o440, 0o500)),
+        ("dir_mode=0505", (0o400, 0o505)),
+    ] {
         let (o, _) = parse_mount_options(&format!("allow_root,{modes}")).unwrap();
         let err = base().overlay(o).validate(true, true).unwrap_err();
-        assert_eq!(err.field, "allow_root", "{modes}");
+        assert!(
+            matches!(err.problem, Problem::RootWithOpenModes { file_mode, dir_mode } if (file_mode, dir_mode) == bits),
+            "{modes}: {err}"
+        );
     }
+}
+
+#[test]
+fn each_bad_setting_has_its_problem() {
+    let check = |over: MountOptions| {
+        MountOptions {
+            vault: Some("myvault".into()),
+            path: Some("/mnt".into()),
+            ..Default::default()
+        }
+        .overlay(over)
+        .validate(true, true)
+        .unwrap_err()
+    };
+    let e = MountOptions::default().validate(true, true).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FieldError {
+                field: "vault",
+                problem: Problem::Required
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "vault: is required");
+    let e = MountOptions {
+        vault: Some("myvault".into()),
+        ..Default::default()
+    }
+    .validate(true, true)
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FieldError {
+                field: "path",
+                problem: Problem::Required
+            }
+        ),
+        "{e:?}"
+    );
+    let e = check(MountOptions {
+        auth: Some("password".into()),
+        ..Default::default()
+    });
+    assert!(
+        matches!(&e.problem, Problem::AuthMode { value } if value == "password"),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "auth: \"password\" is not one of auto, workload-identity, managed-identity, azure-cli, client-secret"
+    );
+    let e = check(MountOptions {
+        cache_bytes: Some("1KiB".into()),
+        ..Default::default()
+    });
+    assert!(
+        matches!(e.problem, Problem::CacheTooSmall { bytes: 1024 }),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "cache_bytes: must be at least 64KiB (one Key Vault secret is up to 25KiB)"
+    );
+    let e = check(MountOptions {
+        fetch_timeout: Some("0s".into()),
+        ..Default::default()
+    });
+    assert!(matches!(e.problem, Problem::Zero), "{e:?}");
+    assert_eq!(e.to_string(), "fetch_timeout: must be greater than zero");
+    let e = check(MountOptions {
+        refresh_interval: Some("500ms".into()),
+        ..Default::default()
+    });
+    assert!(
+        matches!(e.problem, Problem::TooShort { value, min }
+            if value == Duration::from_millis(500) && min == Duration::from_secs(1)),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "refresh_interval: must be at least 1s");
+    let e = check(MountOptions {
+        max_stale: Some("often".into()),
+        ..Default::default()
+    });
+    assert!(
+        matches!(&e.problem, Problem::Value(ConfigError::Duration { value }) if value == "often"),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "max_stale: \"often\" is not a duration; use e.g. 500ms, 30s, 10m or 24h"
+    );
+    let e = check(MountOptions {
+        notice: Some("configmap:ns".into()),
+        ..Default::default()
+    });
+    assert!(
+        matches!(
+            e.problem,
+            Problem::Value(ConfigError::NoticeSourceSlash { .. })
+        ),
+        "{e:?}"
+    );
+    let e = check(MountOptions {
+        notice: Some("configmap:ns/name".into()),
+        notice_poll_interval: Some("1s".into()),
+        ..Default::default()
+    });
+    assert!(
+        matches!(
+            e,
+            FieldError {
+                field: "notice_poll_interval",
+                problem: Problem::BelowRefreshInterval { .. }
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        Problem::NoNodeName.to_string(),
+        "is not set and neither NODE_NAME nor the host name is available"
+    );
 }

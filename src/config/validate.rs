@@ -5,34 +5,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::field_error::{FieldError, Problem, MIN_CACHE_BYTES};
 use super::options::MountOptions;
 use super::{
     parse_duration, parse_mode, parse_size, parse_vault, AuthConfig, AuthMode, CacheConfig,
     MountConfig, OwnerConfig, VaultConfig,
 };
 use super::{ENV_CLIENT_ID, ENV_FEDERATED_TOKEN_FILE, ENV_TENANT_ID};
-
-/// A bad field: which one, and what is wrong with it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {problem}")]
-pub struct FieldError {
-    pub field: &'static str,
-    pub problem: String,
-}
-
-impl FieldError {
-    pub(super) fn new(field: &'static str, problem: impl Into<String>) -> FieldError {
-        FieldError {
-            field,
-            problem: problem.into(),
-        }
-    }
-
-    /// The field as a command-line flag.
-    pub fn as_flag(&self) -> String {
-        format!("--{}: {}", self.field.replace('_', "-"), self.problem)
-    }
-}
 
 /// A setting from the environment; empty counts as unset.
 fn env(name: &str) -> Option<String> {
@@ -47,16 +26,12 @@ impl MountOptions {
         let vault = self
             .vault
             .as_deref()
-            .ok_or_else(|| FieldError::new("vault", "is required"))?;
-        let url = parse_vault(vault).map_err(|e| FieldError::new("vault", e.to_string()))?;
+            .ok_or(FieldError::new("vault", Problem::Required))?;
+        let url = parse_vault(vault).map_err(|e| FieldError::new("vault", e))?;
         let mode = match self.auth.as_deref() {
             None => AuthMode::Auto,
-            Some(s) => AuthMode::from_str(s, true).map_err(|_| {
-                FieldError::new(
-                    "auth",
-                    format!("{s:?} is not one of auto, workload-identity, managed-identity, azure-cli, client-secret"),
-                )
-            })?,
+            Some(s) => AuthMode::from_str(s, true)
+                .map_err(|_| FieldError::new("auth", Problem::AuthMode { value: s.into() }))?,
         };
         Ok((
             VaultConfig {
@@ -97,69 +72,54 @@ impl MountOptions {
         let (vault, auth) = self.validate_connection()?;
         let path = self
             .path
-            .ok_or_else(|| FieldError::new("path", "is required"))?;
+            .ok_or(FieldError::new("path", Problem::Required))?;
         let dur = |field: &'static str, v: Option<String>, default: &str| {
-            parse_duration(v.as_deref().unwrap_or(default))
-                .map_err(|e| FieldError::new(field, e.to_string()))
+            parse_duration(v.as_deref().unwrap_or(default)).map_err(|e| FieldError::new(field, e))
         };
         let mode_bits = |field: &'static str, v: Option<String>, default: &str| {
-            parse_mode(v.as_deref().unwrap_or(default))
-                .map_err(|e| FieldError::new(field, e.to_string()))
+            parse_mode(v.as_deref().unwrap_or(default)).map_err(|e| FieldError::new(field, e))
         };
         let cache_bytes = parse_size(self.cache_bytes.as_deref().unwrap_or("64MiB"))
-            .map_err(|e| FieldError::new("cache_bytes", e.to_string()))?;
-        if cache_bytes < 64 << 10 {
+            .map_err(|e| FieldError::new("cache_bytes", e))?;
+        if cache_bytes < MIN_CACHE_BYTES {
             return Err(FieldError::new(
                 "cache_bytes",
-                "must be at least 64KiB (one Key Vault secret is up to 25KiB)",
+                Problem::CacheTooSmall { bytes: cache_bytes },
             ));
         }
         let fetch_timeout = dur("fetch_timeout", self.fetch_timeout, "10s")?;
         if fetch_timeout.is_zero() {
-            return Err(FieldError::new(
-                "fetch_timeout",
-                "must be greater than zero",
-            ));
+            return Err(FieldError::new("fetch_timeout", Problem::Zero));
         }
         let interval = dur("refresh_interval", self.refresh_interval, "30s")?;
-        if interval < Duration::from_secs(1) {
-            return Err(FieldError::new("refresh_interval", "must be at least 1s"));
+        let min_interval = Duration::from_secs(1);
+        if interval < min_interval {
+            return Err(FieldError::new(
+                "refresh_interval",
+                Problem::TooShort {
+                    value: interval,
+                    min: min_interval,
+                },
+            ));
         }
         let idle_timeout = dur("idle_timeout", self.idle_timeout, "10m")?;
-        if idle_timeout < interval {
-            return Err(FieldError::new(
-                "idle_timeout",
-                "must be at least the refresh interval",
-            ));
-        }
+        covers_interval("idle_timeout", idle_timeout, interval)?;
         let max_unverified = dur("max_unverified", self.max_unverified, "10m")?;
-        if max_unverified < interval {
-            return Err(FieldError::new(
-                "max_unverified",
-                "must be at least the refresh interval",
-            ));
-        }
+        covers_interval("max_unverified", max_unverified, interval)?;
         let max_cold_lookups = self.max_cold_lookups_per_10s.unwrap_or(100);
-        if !(1..=4000).contains(&max_cold_lookups) {
-            return Err(FieldError::new(
-                "max_cold_lookups_per_10s",
-                "must be between 1 and 4000 (Key Vault's own limit per vault)",
-            ));
-        }
+        within(
+            "max_cold_lookups_per_10s",
+            max_cold_lookups,
+            KEY_VAULT_LIMIT,
+        )?;
         let max_concurrent_fetches = self.max_concurrent_fetches.unwrap_or(16);
-        if !(1..=256).contains(&max_concurrent_fetches) {
-            return Err(FieldError::new(
-                "max_concurrent_fetches",
-                "must be between 1 and 256",
-            ));
-        }
+        within(
+            "max_concurrent_fetches",
+            max_concurrent_fetches,
+            MAX_FETCHES,
+        )?;
         let max_requests = self.max_requests_per_10s.unwrap_or(50);
-        if !(1..=4000).contains(&max_requests) {
-            return Err(FieldError::new(
-                "max_requests_per_10s",
-                "must be between 1 and 4000 (Key Vault's own limit per vault)",
-            ));
-        }
+        within("max_requests_per_10s", max_requests, KEY_VAULT_LIMIT)?;
         let (views, view_root) = super::view_sources::views_config(
             self.view.unwrap_or_default(),
             self.views.as_deref(),
@@ -209,6 +169,55 @@ impl MountOptions {
     }
 }
 
+/// A count's bounds: its upper bound and whether that is Key Vault's own.
+struct Bound {
+    max: u32,
+    vault_limit: bool,
+}
+
+/// Key Vault's own limit of requests per vault in 10 seconds.
+const KEY_VAULT_LIMIT: Bound = Bound {
+    max: 4000,
+    vault_limit: true,
+};
+
+/// The bound of `max_concurrent_fetches`.
+const MAX_FETCHES: Bound = Bound {
+    max: 256,
+    vault_limit: false,
+};
+
+/// `value` is between 1 and the bound.
+fn within(field: &'static str, value: u32, bound: Bound) -> Result<(), FieldError> {
+    if (1..=bound.max).contains(&value) {
+        return Ok(());
+    }
+    Err(FieldError::new(
+        field,
+        Problem::OutOfRange {
+            value: value.into(),
+            min: 1,
+            max: bound.max.into(),
+            vault_limit: bound.vault_limit,
+        },
+    ))
+}
+
+/// A duration that may not be shorter than the refresh interval.
+fn covers_interval(
+    field: &'static str,
+    value: Duration,
+    interval: Duration,
+) -> Result<(), FieldError> {
+    if value < interval {
+        return Err(FieldError::new(
+            field,
+            Problem::BelowRefreshInterval { value, interval },
+        ));
+    }
+    Ok(())
+}
+
 /// The notice settings: none without `notice`.
 fn notice_config(
     notice: Option<String>,
@@ -219,28 +228,17 @@ fn notice_config(
     let Some(spec) = notice else {
         return Ok(None);
     };
-    let source = super::notice::SourceSpec::parse(&spec)
-        .map_err(|e| FieldError::new("notice", e.to_string()))?;
+    let source =
+        super::notice::SourceSpec::parse(&spec).map_err(|e| FieldError::new("notice", e))?;
     let live_poll = match poll {
-        Some(p) => parse_duration(&p)
-            .map_err(|e| FieldError::new("notice_poll_interval", e.to_string()))?,
+        Some(p) => parse_duration(&p).map_err(|e| FieldError::new("notice_poll_interval", e))?,
         None => super::notice::DEFAULT_LIVE_POLL,
     };
-    if live_poll < interval {
-        return Err(FieldError::new(
-            "notice_poll_interval",
-            "must be at least the refresh interval",
-        ));
-    }
+    covers_interval("notice_poll_interval", live_poll, interval)?;
     let node_name = node_name
         .filter(|n| !n.is_empty())
         .or_else(super::notice::default_node_name)
-        .ok_or_else(|| {
-            FieldError::new(
-                "node_name",
-                "is not set and neither NODE_NAME nor the host name is available",
-            )
-        })?;
+        .ok_or(FieldError::new("node_name", Problem::NoNodeName))?;
     Ok(Some(super::notice::NoticeConfig {
         source,
         node_name,
@@ -262,18 +260,15 @@ fn owner(o: OwnerConfig) -> Result<OwnerConfig, FieldError> {
         return Ok(o);
     }
     if o.allow_other {
-        return Err(FieldError::new(
-            "allow_root",
-            "cannot be combined with allow_other, which already lets root and every other user in; set one of them",
-        ));
+        return Err(FieldError::new("allow_root", Problem::RootWithOther));
     }
     if (o.file_mode | o.dir_mode) & 0o077 != 0 {
         return Err(FieldError::new(
             "allow_root",
-            format!(
-                "lets only root in besides the owner, but file_mode {:04o} / dir_mode {:04o} would let other users read; use modes without group and other bits (the defaults 0400 and 0500), or allow_other if other users should read",
-                o.file_mode, o.dir_mode
-            ),
+            Problem::RootWithOpenModes {
+                file_mode: o.file_mode,
+                dir_mode: o.dir_mode,
+            },
         ));
     }
     Ok(o)

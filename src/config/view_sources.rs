@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::validate::FieldError;
+use super::field_error::{FieldError, Problem};
 use super::views::{validate_views, RawView, ViewRoot, ViewSpec};
 use super::views_error::ViewSourceError;
 
@@ -57,28 +57,22 @@ pub(super) fn views_config(
 ) -> Result<(Vec<ViewSpec>, ViewRoot), FieldError> {
     let mut raw = inline;
     if let Some(f) = file {
-        raw.extend(load_views_file(f).map_err(|e| FieldError::new("views", e.to_string()))?);
+        raw.extend(load_views_file(f).map_err(|e| FieldError::new("views", e))?);
     }
     if let Some(f) = spc {
-        raw.extend(
-            super::spc::load_spc_file(f).map_err(|e| FieldError::new("spc", e.to_string()))?,
-        );
+        raw.extend(super::spc::load_spc_file(f).map_err(|e| FieldError::new("spc", e))?);
     }
-    let views =
-        validate_views(raw, vault_url).map_err(|e| FieldError::new("view", e.to_string()))?;
+    let views = validate_views(raw, vault_url).map_err(|e| FieldError::new("view", e))?;
     // Declared views are an allow-list unless the root is asked for: a
     // migration from the CSI driver expects only the listed files, and
     // should not expose every other secret the identity can read.
     let root = match root {
-        Some(r) => parse_root(r).map_err(|e| FieldError::new("root", e.to_string()))?,
+        Some(r) => parse_root(r).map_err(|e| FieldError::new("root", e))?,
         None if views.is_empty() => ViewRoot::Vault,
         None => ViewRoot::Views,
     };
     if root == ViewRoot::Views && views.is_empty() {
-        return Err(FieldError::new(
-            "root",
-            "views shows only declared views, and none is declared (add views, spc or [[mount.view]])",
-        ));
+        return Err(FieldError::new("root", Problem::RootWithoutViews));
     }
     Ok((views, root))
 }

@@ -2,9 +2,10 @@
 //! options and config files, without mounts.
 
 use crate::config::spc::parse_spc;
+use crate::config::views::RawView;
 use crate::config::views::{validate_views, ViewObject, ViewRoot};
-use crate::config::views_error::ViewSourceError;
-use crate::config::{parse_mount_options, MountOptions};
+use crate::config::views_error::{ViewError, ViewSourceError};
+use crate::config::{parse_mount_options, FieldError, MountOptions, Problem};
 
 use super::ViewsFile;
 
@@ -160,7 +161,20 @@ fn views_come_from_options_with_an_allow_listing_root_by_default() {
         })
         .validate(true, true)
         .unwrap_err();
-    assert_eq!(e.field, "root");
+    assert!(
+        matches!(
+            e,
+            FieldError {
+                field: "root",
+                problem: Problem::RootWithoutViews
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "root: views shows only declared views, and none is declared (add views, spc or [[mount.view]])"
+    );
     let e = parse_mount_options("view=x").unwrap_err();
     assert!(
         matches!(e, crate::config::ConfigError::OptionViews { .. }),
@@ -168,6 +182,7 @@ fn views_come_from_options_with_an_allow_listing_root_by_default() {
     );
     assert!(e.to_string().contains("views=FILE"), "{e}");
     let missing = base
+        .clone()
         .overlay(MountOptions {
             spc: Some(dir.path().join("nope.yaml")),
             ..Default::default()
@@ -175,7 +190,57 @@ fn views_come_from_options_with_an_allow_listing_root_by_default() {
         .validate(true, true)
         .unwrap_err();
     assert_eq!(missing.field, "spc");
-    assert!(missing.problem.contains("nope.yaml"), "{missing:?}");
+    let Problem::ViewSource(cause @ ViewSourceError::SpcRead { path, .. }) = &missing.problem
+    else {
+        panic!("{missing:?}");
+    };
+    assert_eq!(*path, dir.path().join("nope.yaml"));
+    // A wrapped cause renders as itself.
+    assert_eq!(missing.problem.to_string(), cause.to_string());
+    let e = base
+        .clone()
+        .overlay(MountOptions {
+            root: Some("all".into()),
+            ..Default::default()
+        })
+        .validate(true, true)
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            FieldError {
+                field: "root",
+                problem: Problem::ViewSource(ViewSourceError::Root { value })
+            } if value == "all"
+        ),
+        "{e:?}"
+    );
+    let twice = base
+        .overlay(MountOptions {
+            views: Some(f.clone()),
+            view: Some(vec![RawView {
+                path: Some("a/b".into()),
+                name: Some("other".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        })
+        .validate(true, true)
+        .unwrap_err();
+    assert!(
+        matches!(
+            &twice,
+            FieldError {
+                field: "view",
+                problem: Problem::View(ViewError::Duplicate { path, .. })
+            } if path == "a/b"
+        ),
+        "{twice:?}"
+    );
+    assert_eq!(
+        twice.to_string(),
+        "view: view \"a/b\": path: \"a/b\" is declared twice"
+    );
 }
 
 #[test]

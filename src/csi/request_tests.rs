@@ -1,6 +1,7 @@
 //! Tests of reading a publish request: attributes, the node's cache maximum, the token's place.
 
 use super::*;
+use crate::config::{ConfigError, FieldError, Problem};
 use crate::csi::proto::volume_capability::MountVolume;
 use crate::csi::proto::VolumeCapability;
 
@@ -96,8 +97,18 @@ fn a_volume_caps_its_cache_within_the_node_maximum() {
         .err()
         .unwrap();
     assert!(
-        matches!(&err, Refusal::Setting(e) if e.field == "cache_bytes"),
+        matches!(
+            &err,
+            Refusal::Setting(FieldError {
+                field: "cache_bytes",
+                problem: Problem::CacheTooSmall { bytes: 1024 }
+            })
+        ),
         "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "volume attribute cache_bytes: must be at least 64KiB (one Key Vault secret is up to 25KiB)"
     );
 }
 
@@ -124,7 +135,13 @@ fn node_level_settings_cannot_be_set_by_a_volume() {
         .err()
         .unwrap();
     assert!(
-        matches!(&err, Refusal::Setting(e) if e.field == "max_stale"),
+        matches!(
+            &err,
+            Refusal::Setting(FieldError {
+                field: "max_stale",
+                problem: Problem::Value(ConfigError::Duration { .. })
+            })
+        ),
         "{err}"
     );
     assert!(err.to_string().starts_with("volume attribute max_stale"));
