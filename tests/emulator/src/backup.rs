@@ -8,6 +8,7 @@
 //! emulator already uses for TLS, rather than anything hand-rolled.
 
 use crate::store::{is_valid_name, Secret, Version};
+use crate::wire::{insert_tags, Times};
 use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -75,18 +76,8 @@ fn payload(secret: &Secret) -> Value {
             if let Some(ct) = &v.content_type {
                 m.insert("contentType".into(), Value::from(ct.clone()));
             }
-            if let Some(tags) = &v.tags {
-                m.insert("tags".into(), json!(tags));
-            }
-            m.insert("enabled".into(), Value::from(v.enabled));
-            if let Some(nbf) = v.nbf {
-                m.insert("nbf".into(), Value::from(nbf));
-            }
-            if let Some(exp) = v.exp {
-                m.insert("exp".into(), Value::from(exp));
-            }
-            m.insert("created".into(), Value::from(v.created));
-            m.insert("updated".into(), Value::from(v.updated));
+            insert_tags(&mut m, &v.tags);
+            Times::from(v).insert_into(&mut m);
             Value::Object(m)
         })
         .collect();

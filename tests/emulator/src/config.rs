@@ -369,12 +369,6 @@ impl Identity {
             .clone()
             .unwrap_or_else(|| crate::util::uuid_from_name(&self.client_id))
     }
-
-    pub(crate) fn denies(&self, secret: &str) -> bool {
-        self.denied_secrets
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(secret))
-    }
 }
 
 #[cfg(test)]

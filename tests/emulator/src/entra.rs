@@ -467,17 +467,7 @@ fn check_assertion(
     }
     let iss = jwt::str_claim(&claims, "iss").unwrap_or_default();
     if iss != shared.settings.federated_issuer {
-        return Err(EntraError::new(
-            401,
-            "invalid_client",
-            700211,
-            format!(
-                "No matching federated identity record found for presented assertion issuer '{iss}'. Please \
-                 note that the matching is done using a case-sensitive comparison. Check your federated \
-                 identity credential Subject, Audience and Issuer against the presented assertion. \
-                 https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
-            ),
-        ));
+        return Err(no_federated_match(700211, "issuer", iss));
     }
     let audiences: Vec<String> = match claims.get("aud") {
         Some(Value::String(s)) => vec![s.clone()],
@@ -488,32 +478,11 @@ fn check_assertion(
         _ => Vec::new(),
     };
     if !audiences.iter().any(|a| a == FEDERATED_AUDIENCE) {
-        return Err(EntraError::new(
-            401,
-            "invalid_client",
-            700212,
-            format!(
-                "No matching federated identity record found for presented assertion audience '{}'. Please \
-                 note that the matching is done using a case-sensitive comparison. Check your federated \
-                 identity credential Subject, Audience and Issuer against the presented assertion. \
-                 https://learn.microsoft.com/entra/workload-id/workload-identity-federation",
-                audiences.join(",")
-            ),
-        ));
+        return Err(no_federated_match(700212, "audience", &audiences.join(",")));
     }
     let sub = jwt::str_claim(&claims, "sub").unwrap_or_default();
     if !subjects.iter().any(|s| s == sub) {
-        return Err(EntraError::new(
-            401,
-            "invalid_client",
-            700213,
-            format!(
-                "No matching federated identity record found for presented assertion subject '{sub}'. Please \
-                 note that the matching is done using a case-sensitive comparison. Check your federated \
-                 identity credential Subject, Audience and Issuer against the presented assertion. \
-                 https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
-            ),
-        ));
+        return Err(no_federated_match(700213, "subject", sub));
     }
     // A token rotated out of the token file is treated like an expired one: that is what a client
     // holding on to a stale token eventually meets.
@@ -522,6 +491,21 @@ fn check_assertion(
         return Err(time_range(now.min(exp)));
     }
     Ok(())
+}
+
+/// 401 for an assertion whose `what` (issuer, audience, subject) matches no federated credential.
+fn no_federated_match(code: u32, what: &str, presented: &str) -> EntraError {
+    EntraError::new(
+        401,
+        "invalid_client",
+        code,
+        format!(
+            "No matching federated identity record found for presented assertion {what} '{presented}'. Please \
+             note that the matching is done using a case-sensitive comparison. Check your federated \
+             identity credential Subject, Audience and Issuer against the presented assertion. \
+             https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
+        ),
+    )
 }
 
 #[cfg(test)]

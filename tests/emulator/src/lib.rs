@@ -38,8 +38,10 @@
 //! - `tls`: the generated test CA and server certificate; `jwt`: HS256 tokens; `http`, `util`:
 //!   plumbing.
 
+mod access;
 mod admin;
 mod backup;
+mod bodies;
 pub mod certgen;
 mod certs_api;
 pub mod config;
@@ -57,15 +59,20 @@ mod jwt;
 mod keys_api;
 mod kubelet;
 mod msi;
+mod objapi;
 mod objconfig;
 mod objcontrol;
 mod objects;
 mod objroutes;
 mod objseed;
+mod paging;
 mod prepare;
 mod props;
+mod secret_json;
+mod secrets_api;
 mod seed;
 mod server;
+mod serving;
 mod state;
 mod store;
 mod testchain;
@@ -73,6 +80,7 @@ mod throttle;
 mod tls;
 mod util;
 mod vault;
+mod wire;
 
 pub use config::{
     EmulatorConfig, Identity, ObjectPermissions, Permissions, Seed, SeedCertVersion,
