@@ -3,7 +3,7 @@
 
 use crate::config::Identity;
 use crate::state::{Caller, Shared};
-use crate::store::VaultError;
+use crate::vault_error::VaultError;
 
 /// How an identity's access policy answers for one collection.
 pub(crate) struct Policy {

@@ -7,7 +7,8 @@
 //! or a changed one, fails to open. The AEAD comes from aws-lc-rs, the crypto library the
 //! emulator already uses for TLS, rather than anything hand-rolled.
 
-use crate::store::{is_valid_name, Secret, Version};
+use crate::secret::{Secret, Version};
+use crate::store::is_valid_name;
 use crate::wire::{insert_tags, Times};
 use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
 use serde_json::{json, Map, Value};

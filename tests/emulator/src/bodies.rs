@@ -3,7 +3,8 @@
 
 use crate::http::{read_body, BodyError};
 use crate::props::Props;
-use crate::store::{AttributeUpdate, NewVersion, VaultError};
+use crate::secret::{AttributeUpdate, NewVersion};
+use crate::vault_error::VaultError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hyper::body::Incoming;

@@ -2,17 +2,15 @@
 //! (PKCS#12 or PEM), get, list, versions, policy, pending operation, update, delete, deleted
 //! certificates, purge, recover. Each version comes with its key and backing secret version.
 
+use crate::bodies::{parse_attributes, parse_tags, read_json, ParsedAttributes};
 use crate::certgen::{self, CertRequest, KeySpec, Material};
-use crate::http::{empty, json, Resp};
-use crate::objects::{
-    self, bad, CertVersion, Named, NewCert, PEM, PKCS12,
-};
-use crate::objapi::{deleted, deleted_not_found, get, newest, not_found, update, Ctx};
+use crate::http::{empty, json};
+use crate::objapi::{deleted, deleted_not_found, get, newest, not_found, update, Answer, Ctx};
+use crate::objects::{self, bad, CertVersion, Named, NewCert, PEM, PKCS12};
 use crate::objroutes::{Kind, ObjRoute};
 use crate::state::Shared;
-use crate::store::VaultError;
+use crate::vault_error::VaultError;
 use crate::wire::{insert_tags, Times};
-use crate::bodies::{parse_attributes, parse_tags, read_json};
 use base64::Engine;
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
@@ -100,13 +98,9 @@ pub(crate) fn import_material(
     Ok((certgen::pfx_decode(&der, password).map_err(bad)?, PKCS12))
 }
 
-pub(crate) async fn execute(
-    ctx: &Ctx<'_>,
-    route: ObjRoute,
-    body: Incoming,
-) -> Result<Resp, VaultError> {
-    let shared = ctx.shared;
-    let now = crate::util::now_unix();
+/// Runs a certificate operation whose request has passed the common checks.
+pub(crate) async fn execute(ctx: &Ctx<'_>, route: ObjRoute, body: Incoming) -> Answer {
+    let (shared, now) = (ctx.shared, ctx.now);
     let c = Kind::Certificates;
     match route {
         ObjRoute::Get(_, name, version) => {
@@ -154,10 +148,8 @@ pub(crate) async fn execute(
         }
         ObjRoute::Update(_, name, version) => {
             let body = read_json(body).await?;
-            let attrs = parse_attributes(&body)?;
-            let tags = parse_tags(&body)?;
             let mut st = shared.lock();
-            let v = update(&mut st, &name, version.as_deref(), &attrs, tags, now, |v: &mut CertVersion| {
+            let changes = |v: &mut CertVersion, _: &ParsedAttributes| {
                 if let (Some(Value::Object(p)), Value::Object(cur)) =
                     (body.get("policy"), &mut v.policy)
                 {
@@ -165,14 +157,15 @@ pub(crate) async fn execute(
                         cur.insert(k.clone(), val.clone());
                     }
                 }
-            })?;
+            };
+            let (v, attrs) = update(&mut st, &name, version.as_deref(), &body, now, changes)?;
             // As in Key Vault, enabling or disabling a certificate does the same to its key and
             // secret versions.
             if let Some(enabled) = attrs.enabled {
                 if let Some(k) = st.objects.keys.get_mut(&name, Some(&v.id)) {
                     k.attrs.enabled = enabled;
                 }
-                let update = crate::store::AttributeUpdate {
+                let update = crate::secret::AttributeUpdate {
                     enabled: Some(enabled),
                     ..Default::default()
                 };
@@ -327,4 +320,10 @@ fn item(shared: &Shared, cert: &Named<CertVersion>, v: &CertVersion, versioned: 
     Value::Object(m)
 }
 
-crate::objapi::object_kind!(CertVersion, Certificates, "/certificates", "deletedcertificates", certs);
+crate::objapi::object_kind!(
+    CertVersion,
+    Certificates,
+    "/certificates",
+    "deletedcertificates",
+    certs
+);

@@ -2,8 +2,8 @@
 //! state in exactly the same way.
 
 use crate::config::{Identity, Permissions};
+use crate::secret::AttributeUpdate;
 use crate::state::{FederatedTokenSpec, Shared, TokenSpec};
-use crate::store::AttributeUpdate;
 use crate::util;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -161,7 +161,7 @@ pub(crate) fn before(shared: &Shared, parts: &Parts) -> Option<Reply> {
     })?;
     // A Bearer token must still be present: an unauthenticated request gets the challenge.
     header(&parts.headers, "authorization")?;
-    let mut resp = crate::vault::error(&crate::store::VaultError::new(
+    let mut resp = crate::vault::error(&crate::vault_error::VaultError::new(
         429,
         "Throttled",
         "Request was not processed because too many requests were received.",

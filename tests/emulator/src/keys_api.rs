@@ -1,17 +1,15 @@
 //! The Key Vault keys API: create, import, get (public JWK only), list, versions, update,
 //! delete, deleted keys, purge, recover.
 
+use crate::bodies::{parse_attributes, parse_tags, read_json, ParsedAttributes};
 use crate::certgen::{self, KeySpec};
-use crate::http::{empty, json, Resp};
-use crate::objects::{
-    bad, default_key_ops, version_id, Attrs, KeyVersion, Named,
-};
-use crate::objapi::{deleted, deleted_not_found, get, newest, not_found, update, Ctx};
+use crate::http::{empty, json};
+use crate::objapi::{deleted, deleted_not_found, get, newest, not_found, update, Answer, Ctx};
+use crate::objects::{bad, default_key_ops, version_id, Attrs, KeyVersion, Named};
 use crate::objroutes::{Kind, ObjRoute};
-use crate::wire::{insert_tags, Times};
 use crate::state::Shared;
-use crate::store::VaultError;
-use crate::bodies::{parse_attributes, parse_tags, read_json};
+use crate::vault_error::VaultError;
+use crate::wire::{insert_tags, Times};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
@@ -90,13 +88,9 @@ pub(crate) fn new_version(
     })
 }
 
-pub(crate) async fn execute(
-    ctx: &Ctx<'_>,
-    route: ObjRoute,
-    body: Incoming,
-) -> Result<Resp, VaultError> {
-    let shared = ctx.shared;
-    let now = crate::util::now_unix();
+/// Runs a key operation whose request has passed the common checks.
+pub(crate) async fn execute(ctx: &Ctx<'_>, route: ObjRoute, body: Incoming) -> Answer {
+    let (shared, now) = (ctx.shared, ctx.now);
     match route {
         ObjRoute::Get(_, name, version) => {
             let (k, v) = get::<KeyVersion>(shared, &name, version.as_deref())?;
@@ -122,7 +116,8 @@ pub(crate) async fn execute(
                 let crv = body.get("crv").and_then(Value::as_str);
                 key_material(kty, size, crv, None)?
             };
-            let ops = key_ops(body.get("key_ops")).or_else(|| key_ops(body.pointer("/key/key_ops")));
+            let ops =
+                key_ops(body.get("key_ops")).or_else(|| key_ops(body.pointer("/key/key_ops")));
             let attrs = parse_attributes(&body)?;
             let mut v = new_version(
                 jwk,
@@ -147,10 +142,8 @@ pub(crate) async fn execute(
         }
         ObjRoute::Update(_, name, version) => {
             let body = read_json(body).await?;
-            let attrs = parse_attributes(&body)?;
-            let tags = parse_tags(&body)?;
             let mut st = shared.lock();
-            let v = update(&mut st, &name, version.as_deref(), &attrs, tags, now, |v: &mut KeyVersion| {
+            let changes = |v: &mut KeyVersion, attrs: &ParsedAttributes| {
                 if attrs.nbf.is_some() {
                     v.attrs.nbf = attrs.nbf;
                 }
@@ -160,7 +153,8 @@ pub(crate) async fn execute(
                 if let Some(ops) = key_ops(body.get("key_ops")) {
                     v.key_ops = ops;
                 }
-            })?;
+            };
+            let (v, _) = update(&mut st, &name, version.as_deref(), &body, now, changes)?;
             let k = st.objects.keys.live(&name).cloned();
             drop(st);
             let k = k.ok_or_else(|| not_found(Kind::Keys, &name, None))?;

@@ -68,6 +68,7 @@ mod objseed;
 mod paging;
 mod prepare;
 mod props;
+mod secret;
 mod secret_json;
 mod secrets_api;
 mod seed;
@@ -80,6 +81,7 @@ mod throttle;
 mod tls;
 mod util;
 mod vault;
+mod vault_error;
 mod wire;
 
 pub use config::{

@@ -1,16 +1,15 @@
 //! What the certificates and keys APIs do alike: lookups, lists, updates, the answers about
 //! deleted objects and the not-found errors.
 
-use crate::bodies::ParsedAttributes;
+use crate::bodies::{parse_attributes, parse_tags, ParsedAttributes};
 use crate::http::{json, Resp};
 use crate::objects::{Attrs, Collection, HasId, Named, Objects};
 use crate::objroutes::Kind;
 use crate::paging::{list_response, Paging};
 use crate::state::{Shared, State};
-use crate::store::VaultError;
+use crate::vault_error::VaultError;
 use crate::wire::with_deletion;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A certificate or key version, and how its collection answers.
@@ -97,17 +96,19 @@ pub(crate) fn newest<V: ObjectKind>(named: &Named<V>) -> Result<V, VaultError> {
         .ok_or_else(|| not_found(V::KIND, &named.name, None))
 }
 
-/// PATCH of a version: `enabled` and `tags` when given, then what `more` changes; `updated` is
-/// stamped last. The caller holds the lock for what must change with it.
+/// PATCH of a version with `body`: `enabled` and `tags` when given, then what `more` changes
+/// (it sees the body's attributes too); `updated` is stamped last. Returns the updated version
+/// and the body's attributes; the caller holds the lock for what must change with it.
 pub(crate) fn update<V: ObjectKind>(
     st: &mut State,
     name: &str,
     version: Option<&str>,
-    attrs: &ParsedAttributes,
-    tags: Option<BTreeMap<String, String>>,
+    body: &Value,
     now: i64,
-    more: impl FnOnce(&mut V),
-) -> Result<V, VaultError> {
+    more: impl FnOnce(&mut V, &ParsedAttributes),
+) -> Result<(V, ParsedAttributes), VaultError> {
+    let attrs = parse_attributes(body)?;
+    let tags = parse_tags(body)?;
     let v = V::collection_mut(&mut st.objects)
         .get_mut(name, version)
         .ok_or_else(|| not_found(V::KIND, name, version))?;
@@ -118,10 +119,10 @@ pub(crate) fn update<V: ObjectKind>(
     if tags.is_some() {
         a.tags = tags;
     }
-    more(v);
+    more(v, &attrs);
     let a = v.attrs_mut();
     a.updated = now.max(a.created);
-    Ok(v.clone())
+    Ok((v.clone(), attrs))
 }
 
 /// A deleted object's answer: its newest version in full (`full`) or as a list item, with the
@@ -140,7 +141,12 @@ pub(crate) struct Ctx<'a> {
     pub shared: &'a Arc<Shared>,
     pub query: &'a [(String, String)],
     pub api_version: &'a str,
+    /// The time of the request (Unix seconds).
+    pub now: i64,
 }
+
+/// What an operation answers: a response, or the error to answer.
+pub(crate) type Answer = Result<Resp, VaultError>;
 
 impl Ctx<'_> {
     /// `GET /{kind}`: a page of the newest version of every live object.

@@ -64,7 +64,7 @@ impl Shared {
         if let Some(k) = st.objects.keys.get_mut(name, Some(&id)) {
             k.attrs.enabled = enabled;
         }
-        let update = crate::store::AttributeUpdate {
+        let update = crate::secret::AttributeUpdate {
             enabled: Some(enabled),
             ..Default::default()
         };

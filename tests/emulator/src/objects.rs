@@ -3,9 +3,11 @@
 //! share one version id, as in Key Vault).
 
 use crate::certgen::{self, Material};
+use crate::secret::{Deletion, NewVersion};
 use crate::state::State;
-use crate::store::{is_valid_name, Deletion, NewVersion, VaultError, RECOVERABLE_DAYS};
+use crate::store::{is_valid_name, RECOVERABLE_DAYS};
 use crate::util;
+use crate::vault_error::VaultError;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 

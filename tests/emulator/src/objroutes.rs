@@ -6,7 +6,8 @@ use crate::counts::Operation;
 use crate::http::{query_pairs, segments, Resp};
 use crate::objapi::Ctx;
 use crate::state::{Caller, Shared};
-use crate::store::{is_valid_name, VaultError};
+use crate::store::is_valid_name;
+use crate::vault_error::VaultError;
 use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::Method;
@@ -187,6 +188,7 @@ pub(crate) async fn execute(
         shared,
         query: &query,
         api_version: &api_version,
+        now: crate::util::now_unix(),
     };
     match route.kind() {
         Kind::Certificates => crate::certs_api::execute(&ctx, route, body).await,

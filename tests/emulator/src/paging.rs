@@ -2,8 +2,8 @@
 
 use crate::http::{json, query_get, Resp};
 use crate::state::Shared;
-use crate::store::VaultError;
 use crate::vault::MAX_RESULTS;
+use crate::vault_error::VaultError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::{AttributeUpdate, NewVersion};
+use crate::secret::{AttributeUpdate, NewVersion};
 
 /// The settable properties of a secret version. `None` leaves a property at its default (a new
 /// version) or unchanged (an update).

@@ -1,7 +1,7 @@
 //! The JSON of secrets: SecretBundle, SecretItem and their deleted forms.
 
+use crate::secret::{Secret, Version};
 use crate::state::Shared;
-use crate::store::{Secret, Version};
 use crate::wire::{insert_tags, with_deletion, Times};
 use serde_json::{json, Map, Value};
 

@@ -6,7 +6,7 @@ use crate::faults::FaultKind;
 use crate::http::{segments, set_header, Reply, Resp};
 use crate::serving::{accept_loop, serve_connection, ConnectionReset};
 use crate::state::Shared;
-use crate::store::VaultError;
+use crate::vault_error::VaultError;
 use hyper::body::Incoming;
 use hyper::Request;
 use std::io;

@@ -16,7 +16,7 @@ use crate::objroutes::ObjRoute;
 use crate::secrets_api::{execute, Route};
 use crate::server::{apply_faults, Family};
 use crate::state::{Caller, Shared, TokenRejection};
-use crate::store::VaultError;
+use crate::vault_error::VaultError;
 use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use serde_json::json;

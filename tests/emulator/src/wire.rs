@@ -2,8 +2,9 @@
 //! attributes, tags, and the fields of a soft-deleted object.
 
 use crate::objects::Attrs;
+use crate::secret::{Deletion, Version};
 use crate::state::Shared;
-use crate::store::{Deletion, Version, RECOVERABLE_DAYS, RECOVERY_LEVEL};
+use crate::store::{RECOVERABLE_DAYS, RECOVERY_LEVEL};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
