@@ -1,5 +1,4 @@
-//! Access checks of the data plane: the caller's access policy on secrets, certificates or keys,
-//! and the names its identity is denied, refused in Key Vault's words.
+//! Access checks: the caller's policy on secrets, certificates or keys, and the names it is denied.
 
 use crate::config::Identity;
 use crate::state::{Caller, Shared};

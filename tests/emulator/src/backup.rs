@@ -1,5 +1,4 @@
-//! Secret backup blobs: what `POST /secrets/{name}/backup` returns and `POST /secrets/restore`
-//! accepts.
+//! Secret backup blobs: sealed by `POST /secrets/{name}/backup`, opened by restore.
 //!
 //! As in Key Vault the blob is opaque and only restores where it was made: it is the secret (name
 //! and every version with its value and attributes) as JSON, sealed with AES-256-GCM under a key

@@ -1,5 +1,4 @@
-//! Request bodies of the data plane: the JSON object, and the properties, tags and attributes a
-//! writer sets, checked and worded as Key Vault refuses them.
+//! Request bodies of the data plane: JSON object, properties, tags and attributes, checked.
 
 use crate::http::{read_body, BodyError};
 use crate::props::Props;

@@ -1,12 +1,15 @@
-//! The Key Vault certificates API: create (self-signed issuer `Self`, completes at once), import
+//! The Key Vault certificates API.
+//!
+//! Operations: create (self-signed issuer `Self`, completes at once), import
 //! (PKCS#12 or PEM), get, list, versions, policy, pending operation, update, delete, deleted
 //! certificates, purge, recover. Each version comes with its key and backing secret version.
 
 use crate::bodies::{parse_attributes, parse_tags, read_json, ParsedAttributes};
+use crate::certadd::NewCert;
 use crate::certgen::{self, CertRequest, KeySpec, Material};
 use crate::http::{empty, json};
 use crate::objapi::{deleted, deleted_not_found, get, newest, not_found, update, Answer, Ctx};
-use crate::objects::{self, bad, CertVersion, Named, NewCert, PEM, PKCS12};
+use crate::objects::{bad, CertVersion, Named, PEM, PKCS12};
 use crate::objroutes::{Kind, ObjRoute};
 use crate::state::Shared;
 use crate::vault_error::VaultError;
@@ -235,7 +238,7 @@ fn add(
         tags: parse_tags(body)?,
         version: None,
     };
-    objects::add_certificate(&mut shared.lock(), name, new, now)
+    crate::certadd::add_certificate(&mut shared.lock(), name, new, now)
 }
 
 /// The creation operation of `name`, completed or in progress.

@@ -1,3 +1,5 @@
+//! Configuration: the emulator's settings and the identities it knows.
+//!
 //! Configuration: the emulator's settings and the identities it knows; the seed file format is in
 //! `seed`.
 

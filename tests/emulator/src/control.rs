@@ -1,3 +1,5 @@
+//! Test controls shared by the admin API and the [`crate::Emulator`] handle.
+//!
 //! Test controls shared by the admin API and the [`crate::Emulator`] handle, so both change the
 //! state in exactly the same way.
 

@@ -1,3 +1,5 @@
+//! Hostile and unusual vault answers that the plain faults cannot express.
+//!
 //! Hostile and unusual vault answers that the plain faults in `faults` cannot express: a raw
 //! `Retry-After` text (negative, non-numeric), list pages with an empty or looping `nextLink`,
 //! secret bodies with a wrong version, a different-case name, no value or a huge value, a

@@ -1,3 +1,5 @@
+//! The Azure Instance Metadata Service (and Azure Arc) managed identity endpoint, plain HTTP.
+//!
 //! The Azure Instance Metadata Service's managed identity endpoint, as an Azure VM sees it at
 //! `http://169.254.169.254`, served over plain HTTP on an address the caller chooses.
 //!

@@ -1,4 +1,6 @@
-//! The Key Vault keys API: create, import, get (public JWK only), list, versions, update,
+//! The Key Vault keys API.
+//!
+//! Operations: create, import, get (public JWK only), list, versions, update,
 //! delete, deleted keys, purge, recover.
 
 use crate::bodies::{parse_attributes, parse_tags, read_json, ParsedAttributes};

@@ -1,5 +1,4 @@
-//! What the certificates and keys APIs do alike: lookups, lists, updates, the answers about
-//! deleted objects and the not-found errors.
+//! What the certificates and keys APIs do alike: lookups, lists, updates, deleted answers.
 
 use crate::bodies::{parse_attributes, parse_tags, ParsedAttributes};
 use crate::http::{json, Resp};

@@ -1,3 +1,5 @@
+//! Test controls for certificates and keys, shared by the admin API and [`crate::Emulator`].
+//!
 //! Test controls for certificates and keys, shared by the admin API and [`crate::Emulator`]:
 //! add versions (rotation), enable or disable them, and set an identity's certificate and key
 //! permissions.

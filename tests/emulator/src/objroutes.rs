@@ -1,3 +1,5 @@
+//! Routes of the certificates and keys APIs and the checks before an operation runs.
+//!
 //! Routes of the certificate and key APIs, their permissions and the common checks (api-version,
 //! name, access policy) before `certs_api` or `keys_api` runs the operation.
 

@@ -1,3 +1,5 @@
+//! The properties a writer sets on a secret version, defined once.
+//!
 //! The properties a writer sets on a secret version (`contentType`, `tags`, `enabled`, `exp`,
 //! `nbf`), defined once: [`Props`] is how the store takes them, and [`with_props!`] declares the
 //! seed and admin structs that carry them in JSON, with the same serde spelling everywhere.

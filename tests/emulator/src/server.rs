@@ -1,3 +1,5 @@
+//! The HTTPS server: TLS connections, routing to the handlers, and fault application.
+//!
 //! The HTTPS server: TLS accept loop, one HTTP/1.1 connection task per client, routing to the
 //! vault, Entra ID, managed identity and admin handlers, and the shared fault-injection step.
 

@@ -1,3 +1,5 @@
+//! The emulator's shared state: one mutex around everything mutable, and what never changes.
+//!
 //! The emulator's shared state: one mutex around everything mutable (store, identities, counters,
 //! faults, throttle window, token settings), plus the immutable signing keys and settings.
 //!

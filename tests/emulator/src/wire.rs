@@ -1,5 +1,4 @@
-//! JSON pieces that secrets, certificates, keys and backups answer alike: a version's times and
-//! attributes, tags, and the fields of a soft-deleted object.
+//! JSON pieces answered alike by secrets, certificates, keys and backups.
 
 use crate::objects::Attrs;
 use crate::secret::{Deletion, Version};
