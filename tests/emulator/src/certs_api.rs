@@ -211,7 +211,7 @@ pub(crate) async fn execute(ctx: &Ctx<'_>, route: ObjRoute, body: Incoming) -> A
             st.objects.keys.recover(&name);
             let _ = st.store.recover(&name);
             drop(st);
-            let v = newest(&cert)?;
+            let v = newest(&cert, &name)?;
             Ok(json(200, &bundle(shared, &cert, &v)))
         }
     }

@@ -187,7 +187,7 @@ pub(crate) async fn execute(ctx: &Ctx<'_>, route: ObjRoute, body: Incoming) -> A
                 .keys
                 .recover(&name)
                 .ok_or_else(|| deleted_not_found(Kind::Keys, &name))?;
-            let v = newest(&k)?;
+            let v = newest(&k, &name)?;
             Ok(json(200, &bundle(shared, &k, &v)))
         }
         ObjRoute::Pending(_) | ObjRoute::Policy(_) => {

@@ -86,13 +86,13 @@ pub(crate) fn get<V: ObjectKind>(
         .ok_or_else(|| not_found(V::KIND, name, version))
 }
 
-/// The newest version of an object just recovered, or 404.
-pub(crate) fn newest<V: ObjectKind>(named: &Named<V>) -> Result<V, VaultError> {
+/// The newest version of an object just recovered, or 404 naming it as the request did.
+pub(crate) fn newest<V: ObjectKind>(named: &Named<V>, name: &str) -> Result<V, VaultError> {
     named
         .versions
         .last()
         .cloned()
-        .ok_or_else(|| not_found(V::KIND, &named.name, None))
+        .ok_or_else(|| not_found(V::KIND, name, None))
 }
 
 /// PATCH of a version with `body`: `enabled` and `tags` when given, then what `more` changes
