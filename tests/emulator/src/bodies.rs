@@ -77,6 +77,7 @@ fn parse_content_type(body: &Value) -> Result<Option<String>, VaultError> {
     }
 }
 
+/// `tags`: an object of strings, or absent.
 pub(crate) fn parse_tags(body: &Value) -> Result<Option<BTreeMap<String, String>>, VaultError> {
     match body.get("tags") {
         None | Some(Value::Null) => Ok(None),
@@ -110,6 +111,7 @@ pub(crate) struct ParsedAttributes {
     pub exp: Option<i64>,
 }
 
+/// `attributes`: `enabled` (a boolean), `nbf` and `exp` (Unix seconds), each optional.
 pub(crate) fn parse_attributes(body: &Value) -> Result<ParsedAttributes, VaultError> {
     let attrs = match body.get("attributes") {
         None | Some(Value::Null) => return Ok(ParsedAttributes::default()),

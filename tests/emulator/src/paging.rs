@@ -10,12 +10,13 @@ use serde_json::{json, Value};
 
 /// `maxresults` and `$skiptoken` of a list request.
 pub(crate) struct Paging {
-    pub(crate) max: usize,
-    pub(crate) max_given: bool,
-    pub(crate) marker: Option<String>,
+    max: usize,
+    max_given: bool,
+    marker: Option<String>,
 }
 
 impl Paging {
+    /// Reads `maxresults` (1 to [`MAX_RESULTS`]) and `$skiptoken` from the query.
     pub(crate) fn from_query(query: &[(String, String)]) -> Result<Paging, VaultError> {
         let (max, max_given) = match query_get(query, "maxresults") {
             None => (MAX_RESULTS, false),
@@ -70,6 +71,8 @@ fn decode_skiptoken(token: &str) -> Option<String> {
     v.get("NextMarker")?.as_str().map(str::to_string)
 }
 
+/// A list answer: `value` and `nextLink` (null on the last page), which repeats a given
+/// `maxresults`.
 pub(crate) fn list_response(
     shared: &Shared,
     items: Vec<Value>,

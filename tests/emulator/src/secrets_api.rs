@@ -129,6 +129,7 @@ impl Route {
     }
 }
 
+/// Checks `api-version`, the secret name and the caller's permission, then runs the operation.
 pub(crate) async fn execute(
     shared: &Arc<Shared>,
     caller: &Caller,
