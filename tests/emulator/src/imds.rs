@@ -95,7 +95,7 @@ impl ArcKeys {
             .dir
             .join(format!("{}.key", crate::util::random_hex(16)));
         let key = crate::util::random_hex(32);
-        crate::state::write_private(&path, key.as_bytes())?;
+        crate::util::write_private(&path, key.as_bytes())?;
         let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
         issued.push((path.clone(), key));
         Ok(path)
