@@ -1,3 +1,5 @@
+//! The admin API under `/_emulator/`: test controls over HTTPS.
+//!
 //! The admin API under `/_emulator/`: counters, faults, seeding, direct secret and identity
 //! changes, token settings, token minting and federated token rotation. For tests only: it needs
 //! no authentication (it is still served over HTTPS) and its calls are never counted.

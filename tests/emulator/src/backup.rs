@@ -1,5 +1,4 @@
-//! Secret backup blobs: what `POST /secrets/{name}/backup` returns and `POST /secrets/restore`
-//! accepts.
+//! Secret backup blobs: sealed by `POST /secrets/{name}/backup`, opened by restore.
 //!
 //! As in Key Vault the blob is opaque and only restores where it was made: it is the secret (name
 //! and every version with its value and attributes) as JSON, sealed with AES-256-GCM under a key
@@ -7,7 +6,9 @@
 //! or a changed one, fails to open. The AEAD comes from aws-lc-rs, the crypto library the
 //! emulator already uses for TLS, rather than anything hand-rolled.
 
-use crate::store::{is_valid_name, Secret, Version};
+use crate::secret::{Secret, Version};
+use crate::store::is_valid_name;
+use crate::wire::{insert_tags, Times};
 use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -75,18 +76,8 @@ fn payload(secret: &Secret) -> Value {
             if let Some(ct) = &v.content_type {
                 m.insert("contentType".into(), Value::from(ct.clone()));
             }
-            if let Some(tags) = &v.tags {
-                m.insert("tags".into(), json!(tags));
-            }
-            m.insert("enabled".into(), Value::from(v.enabled));
-            if let Some(nbf) = v.nbf {
-                m.insert("nbf".into(), Value::from(nbf));
-            }
-            if let Some(exp) = v.exp {
-                m.insert("exp".into(), Value::from(exp));
-            }
-            m.insert("created".into(), Value::from(v.created));
-            m.insert("updated".into(), Value::from(v.updated));
+            insert_tags(&mut m, &v.tags);
+            Times::from(v).insert_into(&mut m);
             Value::Object(m)
         })
         .collect();

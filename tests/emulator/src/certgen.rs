@@ -1,3 +1,5 @@
+//! Certificate and key material: generation, encodings, JWKs and certificate facts.
+//!
 //! Certificate and key material: key generation, self-signed and CA-signed certificates, PKCS#12
 //! and PEM encoding and decoding, public JWKs and certificate facts (`x5t`, validity, subject).
 //!

@@ -1,15 +1,19 @@
-//! The Key Vault certificates API: create (self-signed issuer `Self`, completes at once), import
+//! The Key Vault certificates API.
+//!
+//! Operations: create (self-signed issuer `Self`, completes at once), import
 //! (PKCS#12 or PEM), get, list, versions, policy, pending operation, update, delete, deleted
 //! certificates, purge, recover. Each version comes with its key and backing secret version.
 
+use crate::bodies::{parse_attributes, parse_tags, read_json, ParsedAttributes};
+use crate::certadd::NewCert;
 use crate::certgen::{self, CertRequest, KeySpec, Material};
-use crate::http::{empty, json, Resp};
-use crate::keys_api::attributes_json;
-use crate::objects::{self, bad, CertVersion, Named, NewCert, PEM, PKCS12};
-use crate::objroutes::{deleted_not_found, not_found, with_deletion, Ctx, Kind, ObjRoute};
+use crate::http::{empty, json};
+use crate::objapi::{deleted, deleted_not_found, get, newest, not_found, update, Answer, Ctx};
+use crate::objects::{bad, CertVersion, Named, PEM, PKCS12};
+use crate::objroutes::{Kind, ObjRoute};
 use crate::state::Shared;
-use crate::store::VaultError;
-use crate::vault::{parse_attributes, parse_tags, read_json};
+use crate::vault_error::VaultError;
+use crate::wire::{insert_tags, Times};
 use base64::Engine;
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
@@ -97,55 +101,32 @@ pub(crate) fn import_material(
     Ok((certgen::pfx_decode(&der, password).map_err(bad)?, PKCS12))
 }
 
-pub(crate) async fn execute(
-    ctx: &Ctx<'_>,
-    route: ObjRoute,
-    body: Incoming,
-) -> Result<Resp, VaultError> {
-    let shared = ctx.shared;
-    let now = crate::util::now_unix();
+/// Runs a certificate operation whose request has passed the common checks.
+pub(crate) async fn execute(ctx: &Ctx<'_>, route: ObjRoute, body: Incoming) -> Answer {
+    let (shared, now) = (ctx.shared, ctx.now);
     let c = Kind::Certificates;
     match route {
         ObjRoute::Get(_, name, version) => {
-            let (cert, v) = get(shared, &name, version.as_deref())?;
+            let (cert, v) = get::<CertVersion>(shared, &name, version.as_deref())?;
             Ok(json(200, &bundle(shared, &cert, &v)))
         }
         ObjRoute::Policy(name) => {
-            let (cert, v) = get(shared, &name, None)?;
+            let (cert, v) = get::<CertVersion>(shared, &name, None)?;
             Ok(json(200, &policy_json(shared, &cert, &v)))
         }
         ObjRoute::Pending(name) => {
-            let (cert, _) = get(shared, &name, None)?;
+            let (cert, _) = get::<CertVersion>(shared, &name, None)?;
             Ok(json(200, &operation(shared, &cert.name, true)))
         }
-        ObjRoute::List(_) => {
-            let all = shared.lock().objects.certs.all_live();
-            ctx.list_latest(all, "/certificates", &|n, v, versioned| {
-                item(shared, n, v, versioned)
-            })
-        }
-        ObjRoute::ListVersions(_, name) => {
-            let object = shared.lock().objects.certs.live(&name).cloned();
-            ctx.list_versions(object, "/certificates", &|n, v, versioned| {
-                item(shared, n, v, versioned)
-            })
-        }
+        ObjRoute::List(_) => ctx.list::<CertVersion>(),
+        ObjRoute::ListVersions(_, name) => ctx.list_versions::<CertVersion>(&name),
         ObjRoute::Create(_, name) => {
             let body = read_json(body).await?;
             let policy = body.get("policy").cloned().unwrap_or_else(|| json!({}));
-            let (material, exportable, content_type) = self_signed_material(&policy)?;
+            let made = self_signed_material(&policy)?;
             let mut policy = policy;
             policy["issuer"] = json!({"name": "Self"});
-            add(
-                shared,
-                &name,
-                &body,
-                material,
-                exportable,
-                content_type,
-                policy,
-                now,
-            )?;
+            add(shared, &name, &body, made, policy, now)?;
             // Key Vault answers the creation as in progress even for a self-signed certificate
             // (the SDK pollers rely on it); the pending operation is complete at the first poll.
             Ok(json(202, &operation(shared, &name, false)))
@@ -163,58 +144,38 @@ pub(crate) async fn execute(
                 .pointer("/key_props/exportable")
                 .and_then(Value::as_bool)
                 .unwrap_or(true);
-            let v = add(
-                shared,
-                &name,
-                &body,
-                material,
-                exportable,
-                content_type,
-                policy,
-                now,
-            )?;
-            let (cert, _) = get(shared, &name, Some(&v.id))?;
+            let made = (material, exportable, content_type);
+            let v = add(shared, &name, &body, made, policy, now)?;
+            let (cert, _) = get::<CertVersion>(shared, &name, Some(&v.id))?;
             Ok(json(200, &bundle(shared, &cert, &v)))
         }
         ObjRoute::Update(_, name, version) => {
             let body = read_json(body).await?;
-            let attrs = parse_attributes(&body)?;
-            let tags = parse_tags(&body)?;
             let mut st = shared.lock();
-            let v = st
-                .objects
-                .certs
-                .get_mut(&name, version.as_deref())
-                .ok_or_else(|| not_found(c, &name, version.as_deref()))?;
-            if let Some(e) = attrs.enabled {
-                v.attrs.enabled = e;
-            }
-            if tags.is_some() {
-                v.attrs.tags = tags;
-            }
-            if let Some(Value::Object(p)) = body.get("policy") {
-                if let Value::Object(cur) = &mut v.policy {
+            let changes = |v: &mut CertVersion, _: &ParsedAttributes| {
+                if let (Some(Value::Object(p)), Value::Object(cur)) =
+                    (body.get("policy"), &mut v.policy)
+                {
                     for (k, val) in p {
                         cur.insert(k.clone(), val.clone());
                     }
                 }
-            }
-            v.attrs.updated = now.max(v.attrs.created);
-            let v = v.clone();
+            };
+            let (v, attrs) = update(&mut st, &name, version.as_deref(), &body, now, changes)?;
             // As in Key Vault, enabling or disabling a certificate does the same to its key and
             // secret versions.
             if let Some(enabled) = attrs.enabled {
                 if let Some(k) = st.objects.keys.get_mut(&name, Some(&v.id)) {
                     k.attrs.enabled = enabled;
                 }
-                let update = crate::store::AttributeUpdate {
+                let update = crate::secret::AttributeUpdate {
                     enabled: Some(enabled),
                     ..Default::default()
                 };
                 let _ = st.store.update(&name, Some(&v.id), update, now);
             }
             drop(st);
-            let (cert, _) = get(shared, &name, None)?;
+            let (cert, _) = get::<CertVersion>(shared, &name, None)?;
             Ok(json(200, &bundle(shared, &cert, &v)))
         }
         ObjRoute::Delete(_, name) => {
@@ -229,21 +190,8 @@ pub(crate) async fn execute(
             drop(st);
             Ok(json(200, &deleted(shared, &cert, true)))
         }
-        ObjRoute::GetDeleted(_, name) => {
-            let cert = shared
-                .lock()
-                .objects
-                .certs
-                .deleted(&name)
-                .ok_or_else(|| deleted_not_found(c, &name))?;
-            Ok(json(200, &deleted(shared, &cert, true)))
-        }
-        ObjRoute::ListDeleted(_) => {
-            let all = shared.lock().objects.certs.all_deleted();
-            ctx.list_each(all, "/deletedcertificates", &|n| {
-                Some(deleted(shared, n, false))
-            })
-        }
+        ObjRoute::GetDeleted(_, name) => ctx.get_deleted::<CertVersion>(&name),
+        ObjRoute::ListDeleted(_) => ctx.list_deleted::<CertVersion>(),
         ObjRoute::Purge(_, name) => {
             let mut st = shared.lock();
             if !st.objects.certs.purge(&name) {
@@ -263,27 +211,23 @@ pub(crate) async fn execute(
             st.objects.keys.recover(&name);
             let _ = st.store.recover(&name);
             drop(st);
-            let v = cert
-                .versions
-                .last()
-                .cloned()
-                .ok_or_else(|| not_found(c, &name, None))?;
+            let v = newest(&cert, &name)?;
             Ok(json(200, &bundle(shared, &cert, &v)))
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Adds a version made of `made` (material, exportable, content type) and `policy`, with the
+/// attributes and tags of `body`.
 fn add(
     shared: &Shared,
     name: &str,
     body: &Value,
-    material: Material,
-    exportable: bool,
-    content_type: String,
+    made: (Material, bool, String),
     policy: Value,
     now: i64,
 ) -> Result<CertVersion, VaultError> {
+    let (material, exportable, content_type) = made;
     let attrs = parse_attributes(body)?;
     let new = NewCert {
         material,
@@ -294,20 +238,7 @@ fn add(
         tags: parse_tags(body)?,
         version: None,
     };
-    objects::add_certificate(&mut shared.lock(), name, new, now)
-}
-
-fn get(
-    shared: &Shared,
-    name: &str,
-    version: Option<&str>,
-) -> Result<(Named<CertVersion>, CertVersion), VaultError> {
-    shared
-        .lock()
-        .objects
-        .certs
-        .get(name, version)
-        .ok_or_else(|| not_found(Kind::Certificates, name, version))
+    crate::certadd::add_certificate(&mut shared.lock(), name, new, now)
 }
 
 /// The creation operation of `name`, completed or in progress.
@@ -371,11 +302,9 @@ pub(crate) fn bundle(shared: &Shared, cert: &Named<CertVersion>, v: &CertVersion
     );
     m.insert("x5t".into(), Value::from(certgen::x5t(&v.cer)));
     m.insert("cer".into(), Value::from(certgen::b64(&v.cer)));
-    m.insert("attributes".into(), attributes_json(&v.attrs));
+    m.insert("attributes".into(), Times::from(&v.attrs).attributes());
     m.insert("policy".into(), policy_json(shared, cert, v));
-    if let Some(tags) = &v.attrs.tags {
-        m.insert("tags".into(), json!(tags));
-    }
+    insert_tags(&mut m, &v.attrs.tags);
     Value::Object(m)
 }
 
@@ -389,18 +318,15 @@ fn item(shared: &Shared, cert: &Named<CertVersion>, v: &CertVersion, versioned: 
     let mut m = Map::new();
     m.insert("id".into(), Value::from(id));
     m.insert("x5t".into(), Value::from(certgen::x5t(&v.cer)));
-    m.insert("attributes".into(), attributes_json(&v.attrs));
-    if let Some(tags) = &v.attrs.tags {
-        m.insert("tags".into(), json!(tags));
-    }
+    m.insert("attributes".into(), Times::from(&v.attrs).attributes());
+    insert_tags(&mut m, &v.attrs.tags);
     Value::Object(m)
 }
 
-fn deleted(shared: &Shared, cert: &Named<CertVersion>, full: bool) -> Value {
-    let value = match cert.versions.last() {
-        Some(v) if full => bundle(shared, cert, v),
-        Some(v) => item(shared, cert, v, false),
-        None => json!({}),
-    };
-    with_deletion(shared, cert, "deletedcertificates", value)
-}
+crate::objapi::object_kind!(
+    CertVersion,
+    Certificates,
+    "/certificates",
+    "deletedcertificates",
+    certs
+);

@@ -1,3 +1,5 @@
+//! Configuration: the emulator's settings and the identities it knows.
+//!
 //! Configuration: the emulator's settings and the identities it knows; the seed file format is in
 //! `seed`.
 
@@ -368,12 +370,6 @@ impl Identity {
         self.object_id
             .clone()
             .unwrap_or_else(|| crate::util::uuid_from_name(&self.client_id))
-    }
-
-    pub(crate) fn denies(&self, secret: &str) -> bool {
-        self.denied_secrets
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(secret))
     }
 }
 

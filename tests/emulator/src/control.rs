@@ -1,9 +1,11 @@
+//! Test controls shared by the admin API and the [`crate::Emulator`] handle.
+//!
 //! Test controls shared by the admin API and the [`crate::Emulator`] handle, so both change the
 //! state in exactly the same way.
 
 use crate::config::{Identity, Permissions};
+use crate::secret::AttributeUpdate;
 use crate::state::{FederatedTokenSpec, Shared, TokenSpec};
-use crate::store::AttributeUpdate;
 use crate::util;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -1,3 +1,5 @@
+//! The running emulator: start, the ready line, the extra vaults' controls and shutdown.
+//!
 //! The running emulator: start (in the caller's runtime or on its own thread), the ready line,
 //! the extra vaults' controls and shutdown; the synchronous controls are in `emulator_api`.
 

@@ -1,3 +1,5 @@
+//! The synchronous test controls of a running [`Emulator`] and of each extra vault.
+//!
 //! The synchronous test controls of a running [`Emulator`] (and of each extra vault): secrets,
 //! identities and permissions, tokens, counters, faults and throttling, acting on the same state
 //! as the admin API.

@@ -1,20 +1,22 @@
-//! The Entra ID endpoints: the v2.0 token endpoint (client assertion and client secret) and the
-//! discovery documents MSAL-based clients fetch first.
+//! The Entra ID endpoints: routing, the token endpoint's request and Entra's error bodies.
+//!
+//! The v2.0 token endpoint (client assertion and client secret; the checks are in `credentials`)
+//! and the discovery documents MSAL-based clients fetch first (`discovery`).
 //!
 //! Error bodies follow Entra ID: `{"error", "error_description": "AADSTS…", "error_codes": […],
 //! "timestamp", "trace_id", "correlation_id", "error_uri"}` with status 400 or 401.
 
-use crate::config::{FEDERATED_AUDIENCE, VAULT_RESOURCE};
 use crate::counts::Operation;
-use crate::http::{json, query_get, query_pairs, read_body, segments, Reply, Resp};
-use crate::jwt::{self, JwtError};
+use crate::credentials::issue;
+use crate::discovery::{instance_discovery, openid_configuration};
+use crate::http::{json, read_body, segments, Reply, Resp};
 use crate::server::{apply_faults, Family};
-use crate::state::{Shared, TokenSpec};
+use crate::state::Shared;
 use crate::util;
 use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -55,7 +57,7 @@ impl Route {
 }
 
 /// An Entra ID error.
-struct EntraError {
+pub(crate) struct EntraError {
     status: u16,
     error: &'static str,
     code: u32,
@@ -63,7 +65,12 @@ struct EntraError {
 }
 
 impl EntraError {
-    fn new(status: u16, error: &'static str, code: u32, description: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: u16,
+        error: &'static str,
+        code: u32,
+        description: impl Into<String>,
+    ) -> Self {
         EntraError {
             status,
             error,
@@ -72,7 +79,7 @@ impl EntraError {
         }
     }
 
-    fn missing(param: &str) -> Self {
+    pub(crate) fn missing(param: &str) -> Self {
         EntraError::new(
             400,
             "invalid_request",
@@ -123,7 +130,7 @@ fn render(e: EntraError) -> Resp {
     error_response(e.status, e.error, Some(e.code), &e.description)
 }
 
-fn tenant_not_found(tenant: &str) -> EntraError {
+pub(crate) fn tenant_not_found(tenant: &str) -> EntraError {
     EntraError::new(
         400,
         "invalid_request",
@@ -180,77 +187,6 @@ pub(crate) async fn handle(
     }
 }
 
-fn authority_host_name(shared: &Shared) -> String {
-    shared
-        .settings
-        .authority_host
-        .trim_start_matches("https://")
-        .to_string()
-}
-
-/// The tenant's OpenID configuration, pointing at the emulator's own URLs.
-fn openid_configuration(shared: &Shared, v2: bool) -> Value {
-    let base = format!(
-        "{}/{}",
-        shared.settings.authority_host, shared.settings.tenant_id
-    );
-    let (oauth, issuer) = if v2 {
-        (format!("{base}/oauth2/v2.0"), format!("{base}/v2.0"))
-    } else {
-        (format!("{base}/oauth2"), format!("{base}/"))
-    };
-    json!({
-        "token_endpoint": format!("{oauth}/token"),
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-        "jwks_uri": format!("{base}/discovery/v2.0/keys"),
-        "response_modes_supported": ["query", "fragment", "form_post"],
-        "subject_types_supported": ["pairwise"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "issuer": issuer,
-        "request_uri_parameter_supported": false,
-        "userinfo_endpoint": format!("{}/oidc/userinfo", shared.settings.authority_host),
-        "authorization_endpoint": format!("{oauth}/authorize"),
-        "device_authorization_endpoint": format!("{oauth}/devicecode"),
-        "http_logout_supported": true,
-        "frontchannel_logout_supported": true,
-        "end_session_endpoint": format!("{oauth}/logout"),
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "oid"],
-        "kerberos_endpoint": format!("{base}/kerberos"),
-        "tenant_region_scope": null,
-        "cloud_instance_name": authority_host_name(shared),
-        "cloud_graph_host_name": "graph.windows.net",
-        "msgraph_host": "graph.microsoft.com",
-        "rbac_url": "https://pas.windows.net",
-    })
-}
-
-/// MSAL instance discovery: says the emulator's authority is valid and where its tenant metadata is.
-fn instance_discovery(shared: &Shared, query: Option<&str>) -> Value {
-    let pairs = query_pairs(query);
-    let host = authority_host_name(shared);
-    let tenant = query_get(&pairs, "authorization_endpoint")
-        .and_then(|ep| {
-            let rest = ep.split("://").nth(1)?;
-            rest.split('/').nth(1).map(str::to_string)
-        })
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| shared.settings.tenant_id.clone());
-    json!({
-        "tenant_discovery_endpoint": format!(
-            "{}/{tenant}/v2.0/.well-known/openid-configuration",
-            shared.settings.authority_host
-        ),
-        "api-version": "1.1",
-        "metadata": [{
-            "preferred_network": host,
-            "preferred_cache": host,
-            "aliases": [host],
-        }],
-    })
-}
-
 async fn token(shared: &Arc<Shared>, tenant: &str, parts: &Parts, body: Incoming) -> Reply {
     let bytes = if parts.method == Method::POST {
         read_body(body, 64 * 1024).await.ok()
@@ -302,226 +238,6 @@ async fn token(shared: &Arc<Shared>, tenant: &str, parts: &Parts, body: Incoming
         Ok(body) => json(200, &body).into(),
         Err(e) => render(e).into(),
     }
-}
-
-/// Validates a token request and issues an access token.
-fn issue(
-    shared: &Shared,
-    tenant: &str,
-    form: &HashMap<String, String>,
-) -> Result<Value, EntraError> {
-    if !tenant.eq_ignore_ascii_case(&shared.settings.tenant_id) {
-        return Err(tenant_not_found(tenant));
-    }
-    let get = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let grant = get("grant_type").ok_or_else(|| EntraError::missing("grant_type"))?;
-    if grant != "client_credentials" {
-        return Err(EntraError::new(
-            400,
-            "unsupported_grant_type",
-            70003,
-            format!("The app requested an unsupported grant type '{grant}'."),
-        ));
-    }
-    let client_id = get("client_id").ok_or_else(|| EntraError::missing("client_id"))?;
-    let scope = get("scope").ok_or_else(|| EntraError::missing("scope"))?;
-    let resource = scope
-        .split_whitespace()
-        .find_map(|s| s.strip_suffix("/.default"))
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| {
-            EntraError::new(
-                400,
-                "invalid_scope",
-                1002012,
-                format!(
-                    "The provided value for scope {scope} is not valid. Client credential flows must have a \
-                     scope value with /.default suffixed to the resource identifier (application ID URI)."
-                ),
-            )
-        })?;
-    let identity = shared.identity(client_id).ok_or_else(|| {
-        EntraError::new(
-            400,
-            "unauthorized_client",
-            700016,
-            format!(
-                "Application with identifier '{client_id}' was not found in the directory '{}'. This can \
-                 happen if the application has not been installed by the administrator of the tenant or \
-                 consented to by any user in the tenant. You may have sent your authentication request to \
-                 the wrong tenant.",
-                shared.settings.tenant_id
-            ),
-        )
-    })?;
-
-    if let Some(assertion) = get("client_assertion") {
-        match get("client_assertion_type") {
-            Some(ASSERTION_TYPE) => {}
-            Some(other) => {
-                return Err(EntraError::new(
-                    400,
-                    "invalid_request",
-                    50027,
-                    format!(
-                        "Invalid client_assertion_type '{other}'; expected '{ASSERTION_TYPE}'. JWT token is \
-                         invalid or malformed."
-                    ),
-                ))
-            }
-            None => return Err(EntraError::missing("client_assertion_type")),
-        }
-        check_assertion(shared, &identity.federated_subjects, assertion)?;
-    } else if let Some(secret) = get("client_secret") {
-        if identity.client_secret.as_deref() != Some(secret) {
-            return Err(EntraError::new(
-                401,
-                "invalid_client",
-                7000215,
-                format!(
-                    "Invalid client secret provided. Ensure the secret being sent in the request is the client \
-                     secret value, not the client secret ID, for a secret added to app '{client_id}'."
-                ),
-            ));
-        }
-    } else {
-        return Err(EntraError::new(
-            401,
-            "invalid_client",
-            7000218,
-            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-        ));
-    }
-
-    let lifetime = shared.lock().token_lifetime;
-    let audience = if resource.eq_ignore_ascii_case(VAULT_RESOURCE)
-        || resource.eq_ignore_ascii_case("https://vault.azure.net/")
-    {
-        VAULT_RESOURCE.to_string()
-    } else {
-        resource.to_string()
-    };
-    let spec = TokenSpec {
-        client_id: identity.client_id.clone(),
-        lifetime_secs: lifetime.as_secs() as i64,
-        audience: Some(audience),
-        tenant_id: None,
-    };
-    let (token, _) = shared.mint_access_token(&identity, &spec);
-    let secs = lifetime.as_secs();
-    Ok(json!({
-        "token_type": "Bearer",
-        "expires_in": secs,
-        "ext_expires_in": secs,
-        "access_token": token,
-    }))
-}
-
-/// Checks a federated token presented as client assertion.
-fn check_assertion(
-    shared: &Shared,
-    subjects: &[String],
-    assertion: &str,
-) -> Result<(), EntraError> {
-    let malformed = || {
-        EntraError::new(
-            400,
-            "invalid_request",
-            50027,
-            "JWT token is invalid or malformed.",
-        )
-    };
-    let claims = shared
-        .federated_key
-        .verify(assertion)
-        .map_err(|e| match e {
-            JwtError::Malformed => malformed(),
-            JwtError::BadSignature => EntraError::new(
-                401,
-                "invalid_client",
-                50013,
-                "Assertion failed signature validation. [Reason - The provided signature value did not match \
-                 the expected signature value.]",
-            ),
-        })?;
-    let now = util::now_unix();
-    let exp = jwt::int_claim(&claims, "exp").ok_or_else(malformed)?;
-    let nbf = jwt::int_claim(&claims, "nbf").unwrap_or(0);
-    let time_range = |exp: i64| {
-        EntraError::new(
-            401,
-            "invalid_client",
-            700024,
-            format!(
-                "Client assertion is not within its valid time range. Current time: {}, assertion valid from \
-                 {}, expiry time of assertion {}. Review the documentation at \
-                 https://learn.microsoft.com/entra/identity-platform/certificate-credentials .",
-                util::entra_iso(now),
-                util::entra_iso(nbf),
-                util::entra_iso(exp)
-            ),
-        )
-    };
-    if now >= exp || nbf > now {
-        return Err(time_range(exp));
-    }
-    let iss = jwt::str_claim(&claims, "iss").unwrap_or_default();
-    if iss != shared.settings.federated_issuer {
-        return Err(EntraError::new(
-            401,
-            "invalid_client",
-            700211,
-            format!(
-                "No matching federated identity record found for presented assertion issuer '{iss}'. Please \
-                 note that the matching is done using a case-sensitive comparison. Check your federated \
-                 identity credential Subject, Audience and Issuer against the presented assertion. \
-                 https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
-            ),
-        ));
-    }
-    let audiences: Vec<String> = match claims.get("aud") {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
-    };
-    if !audiences.iter().any(|a| a == FEDERATED_AUDIENCE) {
-        return Err(EntraError::new(
-            401,
-            "invalid_client",
-            700212,
-            format!(
-                "No matching federated identity record found for presented assertion audience '{}'. Please \
-                 note that the matching is done using a case-sensitive comparison. Check your federated \
-                 identity credential Subject, Audience and Issuer against the presented assertion. \
-                 https://learn.microsoft.com/entra/workload-id/workload-identity-federation",
-                audiences.join(",")
-            ),
-        ));
-    }
-    let sub = jwt::str_claim(&claims, "sub").unwrap_or_default();
-    if !subjects.iter().any(|s| s == sub) {
-        return Err(EntraError::new(
-            401,
-            "invalid_client",
-            700213,
-            format!(
-                "No matching federated identity record found for presented assertion subject '{sub}'. Please \
-                 note that the matching is done using a case-sensitive comparison. Check your federated \
-                 identity credential Subject, Audience and Issuer against the presented assertion. \
-                 https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
-            ),
-        ));
-    }
-    // A token rotated out of the token file is treated like an expired one: that is what a client
-    // holding on to a stale token eventually meets.
-    let jti = jwt::str_claim(&claims, "jti").unwrap_or_default();
-    if shared.lock().revoked_assertions.contains(jti) {
-        return Err(time_range(now.min(exp)));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,3 +1,5 @@
+//! Extra vaults: more HTTPS listeners of one emulator, each a vault of its own.
+//!
 //! Extra vaults: more HTTPS listeners of one emulator, each a vault of its own (secrets, objects,
 //! identities and their permissions, counters, faults, throttle window, admin API under its own
 //! `/_emulator`) that accepts the access tokens the one Entra ID issues, as the vaults of one

@@ -1,3 +1,5 @@
+//! Hostile and unusual vault answers that the plain faults cannot express.
+//!
 //! Hostile and unusual vault answers that the plain faults in `faults` cannot express: a raw
 //! `Retry-After` text (negative, non-numeric), list pages with an empty or looping `nextLink`,
 //! secret bodies with a wrong version, a different-case name, no value or a huge value, a
@@ -161,7 +163,7 @@ pub(crate) fn before(shared: &Shared, parts: &Parts) -> Option<Reply> {
     })?;
     // A Bearer token must still be present: an unauthenticated request gets the challenge.
     header(&parts.headers, "authorization")?;
-    let mut resp = crate::vault::error(&crate::store::VaultError::new(
+    let mut resp = crate::vault::error(&crate::vault_error::VaultError::new(
         429,
         "Throttled",
         "Request was not processed because too many requests were received.",

@@ -1,3 +1,5 @@
+//! The Azure Instance Metadata Service (and Azure Arc) managed identity endpoint, plain HTTP.
+//!
 //! The Azure Instance Metadata Service's managed identity endpoint, as an Azure VM sees it at
 //! `http://169.254.169.254`, served over plain HTTP on an address the caller chooses.
 //!
@@ -16,17 +18,16 @@
 use crate::config::Identity;
 use crate::counts::Operation;
 use crate::http::{header, json, query_get, query_pairs, set_header, Reply, Resp};
+use crate::msi::{find_managed, mint};
 use crate::server::{apply_faults, Family};
-use crate::state::{Shared, TokenSpec};
+use crate::serving::{accept_loop, serve_connection, ConnectionReset};
+use crate::state::Shared;
 use hyper::body::Incoming;
 use hyper::http::request::Parts;
-use hyper::service::service_fn;
 use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -94,7 +95,7 @@ impl ArcKeys {
             .dir
             .join(format!("{}.key", crate::util::random_hex(16)));
         let key = crate::util::random_hex(32);
-        crate::state::write_private(&path, key.as_bytes())?;
+        crate::util::write_private(&path, key.as_bytes())?;
         let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
         issued.push((path.clone(), key));
         Ok(path)
@@ -125,70 +126,26 @@ pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     flavor: Flavor,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                match accepted {
-                    Ok((tcp, peer)) => {
-                        let _ = tcp.set_nodelay(true);
-                        let shared = shared.clone();
-                        let flavor = flavor.clone();
-                        let mut stop = shutdown.clone();
-                        tokio::spawn(async move {
-                            let service = service_fn(move |req: Request<Incoming>| {
-                                let shared = shared.clone();
-                                let flavor = flavor.clone();
-                                async move {
-                                    match handle(&shared, &flavor, req).await {
-                                        Reply::Send(resp) => Ok(resp),
-                                        Reply::Reset => Err(ConnectionClosed),
-                                    }
-                                }
-                            });
-                            let conn = hyper::server::conn::http1::Builder::new()
-                                .keep_alive(true)
-                                .serve_connection(TokioIo::new(tcp), service);
-                            tokio::pin!(conn);
-                            tokio::select! {
-                                result = conn.as_mut() => {
-                                    if let Err(e) = result {
-                                        tracing::debug!(%peer, "IMDS connection ended: {e}");
-                                    }
-                                }
-                                _ = stop.changed() => {
-                                    conn.as_mut().graceful_shutdown();
-                                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
-                                }
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!("IMDS accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+    let stop = shutdown.clone();
+    accept_loop(listener, shutdown, "IMDS ", |tcp, peer| {
+        let shared = shared.clone();
+        let flavor = flavor.clone();
+        let handler = move |req: Request<Incoming>| {
+            let shared = shared.clone();
+            let flavor = flavor.clone();
+            async move {
+                match handle(&shared, &flavor, req).await {
+                    Reply::Send(resp) => Ok(resp),
+                    Reply::Reset => Err(ConnectionReset),
                 }
             }
-            _ = shutdown.changed() => break,
-        }
-        if *shutdown.borrow() {
-            break;
-        }
-    }
+        };
+        tokio::spawn(serve_connection(tcp, handler, stop.clone(), peer, "IMDS "));
+    })
+    .await;
 }
-
-/// The error that makes hyper close a connection without answering (an injected reset).
-#[derive(Debug)]
-struct ConnectionClosed;
-
-impl std::fmt::Display for ConnectionClosed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connection closed by an injected fault")
-    }
-}
-
-impl std::error::Error for ConnectionClosed {}
 
 async fn handle(shared: &Arc<Shared>, flavor: &Flavor, req: Request<Incoming>) -> Reply {
     let (parts, _body) = req.into_parts();
@@ -277,40 +234,11 @@ fn issue(shared: &Shared, flavor: &Flavor, parts: &Parts) -> Resp {
             _ => return arc_challenge(keys),
         }
     }
-    let identity = {
-        let st = shared.lock();
-        st.identities
-            .values()
-            .find(|i| {
-                i.managed_identity
-                    && match (client_id, object_id, res_id) {
-                        (Some(c), _, _) => i.client_id.eq_ignore_ascii_case(c),
-                        (_, Some(o), _) => i.oid().eq_ignore_ascii_case(o),
-                        (_, _, Some(r)) => resource_id(i).eq_ignore_ascii_case(r),
-                        _ => i
-                            .client_id
-                            .eq_ignore_ascii_case(&shared.settings.default_client_id),
-                    }
-            })
-            .cloned()
-    };
+    let identity = find_managed(shared, client_id, object_id, res_id);
     let Some(identity) = identity else {
         return error(400, "invalid_request", "Identity not found");
     };
-    let audience = resource.trim_end_matches("/.default");
-    let audience = if audience.eq_ignore_ascii_case("https://vault.azure.net/") {
-        crate::config::VAULT_RESOURCE
-    } else {
-        audience
-    };
-    let lifetime = shared.lock().token_lifetime.as_secs() as i64;
-    let spec = TokenSpec {
-        client_id: identity.client_id.clone(),
-        lifetime_secs: lifetime,
-        audience: Some(audience.to_string()),
-        tenant_id: None,
-    };
-    let (token, exp) = shared.mint_access_token(&identity, &spec);
+    let (token, exp, lifetime) = mint(shared, &identity, resource);
     let now = exp - lifetime;
     json(
         200,

@@ -1,3 +1,5 @@
+//! HS256 JSON Web Tokens: signing and verifying the emulator's own tokens.
+//!
 //! HS256 JSON Web Tokens: the emulator signs and verifies its own access tokens and federated
 //! (service account) tokens, each kind with its own key, so a token of one kind is never accepted
 //! as the other and a token edited or signed by anyone else fails verification.

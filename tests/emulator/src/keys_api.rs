@@ -1,13 +1,17 @@
-//! The Key Vault keys API: create, import, get (public JWK only), list, versions, update,
+//! The Key Vault keys API.
+//!
+//! Operations: create, import, get (public JWK only), list, versions, update,
 //! delete, deleted keys, purge, recover.
 
+use crate::bodies::{parse_attributes, parse_tags, read_json, ParsedAttributes};
 use crate::certgen::{self, KeySpec};
-use crate::http::{empty, json, Resp};
+use crate::http::{empty, json};
+use crate::objapi::{deleted, deleted_not_found, get, newest, not_found, update, Answer, Ctx};
 use crate::objects::{bad, default_key_ops, version_id, Attrs, KeyVersion, Named};
-use crate::objroutes::{deleted_not_found, not_found, with_deletion, Ctx, Kind, ObjRoute};
+use crate::objroutes::{Kind, ObjRoute};
 use crate::state::Shared;
-use crate::store::{VaultError, RECOVERABLE_DAYS, RECOVERY_LEVEL};
-use crate::vault::{parse_attributes, parse_tags, read_json};
+use crate::vault_error::VaultError;
+use crate::wire::{insert_tags, Times};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
@@ -86,21 +90,12 @@ pub(crate) fn new_version(
     })
 }
 
-pub(crate) async fn execute(
-    ctx: &Ctx<'_>,
-    route: ObjRoute,
-    body: Incoming,
-) -> Result<Resp, VaultError> {
-    let shared = ctx.shared;
-    let now = crate::util::now_unix();
+/// Runs a key operation whose request has passed the common checks.
+pub(crate) async fn execute(ctx: &Ctx<'_>, route: ObjRoute, body: Incoming) -> Answer {
+    let (shared, now) = (ctx.shared, ctx.now);
     match route {
         ObjRoute::Get(_, name, version) => {
-            let (k, v) = shared
-                .lock()
-                .objects
-                .keys
-                .get(&name, version.as_deref())
-                .ok_or_else(|| not_found(Kind::Keys, &name, version.as_deref()))?;
+            let (k, v) = get::<KeyVersion>(shared, &name, version.as_deref())?;
             if !v.attrs.enabled {
                 return Err(VaultError::new(
                     403,
@@ -111,18 +106,8 @@ pub(crate) async fn execute(
             }
             Ok(json(200, &bundle(shared, &k, &v)))
         }
-        ObjRoute::List(_) => {
-            let all = shared.lock().objects.keys.all_live();
-            ctx.list_latest(all, "/keys", &|n, v, versioned| {
-                item(shared, n, v, versioned)
-            })
-        }
-        ObjRoute::ListVersions(_, name) => {
-            let object = shared.lock().objects.keys.live(&name).cloned();
-            ctx.list_versions(object, "/keys", &|n, v, versioned| {
-                item(shared, n, v, versioned)
-            })
-        }
+        ObjRoute::List(_) => ctx.list::<KeyVersion>(),
+        ObjRoute::ListVersions(_, name) => ctx.list_versions::<KeyVersion>(&name),
         ObjRoute::Create(_, name) | ObjRoute::Import(_, name) => {
             let body = read_json(body).await?;
             let jwk = if let Some(key) = body.get("key") {
@@ -133,20 +118,8 @@ pub(crate) async fn execute(
                 let crv = body.get("crv").and_then(Value::as_str);
                 key_material(kty, size, crv, None)?
             };
-            let ops = body.get("key_ops").and_then(Value::as_array).map(|a| {
-                a.iter()
-                    .filter_map(|o| o.as_str().map(str::to_string))
-                    .collect()
-            });
-            let ops = ops.or_else(|| {
-                body.pointer("/key/key_ops")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|o| o.as_str().map(str::to_string))
-                            .collect()
-                    })
-            });
+            let ops =
+                key_ops(body.get("key_ops")).or_else(|| key_ops(body.pointer("/key/key_ops")));
             let attrs = parse_attributes(&body)?;
             let mut v = new_version(
                 jwk,
@@ -171,34 +144,19 @@ pub(crate) async fn execute(
         }
         ObjRoute::Update(_, name, version) => {
             let body = read_json(body).await?;
-            let attrs = parse_attributes(&body)?;
-            let tags = parse_tags(&body)?;
             let mut st = shared.lock();
-            let v = st
-                .objects
-                .keys
-                .get_mut(&name, version.as_deref())
-                .ok_or_else(|| not_found(Kind::Keys, &name, version.as_deref()))?;
-            if let Some(e) = attrs.enabled {
-                v.attrs.enabled = e;
-            }
-            if attrs.nbf.is_some() {
-                v.attrs.nbf = attrs.nbf;
-            }
-            if attrs.exp.is_some() {
-                v.attrs.exp = attrs.exp;
-            }
-            if tags.is_some() {
-                v.attrs.tags = tags;
-            }
-            if let Some(ops) = body.get("key_ops").and_then(Value::as_array) {
-                v.key_ops = ops
-                    .iter()
-                    .filter_map(|o| o.as_str().map(str::to_string))
-                    .collect();
-            }
-            v.attrs.updated = now.max(v.attrs.created);
-            let v = v.clone();
+            let changes = |v: &mut KeyVersion, attrs: &ParsedAttributes| {
+                if attrs.nbf.is_some() {
+                    v.attrs.nbf = attrs.nbf;
+                }
+                if attrs.exp.is_some() {
+                    v.attrs.exp = attrs.exp;
+                }
+                if let Some(ops) = key_ops(body.get("key_ops")) {
+                    v.key_ops = ops;
+                }
+            };
+            let (v, _) = update(&mut st, &name, version.as_deref(), &body, now, changes)?;
             let k = st.objects.keys.live(&name).cloned();
             drop(st);
             let k = k.ok_or_else(|| not_found(Kind::Keys, &name, None))?;
@@ -213,19 +171,8 @@ pub(crate) async fn execute(
                 .ok_or_else(|| not_found(Kind::Keys, &name, None))?;
             Ok(json(200, &deleted(shared, &k, true)))
         }
-        ObjRoute::GetDeleted(_, name) => {
-            let k = shared
-                .lock()
-                .objects
-                .keys
-                .deleted(&name)
-                .ok_or_else(|| deleted_not_found(Kind::Keys, &name))?;
-            Ok(json(200, &deleted(shared, &k, true)))
-        }
-        ObjRoute::ListDeleted(_) => {
-            let all = shared.lock().objects.keys.all_deleted();
-            ctx.list_each(all, "/deletedkeys", &|n| Some(deleted(shared, n, false)))
-        }
+        ObjRoute::GetDeleted(_, name) => ctx.get_deleted::<KeyVersion>(&name),
+        ObjRoute::ListDeleted(_) => ctx.list_deleted::<KeyVersion>(),
         ObjRoute::Purge(_, name) => {
             if shared.lock().objects.keys.purge(&name) {
                 Ok(empty(204))
@@ -240,11 +187,7 @@ pub(crate) async fn execute(
                 .keys
                 .recover(&name)
                 .ok_or_else(|| deleted_not_found(Kind::Keys, &name))?;
-            let v = k
-                .versions
-                .last()
-                .cloned()
-                .ok_or_else(|| not_found(Kind::Keys, &name, None))?;
+            let v = newest(&k, &name)?;
             Ok(json(200, &bundle(shared, &k, &v)))
         }
         ObjRoute::Pending(_) | ObjRoute::Policy(_) => {
@@ -253,32 +196,18 @@ pub(crate) async fn execute(
     }
 }
 
-fn attributes(a: &Attrs) -> Value {
-    let mut m = Map::new();
-    m.insert("enabled".into(), Value::from(a.enabled));
-    if let Some(nbf) = a.nbf {
-        m.insert("nbf".into(), Value::from(nbf));
-    }
-    if let Some(exp) = a.exp {
-        m.insert("exp".into(), Value::from(exp));
-    }
-    m.insert("created".into(), Value::from(a.created));
-    m.insert("updated".into(), Value::from(a.updated));
-    m.insert("recoveryLevel".into(), Value::from(RECOVERY_LEVEL));
-    m.insert("recoverableDays".into(), Value::from(RECOVERABLE_DAYS));
-    Value::Object(m)
-}
-
-/// Shared attribute rendering for certificates too.
-pub(crate) fn attributes_json(a: &Attrs) -> Value {
-    attributes(a)
+/// The operation names of a `key_ops` array (its strings; anything else is left out).
+fn key_ops(value: Option<&Value>) -> Option<Vec<String>> {
+    value.and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(|o| o.as_str().map(str::to_string))
+            .collect()
+    })
 }
 
 fn common(m: &mut Map<String, Value>, v: &KeyVersion) {
-    m.insert("attributes".into(), attributes(&v.attrs));
-    if let Some(tags) = &v.attrs.tags {
-        m.insert("tags".into(), json!(tags));
-    }
+    m.insert("attributes".into(), Times::from(&v.attrs).attributes());
+    insert_tags(m, &v.attrs.tags);
     if v.managed {
         m.insert("managed".into(), Value::from(true));
     }
@@ -313,11 +242,4 @@ fn item(shared: &Shared, k: &Named<KeyVersion>, v: &KeyVersion, versioned: bool)
     Value::Object(m)
 }
 
-fn deleted(shared: &Shared, k: &Named<KeyVersion>, full: bool) -> Value {
-    let value = match k.versions.last() {
-        Some(v) if full => bundle(shared, k, v),
-        Some(v) => item(shared, k, v, false),
-        None => json!({}),
-    };
-    with_deletion(shared, k, "deletedkeys", value)
-}
+crate::objapi::object_kind!(KeyVersion, Keys, "/keys", "deletedkeys", keys);

@@ -1,3 +1,5 @@
+//! Service-account tokens as kubelet obtains them for a pod.
+//!
 //! Service-account tokens as kubelet obtains them for a pod (the TokenRequest API with a pod
 //! binding): signed by the same key and issuer as the federated tokens Entra ID accepts, with a
 //! chosen subject, audience, lifetime and the `kubernetes.io` claim naming the pod.

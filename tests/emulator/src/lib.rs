@@ -1,5 +1,7 @@
-//! An HTTPS emulator of the Azure Key Vault secrets data plane, the Entra ID token endpoint and an
-//! App Service-style managed identity endpoint, faithful enough for the official Azure SDKs
+//! An HTTPS emulator of Azure Key Vault, Entra ID and managed identity, for tests and development.
+//!
+//! It serves the Azure Key Vault data plane, the Entra ID token endpoint and an App Service-style
+//! managed identity endpoint, faithful enough for the official Azure SDKs
 //! (Rust and Python) to run unmodified against it. It is used by the akvfs integration tests and
 //! for local development; `docs/EMULATOR.md` documents the behaviour and every known difference
 //! from the real services.
@@ -19,36 +21,48 @@
 //!   `prepare`: binding, certificates and state before serving; `emulator_api`: its synchronous
 //!   test controls; [`extra`]: extra vaults, each on its own
 //!   listener with its own state, sharing the Entra ID's signing keys.
-//! - `server`: TLS accept loop, per-connection HTTP/1.1, routing, fault application and
-//!   connection resets.
-//! - `vault`: the Key Vault secrets REST API (auth challenge, errors, paging).
-//! - `entra`: the token endpoint (client assertion, client secret) and discovery documents;
-//!   `kubelet`: pod-bound service-account tokens as kubelet obtains them.
-//! - `msi`: the managed identity endpoint.
+//! - `server`: TLS connections, routing, fault application and connection resets; `serving`:
+//!   the accept loop and HTTP/1.1 connection shared with the plain-HTTP endpoints.
+//! - `vault`: the data plane's front door (auth challenge, faults, request budget, errors,
+//!   response headers); `access`: access policies and denied names; `bodies`: request bodies;
+//!   `paging`: `maxresults`, `$skiptoken` and `nextLink`; `wire`: JSON pieces every answer shares.
+//! - `secrets_api`: the secrets REST API; `secret_json`: its bundles and items.
+//! - `entra`: the token endpoint and Entra's errors; `credentials`: client secret and assertion
+//!   checks; `discovery`: the discovery documents; `kubelet`: pod-bound service-account tokens as
+//!   kubelet obtains them.
+//! - `msi`: the managed identity endpoint (and the identity lookup and token IMDS shares).
 //! - [`imds`]: the Instance Metadata Service (Azure VM) and Azure Arc token endpoints, plain HTTP.
 //! - `admin`: the `/_emulator/` admin API; `control`: the changes it shares with [`Emulator`].
-//! - `certs_api`, `keys_api`, `objroutes`: the certificates and keys APIs; `objects`: their
-//!   store; `objseed`, `objconfig`: their seed entries and permissions; [`certgen`]: key and
-//!   certificate material (also test chains).
-//! - `store`: secrets, versions and soft-deleted secrets; `props`: the properties a writer sets
-//!   on a version, shared by the seed, admin and REST bodies; `backup`: sealed backup blobs.
+//! - `objroutes`: routes and checks of the certificates and keys APIs; `objapi`: what both do
+//!   alike; `certs_api`, `keys_api`: their operations; `objects`: their store; `certadd`: a
+//!   certificate version with its key and secret; `objseed`, `objconfig`: their seed entries and
+//!   permissions; [`certgen`]: key and certificate material (also test chains).
+//! - `store`: secrets, versions and soft-deleted secrets; `secret`: the secret types;
+//!   `vault_error`: the data plane's error; `props`: the properties a writer sets on a version,
+//!   shared by the seed, admin and REST bodies; `backup`: sealed backup blobs.
 //! - `state`: the one mutex around all mutable state, token minting and verification.
-//! - [`counts`]: operation names and request counters; [`faults`]: fault injection; `throttle`:
-//!   the request budget.
+//! - [`counts`]: operation names and request counters; [`faults`]: fault injection (its JSON form
+//!   in `fault_json`); `throttle`: the request budget.
 //! - `tls`: the generated test CA and server certificate; `jwt`: HS256 tokens; `http`, `util`:
 //!   plumbing.
 
+mod access;
 mod admin;
 mod backup;
+mod bodies;
+mod certadd;
 pub mod certgen;
 mod certs_api;
 pub mod config;
 mod control;
 pub mod counts;
+mod credentials;
+mod discovery;
 mod emulator;
 mod emulator_api;
 mod entra;
 pub mod extra;
+mod fault_json;
 pub mod faults;
 mod faults_extra;
 mod http;
@@ -57,15 +71,21 @@ mod jwt;
 mod keys_api;
 mod kubelet;
 mod msi;
+mod objapi;
 mod objconfig;
 mod objcontrol;
 mod objects;
 mod objroutes;
 mod objseed;
+mod paging;
 mod prepare;
 mod props;
+mod secret;
+mod secret_json;
+mod secrets_api;
 mod seed;
 mod server;
+mod serving;
 mod state;
 mod store;
 mod testchain;
@@ -73,6 +93,8 @@ mod throttle;
 mod tls;
 mod util;
 mod vault;
+mod vault_error;
+mod wire;
 
 pub use config::{
     EmulatorConfig, Identity, ObjectPermissions, Permissions, Seed, SeedCertVersion,

@@ -1,3 +1,5 @@
+//! `akvfs-emulator`: flags, start, the ready line on stdout, serve until a signal.
+//!
 //! `akvfs-emulator`: parse flags, start the emulator, print the ready line on stdout, serve until
 //! SIGTERM or SIGINT. Logs go to stderr (`RUST_LOG` controls the level).
 

@@ -7,6 +7,7 @@
 //! `{"access_token","expires_on":"<unix seconds as a string>","resource","token_type":"Bearer","client_id"}`.
 //! Errors are `{"statusCode": n, "message": "…"}`.
 
+use crate::config::Identity;
 use crate::counts::Operation;
 use crate::http::{header, json, query_get, query_pairs, Reply, Resp};
 use crate::server::{apply_faults, Family};
@@ -70,42 +71,14 @@ fn issue(shared: &Shared, parts: &Parts) -> Resp {
             "Resource ids are not supported by the emulator; use client_id or object_id.",
         );
     }
-    let identity = {
-        let st = shared.lock();
-        st.identities
-            .values()
-            .find(|i| {
-                i.managed_identity
-                    && match (wanted_client, wanted_object) {
-                        (Some(c), _) => i.client_id.eq_ignore_ascii_case(c),
-                        (None, Some(o)) => i.oid().eq_ignore_ascii_case(o),
-                        (None, None) => i
-                            .client_id
-                            .eq_ignore_ascii_case(&shared.settings.default_client_id),
-                    }
-            })
-            .cloned()
-    };
+    let identity = find_managed(shared, wanted_client, wanted_object, None);
     let Some(identity) = identity else {
         return error(
             400,
             "No User Assigned or Delegated Managed Identity found for specified ClientId/ResourceId/PrincipalId.",
         );
     };
-    let audience = resource.trim_end_matches("/.default");
-    let audience = if audience.eq_ignore_ascii_case("https://vault.azure.net/") {
-        crate::config::VAULT_RESOURCE
-    } else {
-        audience
-    };
-    let lifetime = shared.lock().token_lifetime;
-    let spec = TokenSpec {
-        client_id: identity.client_id.clone(),
-        lifetime_secs: lifetime.as_secs() as i64,
-        audience: Some(audience.to_string()),
-        tenant_id: None,
-    };
-    let (token, exp) = shared.mint_access_token(&identity, &spec);
+    let (token, exp, _) = mint(shared, &identity, resource);
     json(
         200,
         &json!({
@@ -116,4 +89,49 @@ fn issue(shared: &Shared, parts: &Parts) -> Resp {
             "client_id": identity.client_id,
         }),
     )
+}
+
+/// The managed identity a token request names by client id, object id or resource id (tried in
+/// that order), or the default identity when it names none.
+pub(crate) fn find_managed(
+    shared: &Shared,
+    client_id: Option<&str>,
+    object_id: Option<&str>,
+    res_id: Option<&str>,
+) -> Option<Identity> {
+    let st = shared.lock();
+    st.identities
+        .values()
+        .find(|i| {
+            i.managed_identity
+                && match (client_id, object_id, res_id) {
+                    (Some(c), _, _) => i.client_id.eq_ignore_ascii_case(c),
+                    (_, Some(o), _) => i.oid().eq_ignore_ascii_case(o),
+                    (_, _, Some(r)) => crate::imds::resource_id(i).eq_ignore_ascii_case(r),
+                    _ => i
+                        .client_id
+                        .eq_ignore_ascii_case(&shared.settings.default_client_id),
+                }
+        })
+        .cloned()
+}
+
+/// A managed identity token for `resource` (a scope's `/.default` is dropped; Key Vault's
+/// resource in either spelling): the token, its expiry and its lifetime in seconds.
+pub(crate) fn mint(shared: &Shared, identity: &Identity, resource: &str) -> (String, i64, i64) {
+    let audience = resource.trim_end_matches("/.default");
+    let audience = if audience.eq_ignore_ascii_case("https://vault.azure.net/") {
+        crate::config::VAULT_RESOURCE
+    } else {
+        audience
+    };
+    let lifetime = shared.lock().token_lifetime.as_secs() as i64;
+    let spec = TokenSpec {
+        client_id: identity.client_id.clone(),
+        lifetime_secs: lifetime,
+        audience: Some(audience.to_string()),
+        tenant_id: None,
+    };
+    let (token, exp) = shared.mint_access_token(identity, &spec);
+    (token, exp, lifetime)
 }

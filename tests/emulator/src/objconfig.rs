@@ -111,125 +111,133 @@ impl<'de> Deserialize<'de> for ObjectPermissions {
     }
 }
 
-/// A certificate in a seed: its versions, oldest first.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeedCertificate {
-    /// Name (`^[0-9a-zA-Z-]{1,127}$`).
-    pub name: String,
-    /// Versions, oldest first.
-    pub versions: Vec<SeedCertVersion>,
-    /// Whether the backing secret holds the private key (default true); a version may override.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exportable: Option<bool>,
-    /// Enabled (default true), for every version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// Tags of every version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<BTreeMap<String, String>>,
+/// Declares a seed entry: serde with `deny_unknown_fields`; a field written `opt name: T` is an
+/// `Option<T>` that may be absent and is left out of the JSON when `None`. Other fields are kept
+/// as written.
+macro_rules! seed_struct {
+    ($(#[$m:meta])* pub struct $name:ident { $($fields:tt)* }) => {
+        seed_struct!(@munch [$(#[$m])*] $name [] $($fields)*);
+    };
+    (@munch $m:tt $name:ident [$($out:tt)*] $(#[$fm:meta])* opt $field:ident: $ty:ty, $($rest:tt)*) => {
+        seed_struct!(@munch $m $name [$($out)*
+            $(#[$fm])*
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub $field: Option<$ty>,
+        ] $($rest)*);
+    };
+    (@munch $m:tt $name:ident [$($out:tt)*] $(#[$fm:meta])* pub $field:ident: $ty:ty, $($rest:tt)*) => {
+        seed_struct!(@munch $m $name [$($out)* $(#[$fm])* pub $field: $ty,] $($rest)*);
+    };
+    (@munch [$(#[$m:meta])*] $name:ident [$($out:tt)*]) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($out)*
+        }
+    };
 }
 
-/// One certificate version: exactly one of `pfx`, `pem`, `policy`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeedCertVersion {
-    /// Base64 PKCS#12 (password `password`, default empty).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pfx: Option<String>,
-    /// PEM text: the private key and the certificates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pem: Option<String>,
-    /// Generate a self-signed certificate from this policy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<SeedPolicy>,
-    /// Password of `pfx`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-    /// Secret content type for `pfx`/`pem` (default: the form given).
-    #[serde(
-        default,
-        rename = "contentType",
-        alias = "content_type",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub content_type: Option<String>,
-    /// Overrides the certificate's `exportable`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exportable: Option<bool>,
-    /// Enabled (default: the certificate's, else true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// Version id (32 hex digits); random when omitted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
+/// Declares a seed certificate or key: its name, its versions (oldest first), the fields given,
+/// then `enabled` and `tags` for every version.
+macro_rules! seed_object {
+    ($(#[$m:meta])* pub struct $name:ident of $version:ty { $($fields:tt)* }) => {
+        seed_struct! {
+            $(#[$m])*
+            pub struct $name {
+                /// Name (`^[0-9a-zA-Z-]{1,127}$`).
+                pub name: String,
+                /// Versions, oldest first.
+                pub versions: Vec<$version>,
+                $($fields)*
+                /// Enabled (default true), for every version.
+                opt enabled: bool,
+                /// Tags of every version.
+                opt tags: BTreeMap<String, String>,
+            }
+        }
+    };
 }
 
-/// A self-signed certificate to generate.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeedPolicy {
-    /// Subject, e.g. `CN=app.example.com`.
-    pub subject: String,
-    /// `RSA` or `EC` (default RSA).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kty: Option<String>,
-    /// RSA size (2048, 3072, 4096; default 2048).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_size: Option<u64>,
-    /// EC curve (P-256, P-384, P-521; default P-256).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crv: Option<String>,
-    /// Whether the secret holds the private key (default true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exportable: Option<bool>,
-    /// `application/x-pkcs12` (default) or `application/x-pem-file`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
-    /// DNS names (subject alternative names).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dns_names: Vec<String>,
-    /// Validity in months (default 12).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validity_months: Option<u32>,
+seed_object! {
+    /// A certificate in a seed: its versions, oldest first.
+    pub struct SeedCertificate of SeedCertVersion {
+        /// Whether the backing secret holds the private key (default true); a version may
+        /// override.
+        opt exportable: bool,
+    }
 }
 
-/// A key in a seed: its versions, oldest first.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeedKey {
-    /// Name.
-    pub name: String,
-    /// Versions, oldest first.
-    pub versions: Vec<SeedKeyVersion>,
-    /// Enabled (default true), for every version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// Tags of every version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<BTreeMap<String, String>>,
+seed_struct! {
+    /// One certificate version: exactly one of `pfx`, `pem`, `policy`.
+    pub struct SeedCertVersion {
+        /// Base64 PKCS#12 (password `password`, default empty).
+        opt pfx: String,
+        /// PEM text: the private key and the certificates.
+        opt pem: String,
+        /// Generate a self-signed certificate from this policy.
+        opt policy: SeedPolicy,
+        /// Password of `pfx`.
+        opt password: String,
+        /// Secret content type for `pfx`/`pem` (default: the form given).
+        #[serde(
+            default,
+            rename = "contentType",
+            alias = "content_type",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub content_type: Option<String>,
+        /// Overrides the certificate's `exportable`.
+        opt exportable: bool,
+        /// Enabled (default: the certificate's, else true).
+        opt enabled: bool,
+        /// Version id (32 hex digits); random when omitted.
+        opt version: String,
+    }
 }
 
-/// One key version: generated (`kty`, `key_size`, `crv`) or imported (`jwk`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeedKeyVersion {
-    /// `RSA` or `EC` (generate).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kty: Option<String>,
-    /// RSA size.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_size: Option<u64>,
-    /// EC curve.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crv: Option<String>,
-    /// A JWK to import (public members are kept; private members are checked and dropped).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwk: Option<Value>,
-    /// Enabled (default: the key's, else true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// Version id; random when omitted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
+seed_struct! {
+    /// A self-signed certificate to generate.
+    pub struct SeedPolicy {
+        /// Subject, e.g. `CN=app.example.com`.
+        pub subject: String,
+        /// `RSA` or `EC` (default RSA).
+        opt kty: String,
+        /// RSA size (2048, 3072, 4096; default 2048).
+        opt key_size: u64,
+        /// EC curve (P-256, P-384, P-521; default P-256).
+        opt crv: String,
+        /// Whether the secret holds the private key (default true).
+        opt exportable: bool,
+        /// `application/x-pkcs12` (default) or `application/x-pem-file`.
+        opt content_type: String,
+        /// DNS names (subject alternative names).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub dns_names: Vec<String>,
+        /// Validity in months (default 12).
+        opt validity_months: u32,
+    }
+}
+
+seed_object! {
+    /// A key in a seed: its versions, oldest first.
+    pub struct SeedKey of SeedKeyVersion {}
+}
+
+seed_struct! {
+    /// One key version: generated (`kty`, `key_size`, `crv`) or imported (`jwk`).
+    pub struct SeedKeyVersion {
+        /// `RSA` or `EC` (generate).
+        opt kty: String,
+        /// RSA size.
+        opt key_size: u64,
+        /// EC curve.
+        opt crv: String,
+        /// A JWK to import (public members are kept; private members are checked and dropped).
+        opt jwk: Value,
+        /// Enabled (default: the key's, else true).
+        opt enabled: bool,
+        /// Version id; random when omitted.
+        opt version: String,
+    }
 }

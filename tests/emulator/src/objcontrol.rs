@@ -1,3 +1,5 @@
+//! Test controls for certificates and keys, shared by the admin API and [`crate::Emulator`].
+//!
 //! Test controls for certificates and keys, shared by the admin API and [`crate::Emulator`]:
 //! add versions (rotation), enable or disable them, and set an identity's certificate and key
 //! permissions.
@@ -64,7 +66,7 @@ impl Shared {
         if let Some(k) = st.objects.keys.get_mut(name, Some(&id)) {
             k.attrs.enabled = enabled;
         }
-        let update = crate::store::AttributeUpdate {
+        let update = crate::secret::AttributeUpdate {
             enabled: Some(enabled),
             ..Default::default()
         };

@@ -1,12 +1,15 @@
+//! Routes of the certificates and keys APIs and the checks before an operation runs.
+//!
 //! Routes of the certificate and key APIs, their permissions and the common checks (api-version,
 //! name, access policy) before `certs_api` or `keys_api` runs the operation.
 
+use crate::access::{authorize, CERTIFICATES, KEYS};
 use crate::counts::Operation;
 use crate::http::{query_pairs, segments, Resp};
-use crate::objects::Named;
+use crate::objapi::Ctx;
 use crate::state::{Caller, Shared};
-use crate::store::{is_valid_name, VaultError};
-use crate::vault::{list_response, vault_name, Paging};
+use crate::store::is_valid_name;
+use crate::vault_error::VaultError;
 use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::Method;
@@ -17,15 +20,6 @@ use std::sync::Arc;
 pub(crate) enum Kind {
     Certificates,
     Keys,
-}
-
-impl Kind {
-    fn word(self) -> &'static str {
-        match self {
-            Kind::Certificates => "certificates",
-            Kind::Keys => "keys",
-        }
-    }
 }
 
 /// A certificate or key request.
@@ -187,222 +181,19 @@ pub(crate) async fn execute(
             return Err(VaultError::invalid_name(name));
         }
     }
-    authorize(
-        shared,
-        caller,
-        route.kind(),
-        route.permission(),
-        route.name(),
-    )?;
+    let policy = match route.kind() {
+        Kind::Certificates => &CERTIFICATES,
+        Kind::Keys => &KEYS,
+    };
+    authorize(shared, caller, policy, route.permission(), route.name())?;
     let ctx = Ctx {
         shared,
         query: &query,
         api_version: &api_version,
+        now: crate::util::now_unix(),
     };
     match route.kind() {
         Kind::Certificates => crate::certs_api::execute(&ctx, route, body).await,
         Kind::Keys => crate::keys_api::execute(&ctx, route, body).await,
     }
-}
-
-/// What a handler needs besides its route.
-pub(crate) struct Ctx<'a> {
-    pub shared: &'a Arc<Shared>,
-    pub query: &'a [(String, String)],
-    pub api_version: &'a str,
-}
-
-/// How one object version is listed: `(object, version, versioned id)`.
-pub(crate) type ItemFn<'a, V> = &'a dyn Fn(&Named<V>, &V, bool) -> serde_json::Value;
-
-impl Ctx<'_> {
-    /// `GET /{kind}`: a page of the newest version of every live object.
-    pub(crate) fn list_latest<V: Clone>(
-        &self,
-        all: Vec<(String, Named<V>)>,
-        path: &str,
-        item: ItemFn<'_, V>,
-    ) -> Result<Resp, VaultError> {
-        self.list_each(all, path, &|n| n.versions.last().map(|v| item(n, v, false)))
-    }
-
-    /// A page of `all`, each object listed as `each` says (or left out).
-    pub(crate) fn list_each<V: Clone>(
-        &self,
-        all: Vec<(String, Named<V>)>,
-        path: &str,
-        each: &dyn Fn(&Named<V>) -> Option<serde_json::Value>,
-    ) -> Result<Resp, VaultError> {
-        let paging = Paging::from_query(self.query)?;
-        let (page, next) = paging.page(all);
-        let items = page.iter().filter_map(each).collect();
-        Ok(list_response(
-            self.shared,
-            items,
-            next,
-            path,
-            self.api_version,
-            &paging,
-        ))
-    }
-
-    /// `GET /{kind}/{name}/versions`: a page of one live object's versions (an empty list when
-    /// there is no such object, as Key Vault answers).
-    pub(crate) fn list_versions<V: Clone>(
-        &self,
-        object: Option<Named<V>>,
-        kind_path: &str,
-        item: ItemFn<'_, V>,
-    ) -> Result<Resp, VaultError> {
-        let paging = Paging::from_query(self.query)?;
-        let Some(object) = object else {
-            let empty = Vec::new();
-            return Ok(list_response(
-                self.shared,
-                empty,
-                None,
-                "",
-                self.api_version,
-                &paging,
-            ));
-        };
-        let keyed = object
-            .versions
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("{i:010}"), v.clone()))
-            .collect();
-        let (page, next) = paging.page(keyed);
-        let items = page.iter().map(|v| item(&object, v, true)).collect();
-        let path = format!("{kind_path}/{}/versions", object.name);
-        Ok(list_response(
-            self.shared,
-            items,
-            next,
-            &path,
-            self.api_version,
-            &paging,
-        ))
-    }
-}
-
-/// 403 unless the caller's identity has `permission` on `kind` and is not denied `name`.
-fn authorize(
-    shared: &Shared,
-    caller: &Caller,
-    kind: Kind,
-    permission: &str,
-    name: Option<&str>,
-) -> Result<(), VaultError> {
-    let tenant = &shared.settings.tenant_id;
-    let who = format!(
-        "appid={};oid={};iss=https://sts.windows.net/{tenant}/",
-        caller.client_id, caller.object_id
-    );
-    let vault = vault_name(&shared.settings.vault_url);
-    let identity = shared.identity(&caller.client_id);
-    let allowed = identity.as_ref().is_some_and(|i| match kind {
-        Kind::Certificates => i.certificates.allows(permission),
-        Kind::Keys => i.keys.allows(permission),
-    });
-    if !allowed {
-        return Err(VaultError::new(
-            403,
-            "Forbidden",
-            format!(
-                "The user, group or application '{who}' does not have {} {permission} permission on key \
-                 vault '{vault};location=emulator'. For help resolving this issue, please see \
-                 https://go.microsoft.com/fwlink/?linkid=2125287",
-                kind.word()
-            ),
-        )
-        .with_inner("ForbiddenByPolicy"));
-    }
-    if let (Some(identity), Some(name)) = (identity, name) {
-        let denied = match kind {
-            Kind::Certificates => &identity.denied_certificates,
-            Kind::Keys => &identity.denied_keys,
-        };
-        if denied.iter().any(|d| d.eq_ignore_ascii_case(name)) {
-            let action = match permission {
-                "list" => "readMetadata".to_string(),
-                "get" => "read".to_string(),
-                other => other.to_string(),
-            };
-            return Err(VaultError::new(
-                403,
-                "Forbidden",
-                format!(
-                    "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny \
-                     assignments or role definitions were changed recently, please observe propagation \
-                     time.\r\nCaller: {who}\r\nAction: 'Microsoft.KeyVault/vaults/{}/{action}/action'\r\n\
-                     Resource: '/vaults/{vault}/{}/{}'\r\nAssignment: (not found)\r\nDenyAssignmentId: \
-                     null\r\nDecisionReason: 'DeniedWithNoValidRBAC' \r\nVault: {vault};location=emulator\r\n",
-                    kind.word(),
-                    kind.word(),
-                    name.to_ascii_lowercase()
-                ),
-            )
-            .with_inner("ForbiddenByRbac"));
-        }
-    }
-    Ok(())
-}
-
-/// 404 CertificateNotFound / KeyNotFound.
-pub(crate) fn not_found(kind: Kind, name: &str, version: Option<&str>) -> VaultError {
-    let id = match version.filter(|v| !v.is_empty()) {
-        Some(v) => format!("{name}/{v}"),
-        None => name.to_string(),
-    };
-    let (code, what) = match kind {
-        Kind::Certificates => ("CertificateNotFound", "certificate"),
-        Kind::Keys => ("KeyNotFound", "key"),
-    };
-    let article = if what == "key" {
-        "A key"
-    } else {
-        "A certificate"
-    };
-    VaultError::new(
-        404,
-        code,
-        format!(
-            "{article} with (name/id) {id} was not found in this key vault. If you recently deleted this \
-             {what} you may be able to recover it using the correct recovery command. For help resolving \
-             this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"
-        ),
-    )
-}
-
-/// 404 for a deleted object that is not there.
-pub(crate) fn deleted_not_found(kind: Kind, name: &str) -> VaultError {
-    match kind {
-        Kind::Certificates => VaultError::new(
-            404,
-            "CertificateNotFound",
-            format!("Deleted Certificate not found: {name}"),
-        ),
-        Kind::Keys => VaultError::new(404, "KeyNotFound", format!("Deleted Key not found: {name}")),
-    }
-}
-
-/// A deleted object's answer: `value` (its newest version) with `recoveryId` under
-/// `/{deleted_kind}/{name}` and the deletion dates.
-pub(crate) fn with_deletion<V>(
-    shared: &Shared,
-    named: &Named<V>,
-    deleted_kind: &str,
-    mut value: serde_json::Value,
-) -> serde_json::Value {
-    if let serde_json::Value::Object(m) = &mut value {
-        let url = &shared.settings.vault_url;
-        let id = format!("{url}/{deleted_kind}/{}", named.name);
-        m.insert("recoveryId".into(), id.into());
-        if let Some(d) = named.deleted {
-            m.insert("deletedDate".into(), d.deleted_date.into());
-            m.insert("scheduledPurgeDate".into(), d.scheduled_purge_date.into());
-        }
-    }
-    value
 }

@@ -1,9 +1,10 @@
 //! Seeding certificates and keys (seed file, `POST /_emulator/seed`, and the test controls).
 
+use crate::certadd::{add_certificate, NewCert};
 use crate::certs_api::{import_material, self_signed_material};
 use crate::config::{Seed, SeedCertVersion, SeedCertificate, SeedKey, SeedKeyVersion};
 use crate::keys_api::{key_material, new_version};
-use crate::objects::{add_certificate, NewCert, PEM, PKCS12};
+use crate::objects::{PEM, PKCS12};
 use crate::state::State;
 use serde_json::{json, Value};
 

@@ -1,3 +1,5 @@
+//! Start-up: binding, certificates, the state directory and the state, before serving.
+//!
 //! Start-up: binding the listeners (the vault, the extra vaults, the metadata endpoints),
 //! generating the test certificates, writing the state directory and building the state, before
 //! anything is served.

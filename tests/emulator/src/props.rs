@@ -1,10 +1,12 @@
+//! The properties a writer sets on a secret version, defined once.
+//!
 //! The properties a writer sets on a secret version (`contentType`, `tags`, `enabled`, `exp`,
 //! `nbf`), defined once: [`Props`] is how the store takes them, and [`with_props!`] declares the
 //! seed and admin structs that carry them in JSON, with the same serde spelling everywhere.
 
 use std::collections::BTreeMap;
 
-use crate::store::{AttributeUpdate, NewVersion};
+use crate::secret::{AttributeUpdate, NewVersion};
 
 /// The settable properties of a secret version. `None` leaves a property at its default (a new
 /// version) or unchanged (an update).

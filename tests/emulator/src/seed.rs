@@ -1,3 +1,5 @@
+//! The seed: initial or additional secrets, identities, certificates and keys.
+//!
 //! The seed: initial (or additional) secrets, identities, certificates and keys, read from the
 //! `--seed` file or the body of `POST /_emulator/seed`.
 

@@ -1,15 +1,16 @@
+//! The HTTPS server: TLS connections, routing to the handlers, and fault application.
+//!
 //! The HTTPS server: TLS accept loop, one HTTP/1.1 connection task per client, routing to the
 //! vault, Entra ID, managed identity and admin handlers, and the shared fault-injection step.
 
 use crate::counts::{special, Operation};
 use crate::faults::FaultKind;
 use crate::http::{segments, set_header, Reply, Resp};
+use crate::serving::{accept_loop, serve_connection, ConnectionReset};
 use crate::state::Shared;
-use crate::store::VaultError;
+use crate::vault_error::VaultError;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,35 +137,21 @@ pub(crate) async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                match accepted {
-                    Ok((tcp, peer)) => {
-                        let _ = tcp.set_nodelay(true);
-                        tokio::spawn(connection(tcp, acceptor.clone(), shared.clone(), shutdown.clone(), peer));
-                    }
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-            _ = shutdown.changed() => break,
-        }
-        if *shutdown.borrow() {
-            break;
-        }
-    }
+    let stop = shutdown.clone();
+    accept_loop(listener, shutdown, "", |tcp, peer| {
+        let connection = connection(tcp, acceptor.clone(), shared.clone(), stop.clone(), peer);
+        tokio::spawn(connection);
+    })
+    .await;
 }
 
 async fn connection(
     tcp: TcpStream,
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     peer: std::net::SocketAddr,
 ) {
     let abort = Arc::new(AtomicBool::new(false));
@@ -183,7 +170,7 @@ async fn connection(
             return;
         }
     };
-    let service = service_fn(move |req: Request<Incoming>| {
+    let handler = move |req: Request<Incoming>| {
         let shared = shared.clone();
         let abort = abort.clone();
         async move {
@@ -195,35 +182,9 @@ async fn connection(
                 }
             }
         }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(tls), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
-        }
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
-        }
-    }
+    };
+    serve_connection(tls, handler, shutdown, peer, "").await;
 }
-
-/// The error a service returns to make hyper drop the connection without a response.
-#[derive(Debug)]
-struct ConnectionReset;
-
-impl std::fmt::Display for ConnectionReset {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connection reset by an injected fault")
-    }
-}
-
-impl std::error::Error for ConnectionReset {}
 
 /// A TCP stream that, once its reset flag is set, is closed with SO_LINGER 0 so the client sees
 /// a TCP reset instead of an orderly close.

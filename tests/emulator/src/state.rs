@@ -1,3 +1,5 @@
+//! The emulator's shared state: one mutex around everything mutable, and what never changes.
+//!
 //! The emulator's shared state: one mutex around everything mutable (store, identities, counters,
 //! faults, throttle window, token settings), plus the immutable signing keys and settings.
 //!
@@ -8,8 +10,10 @@ use crate::config::{Identity, Seed, FEDERATED_AUDIENCE, VAULT_RESOURCE};
 use crate::counts::Counts;
 use crate::faults::Faults;
 use crate::jwt::{self, JwtError, SigningKey};
-use crate::store::{NewVersion, Store, VaultError};
+use crate::secret::NewVersion;
+use crate::store::Store;
 use crate::util;
+use crate::vault_error::VaultError;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -303,7 +307,7 @@ impl Shared {
     /// Writes a new federated token to the token file; the previous one is revoked.
     pub(crate) fn rotate_federated_token(&self) -> Result<String, std::io::Error> {
         let (token, jti) = self.mint_federated_token(&FederatedTokenSpec::default());
-        write_private(&self.settings.federated_token_file, token.as_bytes())?;
+        util::write_private(&self.settings.federated_token_file, token.as_bytes())?;
         let mut st = self.lock();
         let previous = std::mem::replace(&mut st.current_assertion, jti);
         if !previous.is_empty() {
@@ -378,24 +382,4 @@ impl Shared {
         let (_, v) = self.lock().store.set(name, new, util::now_unix())?;
         Ok(v.id)
     }
-}
-
-/// Writes `bytes` to `path` with mode 0600, replacing it atomically (write + rename), so a
-/// reader never sees a half-written token.
-pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), std::io::Error> {
-    use std::io::Write;
-    let tmp = path.with_extension(format!("tmp-{}", util::random_hex(4)));
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }

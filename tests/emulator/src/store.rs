@@ -3,7 +3,9 @@
 //! Names are looked up case-insensitively and keep the case they were first created with.
 //! The latest version is the most recently created one.
 
+use crate::secret::{AttributeUpdate, Deletion, NewVersion, Secret, Version};
 use crate::util;
+use crate::vault_error::VaultError;
 use std::collections::BTreeMap;
 
 /// Maximum secret value size in bytes (UTF-8). A value of exactly this size is accepted.
@@ -15,183 +17,9 @@ pub const RECOVERY_LEVEL: &str = "Recoverable+Purgeable";
 /// Maximum number of tags on a secret.
 pub const MAX_TAGS: usize = 15;
 
-/// A Key Vault error: status, `error.code`, `error.message`, `error.innererror.code`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct VaultError {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-    pub inner: Option<&'static str>,
-}
-
-impl VaultError {
-    pub(crate) fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        VaultError {
-            status,
-            code,
-            message: message.into(),
-            inner: None,
-        }
-    }
-
-    pub(crate) fn with_inner(mut self, inner: &'static str) -> Self {
-        self.inner = Some(inner);
-        self
-    }
-
-    pub(crate) fn bad_parameter(message: impl Into<String>) -> Self {
-        VaultError::new(400, "BadParameter", message)
-    }
-
-    pub(crate) fn not_found(name: &str, version: Option<&str>) -> Self {
-        let id = match version {
-            Some(v) => format!("{name}/{v}"),
-            None => name.to_string(),
-        };
-        VaultError::new(
-            404,
-            "SecretNotFound",
-            format!(
-                "A secret with (name/id) {id} was not found in this key vault. If you recently deleted this \
-                 secret you may be able to recover it using the correct recovery command. For help resolving \
-                 this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"
-            ),
-        )
-    }
-
-    pub(crate) fn deleted_not_found(name: &str) -> Self {
-        VaultError::new(
-            404,
-            "SecretNotFound",
-            format!("Deleted Secret not found: {name}"),
-        )
-    }
-
-    pub(crate) fn disabled(operation: &str) -> Self {
-        VaultError::new(
-            403,
-            "Forbidden",
-            format!("Operation {operation} is not allowed on a disabled secret."),
-        )
-        .with_inner("SecretDisabled")
-    }
-
-    pub(crate) fn deleted_conflict(name: &str) -> Self {
-        VaultError::new(
-            409,
-            "Conflict",
-            format!(
-                "Secret {name} is currently in a deleted but recoverable state, and its name cannot be reused; \
-                 in this state, the secret can only be recovered or purged."
-            ),
-        )
-        .with_inner("ObjectIsDeletedButRecoverable")
-    }
-
-    /// Restoring a backup of `id` (the latest version's id) into a vault where the name is taken,
-    /// live or soft-deleted. Key Vault's text.
-    pub(crate) fn restore_conflict(id: &str) -> Self {
-        VaultError::new(
-            409,
-            "Conflict",
-            format!(
-                "There was a conflict restoring the secret '{id}'. This can happen if either: a second secret \
-                 with the same name was created after the first secret was deleted; thus trying to restore a \
-                 secret whose name is already in use. To fix this, rename the second secret to something else \
-                 so that the restore works. The second probable cause of this exception is when multiple \
-                 operations are performed in parallel against the secret. To avoid this error, perform \
-                 operations against a secret in a sequential manner."
-            ),
-        )
-    }
-
-    pub(crate) fn invalid_name(name: &str) -> Self {
-        VaultError::bad_parameter(format!("The request URI contains an invalid name: {name}"))
-    }
-}
-
 /// Whether `name` is a valid secret name: `^[0-9a-zA-Z-]{1,127}$`.
 pub fn is_valid_name(name: &str) -> bool {
     (1..=127).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-/// One version of a secret.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Version {
-    /// 32 lowercase hex digits.
-    pub id: String,
-    /// The value.
-    pub value: String,
-    /// `contentType`.
-    pub content_type: Option<String>,
-    /// Tags (None: the secret has no `tags` member).
-    pub tags: Option<BTreeMap<String, String>>,
-    /// `attributes.enabled`.
-    pub enabled: bool,
-    /// `attributes.nbf`.
-    pub nbf: Option<i64>,
-    /// `attributes.exp`.
-    pub exp: Option<i64>,
-    /// `attributes.created`.
-    pub created: i64,
-    /// `attributes.updated`.
-    pub updated: i64,
-    /// The secret backs a certificate (`managed: true`, `kid` = the certificate's key version).
-    pub managed: bool,
-}
-
-/// When a secret was soft-deleted.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Deletion {
-    /// `deletedDate`.
-    pub deleted_date: i64,
-    /// `scheduledPurgeDate`.
-    pub scheduled_purge_date: i64,
-}
-
-/// A secret: its name (original case) and versions, oldest first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Secret {
-    /// Name as first created.
-    pub name: String,
-    /// Versions, oldest first; the last is the latest.
-    pub versions: Vec<Version>,
-    /// Set while soft-deleted.
-    pub deleted: Option<Deletion>,
-}
-
-impl Secret {
-    /// The latest version.
-    pub fn latest(&self) -> Option<&Version> {
-        self.versions.last()
-    }
-
-    fn version(&self, id: &str) -> Option<&Version> {
-        self.versions.iter().find(|v| v.id.eq_ignore_ascii_case(id))
-    }
-}
-
-/// A new version to store.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct NewVersion {
-    pub value: String,
-    pub version: Option<String>,
-    pub content_type: Option<String>,
-    pub tags: Option<BTreeMap<String, String>>,
-    pub enabled: Option<bool>,
-    pub nbf: Option<i64>,
-    pub exp: Option<i64>,
-    pub created: Option<i64>,
-}
-
-/// Attribute changes (PATCH): only `Some` fields change.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct AttributeUpdate {
-    pub content_type: Option<String>,
-    pub tags: Option<BTreeMap<String, String>>,
-    pub enabled: Option<bool>,
-    pub nbf: Option<i64>,
-    pub exp: Option<i64>,
 }
 
 /// All secrets, keyed by lowercase name.

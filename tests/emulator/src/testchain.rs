@@ -1,3 +1,5 @@
+//! Test chains (root CA, intermediate, leaf) for tests that need complete or broken chains.
+//!
 //! Test chains: root CA -> intermediate CA -> leaf, RSA or EC, as DER with PKCS#12 and PEM
 //! bundles, for tests that need complete and incomplete chains.
 

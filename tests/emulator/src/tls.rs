@@ -1,3 +1,5 @@
+//! The test PKI: a fresh CA and the server certificate it signs.
+//!
 //! The test PKI: a fresh CA (`CA:TRUE`) and a server certificate it signs, with a
 //! `subjectAltName` for every name and address served and `extendedKeyUsage=serverAuth`, as webpki
 //! (rustls) and OpenSSL (Python) require. Both are generated at start and live only in memory,

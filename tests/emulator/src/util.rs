@@ -1,4 +1,4 @@
-//! Small helpers shared by the handlers: randomness, identifiers and time formatting.
+//! Small helpers shared by the handlers: randomness, identifiers, time formatting, private files.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -102,6 +102,26 @@ fn format_unix(unix: i64, pattern: &str) -> String {
 /// Whether `s` is 32 hexadecimal digits, the shape of a Key Vault secret version.
 pub(crate) fn is_version_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Writes `bytes` to `path` with mode 0600, replacing it atomically (write + rename), so a
+/// reader never sees a half-written token.
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), std::io::Error> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp-{}", random_hex(4)));
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -423,8 +423,9 @@ async fn backup_restores_every_version_into_the_same_emulator_only() {
 
     // Purged: the SDK restores it, with every version, id and attribute as they were.
     emu.purge_secret("db-password").expect("purge");
-    let mut params = RestoreSecretParameters::default();
-    params.secret_backup = Some(backup.clone());
+    let params = RestoreSecretParameters {
+        secret_backup: Some(backup.clone()),
+    };
     let restored = sdk
         .restore_secret(params.try_into().expect("serializes"), None)
         .await
