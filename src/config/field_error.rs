@@ -22,6 +22,12 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// Whether this is `field`'s error with a problem `is` accepts (for tests).
+    #[cfg(test)]
+    pub(crate) fn is(&self, field: &str, is: impl Fn(&Problem) -> bool) -> bool {
+        self.field == field && is(&self.problem)
+    }
+
     pub(super) fn new(field: &'static str, problem: impl Into<Problem>) -> FieldError {
         FieldError {
             field,

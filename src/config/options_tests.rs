@@ -3,17 +3,20 @@
 use super::*;
 use crate::config::{parse_mount_options, ConfigError, Problem};
 
+/// A mount of `myvault` on /mnt with `over`'s settings, validated.
+fn mount_with(over: MountOptions) -> Result<MountConfig, FieldError> {
+    MountOptions {
+        vault: Some("myvault".into()),
+        path: Some("/mnt".into()),
+        ..Default::default()
+    }
+    .overlay(over)
+    .validate(true, true)
+}
+
 #[test]
 fn readability_and_lookup_budgets_are_validated() {
-    let raw = |over: MountOptions| {
-        MountOptions {
-            vault: Some("myvault".into()),
-            path: Some("/mnt".into()),
-            ..Default::default()
-        }
-        .overlay(over)
-        .validate(true, true)
-    };
+    let raw = mount_with;
     let cfg = raw(MountOptions::default()).unwrap();
     assert_eq!(cfg.refresh.max_unverified, Duration::from_secs(600));
     assert_eq!(cfg.cache.max_cold_lookups_per_10s, 100);
@@ -68,18 +71,13 @@ fn readability_and_lookup_budgets_are_validated() {
 
 #[test]
 fn concurrent_fetches_are_one_definition() {
-    let base = || MountOptions {
-        vault: Some("myvault".into()),
-        path: Some("/mnt".into()),
-        ..Default::default()
-    };
-    let cfg = base().validate(true, true).unwrap();
+    let cfg = mount_with(MountOptions::default()).unwrap();
     assert_eq!(cfg.cache.max_concurrent_fetches, 16);
     let (o, _) = parse_mount_options("max_concurrent_fetches=4").unwrap();
-    let cfg = base().overlay(o).validate(true, true).unwrap();
+    let cfg = mount_with(o).unwrap();
     assert_eq!(cfg.cache.max_concurrent_fetches, 4);
     let file: MountOptions = toml::from_str("max_concurrent_fetches = 300").unwrap();
-    let err = base().overlay(file).validate(true, true).unwrap_err();
+    let err = mount_with(file).unwrap_err();
     assert!(
         matches!(
             err.problem,
@@ -121,12 +119,12 @@ fn option_types_follow_the_fields() {
 
 #[test]
 fn allow_root_is_one_definition_and_excludes_allow_other() {
-    let base = || MountOptions {
-        vault: Some("myvault".into()),
-        path: Some("/mnt".into()),
-        ..Default::default()
-    };
-    assert!(!base().validate(true, true).unwrap().owner.allow_root);
+    assert!(
+        !mount_with(MountOptions::default())
+            .unwrap()
+            .owner
+            .allow_root
+    );
     // The same field from fstab's -o, a config file and the command line.
     let (o, _) = parse_mount_options("allow_root").unwrap();
     let file: MountOptions = toml::from_str("allow_root = true").unwrap();
@@ -137,11 +135,11 @@ fn allow_root_is_one_definition_and_excludes_allow_other() {
     }
     let flags = <Flags as clap::Parser>::try_parse_from(["akvfs", "--allow-root"]).unwrap();
     for over in [o, file, flags.options] {
-        let cfg = base().overlay(over).validate(true, true).unwrap();
+        let cfg = mount_with(over).unwrap();
         assert!(cfg.owner.allow_root && !cfg.owner.allow_other);
     }
     let (both, _) = parse_mount_options("allow_root,allow_other").unwrap();
-    let err = base().overlay(both).validate(true, true).unwrap_err();
+    let err = mount_with(both).unwrap_err();
     assert!(
         matches!(err.problem, Problem::RootWithOther) && err.field == "allow_root",
         "{err}"
@@ -152,7 +150,7 @@ fn allow_root_is_one_definition_and_excludes_allow_other() {
         ("dir_mode=0505", (0o400, 0o505)),
     ] {
         let (o, _) = parse_mount_options(&format!("allow_root,{modes}")).unwrap();
-        let err = base().overlay(o).validate(true, true).unwrap_err();
+        let err = mount_with(o).unwrap_err();
         assert!(
             matches!(err.problem, Problem::RootWithOpenModes { file_mode, dir_mode } if (file_mode, dir_mode) == bits),
             "{modes}: {err}"
@@ -162,27 +160,9 @@ fn allow_root_is_one_definition_and_excludes_allow_other() {
 
 #[test]
 fn each_bad_setting_has_its_problem() {
-    let check = |over: MountOptions| {
-        MountOptions {
-            vault: Some("myvault".into()),
-            path: Some("/mnt".into()),
-            ..Default::default()
-        }
-        .overlay(over)
-        .validate(true, true)
-        .unwrap_err()
-    };
+    let check = |over: MountOptions| mount_with(over).unwrap_err();
     let e = MountOptions::default().validate(true, true).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            FieldError {
-                field: "vault",
-                problem: Problem::Required
-            }
-        ),
-        "{e:?}"
-    );
+    assert!(e.is("vault", |p| matches!(p, Problem::Required)), "{e:?}");
     assert_eq!(e.to_string(), "vault: is required");
     let e = MountOptions {
         vault: Some("myvault".into()),
@@ -190,94 +170,71 @@ fn each_bad_setting_has_its_problem() {
     }
     .validate(true, true)
     .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            FieldError {
-                field: "path",
-                problem: Problem::Required
-            }
+    assert!(e.is("path", |p| matches!(p, Problem::Required)), "{e:?}");
+    // One bad setting each: its field, its problem's variant, and the message it renders
+    // (None where another test pins the text).
+    type Case = (
+        MountOptions,
+        &'static str,
+        fn(&Problem) -> bool,
+        Option<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            MountOptions { auth: Some("password".into()), ..Default::default() },
+            "auth",
+            |p| matches!(p, Problem::AuthMode { value } if value == "password"),
+            Some("auth: \"password\" is not one of auto, workload-identity, managed-identity, azure-cli, client-secret"),
         ),
-        "{e:?}"
-    );
-    let e = check(MountOptions {
-        auth: Some("password".into()),
-        ..Default::default()
-    });
-    assert!(
-        matches!(&e.problem, Problem::AuthMode { value } if value == "password"),
-        "{e:?}"
-    );
-    assert_eq!(
-        e.to_string(),
-        "auth: \"password\" is not one of auto, workload-identity, managed-identity, azure-cli, client-secret"
-    );
-    let e = check(MountOptions {
-        cache_bytes: Some("1KiB".into()),
-        ..Default::default()
-    });
-    assert!(
-        matches!(e.problem, Problem::CacheTooSmall { bytes: 1024 }),
-        "{e:?}"
-    );
-    assert_eq!(
-        e.to_string(),
-        "cache_bytes: must be at least 64KiB (one Key Vault secret is up to 25KiB)"
-    );
-    let e = check(MountOptions {
-        fetch_timeout: Some("0s".into()),
-        ..Default::default()
-    });
-    assert!(matches!(e.problem, Problem::Zero), "{e:?}");
-    assert_eq!(e.to_string(), "fetch_timeout: must be greater than zero");
-    let e = check(MountOptions {
-        refresh_interval: Some("500ms".into()),
-        ..Default::default()
-    });
-    assert!(
-        matches!(e.problem, Problem::TooShort { value, min }
-            if value == Duration::from_millis(500) && min == Duration::from_secs(1)),
-        "{e:?}"
-    );
-    assert_eq!(e.to_string(), "refresh_interval: must be at least 1s");
-    let e = check(MountOptions {
-        max_stale: Some("often".into()),
-        ..Default::default()
-    });
-    assert!(
-        matches!(&e.problem, Problem::Value(ConfigError::Duration { value }) if value == "often"),
-        "{e:?}"
-    );
-    assert_eq!(
-        e.to_string(),
-        "max_stale: \"often\" is not a duration; use e.g. 500ms, 30s, 10m or 24h"
-    );
-    let e = check(MountOptions {
-        notice: Some("configmap:ns".into()),
-        ..Default::default()
-    });
-    assert!(
-        matches!(
-            e.problem,
-            Problem::Value(ConfigError::NoticeSourceSlash { .. })
+        (
+            MountOptions { cache_bytes: Some("1KiB".into()), ..Default::default() },
+            "cache_bytes",
+            |p| matches!(p, Problem::CacheTooSmall { bytes: 1024 }),
+            Some("cache_bytes: must be at least 64KiB (one Key Vault secret is up to 25KiB)"),
         ),
-        "{e:?}"
-    );
-    let e = check(MountOptions {
-        notice: Some("configmap:ns/name".into()),
-        notice_poll_interval: Some("1s".into()),
-        ..Default::default()
-    });
-    assert!(
-        matches!(
-            e,
-            FieldError {
-                field: "notice_poll_interval",
-                problem: Problem::BelowRefreshInterval { .. }
-            }
+        (
+            MountOptions { fetch_timeout: Some("0s".into()), ..Default::default() },
+            "fetch_timeout",
+            |p| matches!(p, Problem::Zero),
+            Some("fetch_timeout: must be greater than zero"),
         ),
-        "{e:?}"
-    );
+        (
+            MountOptions { refresh_interval: Some("500ms".into()), ..Default::default() },
+            "refresh_interval",
+            |p| matches!(p, Problem::TooShort { value, min }
+                if *value == Duration::from_millis(500) && *min == Duration::from_secs(1)),
+            Some("refresh_interval: must be at least 1s"),
+        ),
+        (
+            MountOptions { max_stale: Some("often".into()), ..Default::default() },
+            "max_stale",
+            |p| matches!(p, Problem::Value(ConfigError::Duration { value }) if value == "often"),
+            Some("max_stale: \"often\" is not a duration; use e.g. 500ms, 30s, 10m or 24h"),
+        ),
+        (
+            MountOptions { notice: Some("configmap:ns".into()), ..Default::default() },
+            "notice",
+            |p| matches!(p, Problem::Value(ConfigError::NoticeSourceSlash { .. })),
+            None,
+        ),
+        (
+            MountOptions {
+                notice: Some("configmap:ns/name".into()),
+                notice_poll_interval: Some("1s".into()),
+                ..Default::default()
+            },
+            "notice_poll_interval",
+            |p| matches!(p, Problem::BelowRefreshInterval { .. }),
+            None,
+        ),
+    ];
+    for (over, field, is, text) in cases {
+        let e = check(over);
+        assert!(e.field == field && is(&e.problem), "{field}: {e:?}");
+        if let Some(text) = text {
+            assert_eq!(e.to_string(), text);
+        }
+    }
     assert_eq!(
         Problem::NoNodeName.to_string(),
         "is not set and neither NODE_NAME nor the host name is available"

@@ -162,13 +162,7 @@ fn views_come_from_options_with_an_allow_listing_root_by_default() {
         .validate(true, true)
         .unwrap_err();
     assert!(
-        matches!(
-            e,
-            FieldError {
-                field: "root",
-                problem: Problem::RootWithoutViews
-            }
-        ),
+        e.is("root", |p| matches!(p, Problem::RootWithoutViews)),
         "{e:?}"
     );
     assert_eq!(

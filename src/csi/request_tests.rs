@@ -97,13 +97,7 @@ fn a_volume_caps_its_cache_within_the_node_maximum() {
         .err()
         .unwrap();
     assert!(
-        matches!(
-            &err,
-            Refusal::Setting(FieldError {
-                field: "cache_bytes",
-                problem: Problem::CacheTooSmall { bytes: 1024 }
-            })
-        ),
+        matches!(&err, Refusal::Setting(e) if e.is("cache_bytes", |p| matches!(p, Problem::CacheTooSmall { bytes: 1024 }))),
         "{err}"
     );
     assert_eq!(
