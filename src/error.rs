@@ -45,7 +45,8 @@ pub enum FsError {
         view: String,
         vault: String,
         name: SecretName,
-        problem: String,
+        /// Boxed: rare, and it keeps every `FsError` small.
+        problem: Box<ViewBytesError>,
     },
     /// A bug caught before it could end the FUSE session.
     #[error("internal error while answering the request (please report this)")]
@@ -56,6 +57,29 @@ pub enum FsError {
         #[source]
         source: VaultError,
     },
+}
+
+/// Why a view's file cannot be derived from its object's value. Says what
+/// did not fit and what to check, never what the value holds.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewBytesError {
+    /// A certificate's secret that does not convert to PEM.
+    #[error("{0}")]
+    Certificate(#[source] crate::objects::ObjectError),
+    #[error("the value is not valid base64 (encoding = base64); check how the secret was stored")]
+    NotBase64,
+    #[error("the value is not valid hex (encoding = hex); check how the secret was stored")]
+    NotHex,
+    #[error("the value is not JSON (line {line}, column {column}), so json_pointer {pointer:?} cannot apply")]
+    NotJson {
+        line: usize,
+        column: usize,
+        pointer: String,
+    },
+    #[error("json_pointer {pointer:?} does not match any field of the value; check the pointer (RFC 6901: /a/0/b, ~1 for /, ~0 for ~)")]
+    NoField { pointer: String },
+    #[error("json_pointer {pointer:?}: the field cannot be written as JSON")]
+    Unwritable { pointer: String },
 }
 
 impl FsError {

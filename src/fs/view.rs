@@ -293,13 +293,18 @@ impl FsCore {
         }
     }
 
-    pub(super) fn view_err(&self, i: usize, name: &SecretName, problem: String) -> FsError {
+    pub(super) fn view_err(
+        &self,
+        i: usize,
+        name: &SecretName,
+        problem: crate::error::ViewBytesError,
+    ) -> FsError {
         let shown = self.views().map(|v| v.specs[i].shown()).unwrap_or_default();
         FsError::View {
             view: shown,
             vault: self.vault_url.clone(),
             name: name.clone(),
-            problem,
+            problem: Box::new(problem),
         }
     }
 

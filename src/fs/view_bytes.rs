@@ -7,6 +7,7 @@ use base64::Engine;
 use zeroize::Zeroizing;
 
 use crate::config::{Encoding, ViewObject, ViewSpec};
+use crate::error::ViewBytesError;
 use crate::objects::{bundle, PKCS12};
 
 /// Derives a secret view's file from a version's value and content type.
@@ -15,12 +16,13 @@ pub(super) fn derive(
     spec: &ViewSpec,
     value: &[u8],
     content_type: Option<&str>,
-) -> Result<Zeroizing<Vec<u8>>, String> {
+) -> Result<Zeroizing<Vec<u8>>, ViewBytesError> {
     let pem = matches!(spec.object, ViewObject::Secret { pem: true });
     let mut bytes = if pem && content_type == Some(PKCS12) {
         // The provider's `objectFormat: pem` of a certificate's secret:
         // the private key, then the chain leaf first.
-        let parts = bundle::from_secret(value, content_type).map_err(|e| e.to_string())?;
+        let parts =
+            bundle::from_secret(value, content_type).map_err(ViewBytesError::Certificate)?;
         parts.tls_pem.clone()
         // `parts` drops here and wipes its key material.
     } else {
@@ -38,7 +40,7 @@ pub(super) fn derive(
 
 /// Standard base64, padded; line breaks are ignored as the provider's
 /// decoder ignores them.
-fn decode_base64(value: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+fn decode_base64(value: &[u8]) -> Result<Zeroizing<Vec<u8>>, ViewBytesError> {
     let clean: Zeroizing<Vec<u8>> = Zeroizing::new(
         value
             .iter()
@@ -49,25 +51,21 @@ fn decode_base64(value: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
     let mut out = Zeroizing::new(Vec::with_capacity(clean.len() / 4 * 3 + 3));
     base64::engine::general_purpose::STANDARD
         .decode_vec(&clean[..], &mut out)
-        .map_err(|_| {
-            "the value is not valid base64 (encoding = base64); check how the secret was stored"
-                .to_string()
-        })?;
+        .map_err(|_| ViewBytesError::NotBase64)?;
     Ok(out)
 }
 
 /// Hex digits, either case, an even number of them.
-fn decode_hex(value: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
-    let bad = || "the value is not valid hex (encoding = hex); check how the secret was stored";
+fn decode_hex(value: &[u8]) -> Result<Zeroizing<Vec<u8>>, ViewBytesError> {
     if !value.len().is_multiple_of(2) {
-        return Err(bad().into());
+        return Err(ViewBytesError::NotHex);
     }
     let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Zeroizing::new(Vec::with_capacity(value.len() / 2));
     for pair in value.chunks_exact(2) {
         match (digit(pair[0]), digit(pair[1])) {
             (Some(h), Some(l)) => out.push(h << 4 | l),
-            _ => return Err(bad().into()),
+            _ => return Err(ViewBytesError::NotHex),
         }
     }
     Ok(out)
@@ -76,22 +74,20 @@ fn decode_hex(value: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
 /// The field at `ptr`: a string as its raw text, anything else as compact
 /// JSON. The parsed document's heap copies are wiped when freed (see
 /// `crate::locked`).
-fn pick(doc: &[u8], ptr: &str) -> Result<Zeroizing<Vec<u8>>, String> {
-    let value: serde_json::Value = serde_json::from_slice(doc).map_err(|e| {
-        format!(
-            "the value is not JSON (line {}, column {}), so json_pointer {ptr:?} cannot apply",
-            e.line(),
-            e.column()
-        )
-    })?;
+fn pick(doc: &[u8], ptr: &str) -> Result<Zeroizing<Vec<u8>>, ViewBytesError> {
+    let pointer = || ptr.to_string();
+    let value: serde_json::Value =
+        serde_json::from_slice(doc).map_err(|e| ViewBytesError::NotJson {
+            line: e.line(),
+            column: e.column(),
+            pointer: pointer(),
+        })?;
     match value.pointer(ptr) {
-        None => Err(format!(
-            "json_pointer {ptr:?} does not match any field of the value; check the pointer (RFC 6901: /a/0/b, ~1 for /, ~0 for ~)"
-        )),
+        None => Err(ViewBytesError::NoField { pointer: pointer() }),
         Some(serde_json::Value::String(s)) => Ok(Zeroizing::new(s.clone().into_bytes())),
         Some(other) => serde_json::to_vec(other)
             .map(Zeroizing::new)
-            .map_err(|_| format!("json_pointer {ptr:?}: the field cannot be written as JSON")),
+            .map_err(|_| ViewBytesError::Unwritable { pointer: pointer() }),
     }
 }
 
@@ -120,11 +116,14 @@ mod tests {
             &[0, 1, 2, 255]
         );
         let e = derive(&b64, b"not base64!", None).unwrap_err();
-        assert!(!e.contains("not base64!") && e.contains("base64"), "{e}");
+        assert!(matches!(e, ViewBytesError::NotBase64), "{e}");
+        assert!(!e.to_string().contains("not base64!"), "{e}");
         let hex = spec(|r| r.encoding = Some("hex".into()));
         assert_eq!(&derive(&hex, b"00ff7A", None).unwrap()[..], &[0, 255, 0x7a]);
-        assert!(derive(&hex, b"0g", None).is_err());
-        assert!(derive(&hex, b"123", None).is_err());
+        for bad in [&b"0g"[..], b"123"] {
+            let e = derive(&hex, bad, None).unwrap_err();
+            assert!(matches!(e, ViewBytesError::NotHex), "{e}");
+        }
         let plain = spec(|_| {});
         assert_eq!(&derive(&plain, b"as is", None).unwrap()[..], b"as is");
     }
@@ -140,16 +139,21 @@ mod tests {
         assert_eq!(&at("/a~1b").unwrap()[..], b"slash");
         let miss = at("/db/password").unwrap_err();
         assert!(
-            miss.contains("/db/password") && !miss.contains("app"),
+            matches!(&miss, ViewBytesError::NoField { pointer } if pointer == "/db/password"),
             "{miss}"
         );
+        assert!(!miss.to_string().contains("app"), "{miss}");
         let not_json = derive(
             &spec(|r| r.json_pointer = Some("/x".into())),
             b"hunter2",
             None,
         )
         .unwrap_err();
-        assert!(!not_json.contains("hunter2"), "{not_json}");
+        assert!(
+            matches!(&not_json, ViewBytesError::NotJson { line: 1, .. }),
+            "{not_json}"
+        );
+        assert!(!not_json.to_string().contains("hunter2"), "{not_json}");
         // Decoded first, then picked.
         let both = spec(|r| {
             r.encoding = Some("base64".into());

@@ -107,14 +107,10 @@ pub(crate) fn concat(parts: &[&[u8]]) -> Zeroizing<Vec<u8>> {
 }
 
 /// DER encoding of `value` into an exactly sized zeroizing buffer.
-pub(crate) fn der_zeroizing<T: der::Encode>(value: &T) -> Result<Zeroizing<Vec<u8>>, String> {
-    let len = value.encoded_len().map_err(|e| e.to_string())?;
-    let len = usize::try_from(u32::from(len)).map_err(|e| e.to_string())?;
-    let mut out = Zeroizing::new(vec![0u8; len]);
-    let written = value
-        .encode_to_slice(&mut out)
-        .map_err(|e| e.to_string())?
-        .len();
+pub(crate) fn der_zeroizing<T: der::Encode>(value: &T) -> Result<Zeroizing<Vec<u8>>, der::Error> {
+    let len = value.encoded_len()?;
+    let mut out = Zeroizing::new(vec![0u8; u32::from(len) as usize]);
+    let written = value.encode_to_slice(&mut out)?.len();
     out.truncate(written);
     Ok(out)
 }
