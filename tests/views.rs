@@ -165,15 +165,13 @@ fn a_missing_object_or_a_json_pointer_miss_fails_the_start_and_names_the_view() 
         let file = write(tmp.path(), "v.toml", views);
         let mnt = tmp.path().join("mnt");
         let _ = std::fs::create_dir(&mnt);
-        let mut cmd = akvfs(&wi_env(&emu));
-        cmd.arg("mount")
-            .arg(&emu.info().vault_url)
-            .arg(&mnt)
-            .arg("--foreground")
-            .args(conn_args(&emu))
-            .arg("--views")
-            .arg(&file);
-        run(cmd)
+        let file = file.display().to_string();
+        run(mount_command(
+            &emu,
+            &wi_env(&emu),
+            &mnt,
+            &["--views", &file],
+        ))
     };
     let out = start("[[view]]\npath = \"conf/db\"\nname = \"nope\"\n");
     assert!(!out.status.success());

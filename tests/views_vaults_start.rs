@@ -20,15 +20,8 @@ fn unknown_vaults_and_vault_names_in_objects_fail_the_start_clearly() {
     let start = |flag: &str, text: &str| {
         let file = tmp.path().join("views");
         std::fs::write(&file, text).unwrap();
-        let mut cmd = akvfs(&wi_env(&emu));
-        cmd.arg("mount")
-            .arg(&emu.info().vault_url)
-            .arg(&mnt)
-            .arg("--foreground")
-            .args(conn_args(&emu))
-            .arg(flag)
-            .arg(&file);
-        run(cmd)
+        let file = file.display().to_string();
+        run(mount_command(&emu, &wi_env(&emu), &mnt, &[flag, &file]))
     };
     // Nothing listens there: the start fails naming the view and the vault,
     // optional or not (optional forgives a missing object, not a vault).

@@ -312,6 +312,24 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// `akvfs mount --foreground` of `emu`'s vault on `path`, with the emulator's connection
+/// flags and `extra`.
+pub fn mount_command(
+    emu: &Emulator,
+    env: &[(String, String)],
+    path: &Path,
+    extra: &[&str],
+) -> Command {
+    let mut cmd = akvfs(env);
+    cmd.arg("mount")
+        .arg(&emu.info().vault_url)
+        .arg(path)
+        .arg("--foreground")
+        .args(conn_args(emu))
+        .args(extra);
+    cmd
+}
+
 impl Mount {
     /// Mounts `emu` with workload identity and `extra` flags on a fresh directory.
     pub fn new(emu: &Emulator, extra: &[&str]) -> Mount {
@@ -334,14 +352,7 @@ impl Mount {
         extra: &[&str],
         path: &Path,
     ) -> Mount {
-        let mut cmd = akvfs(env);
-        cmd.arg("mount")
-            .arg(&emu.info().vault_url)
-            .arg(path)
-            .arg("--foreground")
-            .args(conn_args(emu))
-            .args(extra);
-        Mount::from_command(cmd, path, None)
+        Mount::from_command(mount_command(emu, env, path, extra), path, None)
     }
 
     /// Starts a prepared akvfs command (`mount --foreground` or `run`) that

@@ -117,13 +117,7 @@ fn ready_line_seed_and_sigterm() {
             .build()
             .expect("client");
         let admin = ready["admin_url"].as_str().expect("admin");
-        let secrets: serde_json::Value = client
-            .get(format!("{admin}/secrets"))
-            .send()
-            .await
-            .expect("admin answers")
-            .json_value()
-            .await;
+        let secrets: serde_json::Value = admin_get(&client, &format!("{admin}/secrets")).await;
         let names: Vec<&str> = secrets["secrets"]
             .as_array()
             .expect("list")
@@ -132,13 +126,7 @@ fn ready_line_seed_and_sigterm() {
             .collect();
         assert_eq!(names, ["api-key", "db-password"]);
         assert_eq!(secrets["secrets"][0]["versions"][1]["enabled"], false);
-        let ids: serde_json::Value = client
-            .get(format!("{admin}/identities"))
-            .send()
-            .await
-            .expect("admin answers")
-            .json_value()
-            .await;
+        let ids: serde_json::Value = admin_get(&client, &format!("{admin}/identities")).await;
         assert_eq!(ids.as_array().map(Vec::len), Some(2));
 
         // The extra vault: listed in the ready line, with the identities and
@@ -149,21 +137,10 @@ fn ready_line_seed_and_sigterm() {
         assert!(extras[0]["vault_url"]
             .as_str()
             .is_some_and(|u| u.starts_with("https://127.0.0.1:") && extra_admin.starts_with(u)));
-        let secrets: serde_json::Value = client
-            .get(format!("{extra_admin}/secrets"))
-            .send()
-            .await
-            .expect("admin answers")
-            .json_value()
-            .await;
+        let secrets: serde_json::Value =
+            admin_get(&client, &format!("{extra_admin}/secrets")).await;
         assert_eq!(secrets["secrets"].as_array().map(Vec::len), Some(0));
-        let ids: serde_json::Value = client
-            .get(format!("{extra_admin}/identities"))
-            .send()
-            .await
-            .expect("admin answers")
-            .json_value()
-            .await;
+        let ids: serde_json::Value = admin_get(&client, &format!("{extra_admin}/identities")).await;
         assert_eq!(ids.as_array().map(Vec::len), Some(2));
     });
 
@@ -209,6 +186,17 @@ fn bad_flags_and_bad_seed_fail_with_a_message() {
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// GET of an admin URL, its JSON body.
+async fn admin_get(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("admin answers")
+        .json_value()
+        .await
 }
 
 trait JsonValue {
