@@ -111,6 +111,7 @@ pub fn start(
             Arc::new(client),
             metrics.clone() as Arc<dyn crate::vault::metered::CallRecorder>,
         )),
+        transport: transport.clone(),
     };
     let vault = cfg.vault.url.clone();
     let handle = PreparedMount::with_connection(rt, cfg, Arc::clone(&metrics), conn)

@@ -14,10 +14,12 @@ use crate::vault::{Cause, Vault, VaultError};
 use super::credential::CountingCredential;
 use super::Error;
 
-/// The vault client and the identity behind it.
+/// The vault client, the identity behind it, and the HTTPS transport both
+/// use (which the clients of a mount's other vaults share too).
 pub struct Connection {
     pub identity: Identity,
     pub vault: Arc<dyn Vault>,
+    pub transport: Transport,
 }
 
 /// Builds transport, credential and vault client. Makes no network call.
@@ -36,8 +38,12 @@ pub fn connect(
         "using {} authentication",
         identity.mode.as_str()
     );
-    let vault = connect_with(vault, &identity, metrics)?;
-    Ok(Connection { identity, vault })
+    let vault = connect_with(vault, &identity, &transport, metrics)?;
+    Ok(Connection {
+        identity,
+        vault,
+        transport,
+    })
 }
 
 /// The client of `vault` with an identity already built: the mount's own
@@ -47,13 +53,13 @@ pub fn connect(
 pub fn connect_with(
     vault: &VaultConfig,
     identity: &Identity,
+    transport: &Transport,
     metrics: &Arc<MountMetrics>,
 ) -> Result<Arc<dyn Vault>, Error> {
-    let transport = transport(vault.ca_file.as_deref())?;
     let client = AzureVault::new(
         &vault.url,
         Arc::clone(&identity.credential),
-        &transport,
+        transport,
         vault.verify_challenge_resource,
     )
     .map_err(Error::Client)?;

@@ -55,7 +55,7 @@ pub fn connect_view_vaults(
             ..cfg.vault.clone()
         };
         let vault_metrics = metrics.add_vault(&url);
-        let vault = connect_with(&vault_cfg, &conn.identity, &vault_metrics)?;
+        let vault = connect_with(&vault_cfg, &conn.identity, &conn.transport, &vault_metrics)?;
         let listing = match rt
             .block_on(super::mount::first_listing(&vault, cfg.cache.fetch_timeout))
         {
